@@ -1,0 +1,203 @@
+//! Typed access to the data plane's maps, either freshly loaded (`from_ebpf`) or pinned by a
+//! running or crashed daemon (`open`).
+use anyhow::{Context, Result};
+use aya::{
+    maps::IterableMap,
+    Ebpf,
+    maps::{DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    util::nr_cpus,
+};
+use relay_common::{Counter, LegKey, LegStats, LegValue, map_names};
+
+use super::pins::Instance;
+
+/// The leg table and the counters.
+pub struct DataPlane {
+    legs: HashMap<MapData, LegKey, LegValue>,
+    leg_stats: PerCpuArray<MapData, LegStats>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+/// Interfaces XDP may redirect to (ifindex -> ifindex).
+pub struct EgressMap(DevMapHash<MapData>);
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+    ebpf.take_map(name)
+        .with_context(|| format!("map {name} missing from the object"))
+}
+
+fn open_pinned(instance: &Instance, name: &str) -> Result<Map> {
+    let path = instance.map_path(name);
+    let data = MapData::from_pin(&path)
+        .with_context(|| format!("opening pinned map {}", path.display()))?;
+    Map::from_map_data(data).with_context(|| format!("pinned map {name}"))
+}
+
+impl DataPlane {
+    /// Take the maps out of a freshly loaded object.
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<DataPlane> {
+        Self::from_maps(
+            take(ebpf, map_names::LEGS)?,
+            take(ebpf, map_names::LEG_STATS)?,
+            take(ebpf, map_names::COUNTERS)?,
+        )
+    }
+
+    /// Open the maps an instance has pinned.
+    pub fn open(instance: &Instance) -> Result<DataPlane> {
+        Self::from_maps(
+            open_pinned(instance, map_names::LEGS)?,
+            open_pinned(instance, map_names::LEG_STATS)?,
+            open_pinned(instance, map_names::COUNTERS)?,
+        )
+    }
+
+    fn from_maps(legs: Map, leg_stats: Map, counters: Map) -> Result<DataPlane> {
+        Ok(DataPlane {
+            legs: legs.try_into().context("legs map type")?,
+            leg_stats: leg_stats.try_into().context("leg stats map type")?,
+            counters: counters.try_into().context("counters map type")?,
+        })
+    }
+
+    /// Pin the maps under the instance directory.
+    pub fn pin(&self, instance: &Instance) -> Result<()> {
+        let pins: [(&str, &MapData); 3] = [
+            (map_names::LEGS, IterableMap::map(&self.legs)),
+            (map_names::LEG_STATS, IterableMap::map(&self.leg_stats)),
+            (map_names::COUNTERS, IterableMap::map(&self.counters)),
+        ];
+        for (name, map) in pins {
+            let path = instance.map_path(name);
+            map.pin(&path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Capacity of the stats array, i.e. the highest usable slot + 1.
+    pub fn max_legs(&self) -> Result<u32> {
+        Ok(IterableMap::map(&self.leg_stats).info()?.max_entries())
+    }
+
+    /// Install or replace a leg in one map update: a packet sees the old value or the new one,
+    /// never a mix. The slot's counters are zeroed first when the leg is new, so they start
+    /// from this leg's first packet.
+    pub fn install_leg(&mut self, key: &LegKey, value: &LegValue) -> Result<()> {
+        let max = self.max_legs()?;
+        anyhow::ensure!(
+            value.slot < max,
+            "leg {}: stats slot {} out of range (max legs {max})",
+            key.relay,
+            value.slot
+        );
+        let is_new = self.leg(key)?.is_none();
+        if is_new {
+            self.reset_slot(value.slot)?;
+        }
+        self.legs
+            .insert(key, value, 0)
+            .with_context(|| format!("installing leg {}", key.relay))
+    }
+
+    /// Insert a leg with no slot check and no counter reset: only for tests that must put the
+    /// table into states the controller never produces (e.g. a slot beyond the stats array).
+    pub fn install_leg_unchecked(&mut self, key: &LegKey, value: &LegValue) -> Result<()> {
+        self.legs
+            .insert(key, value, 0)
+            .with_context(|| format!("installing leg {}", key.relay))
+    }
+
+    /// Remove a leg; removing one that is not there is not an error.
+    pub fn remove_leg(&mut self, key: &LegKey) -> Result<bool> {
+        match self.legs.remove(key) {
+            Ok(()) => Ok(true),
+            Err(MapError::KeyNotFound) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("removing leg {}", key.relay)),
+        }
+    }
+
+    pub fn leg(&self, key: &LegKey) -> Result<Option<LegValue>> {
+        match self.legs.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).context("reading leg"),
+        }
+    }
+
+    pub fn legs(&self) -> Result<Vec<(LegKey, LegValue)>> {
+        self.legs
+            .iter()
+            .collect::<Result<_, _>>()
+            .context("listing legs")
+    }
+
+    /// A slot's counters summed over CPUs.
+    pub fn leg_stats(&self, slot: u32) -> Result<LegStats> {
+        let per_cpu = self
+            .leg_stats
+            .get(&slot, 0)
+            .with_context(|| format!("reading stats slot {slot}"))?;
+        Ok(per_cpu.iter().fold(LegStats::default(), |a, b| a.merge(*b)))
+    }
+
+    fn reset_slot(&mut self, slot: u32) -> Result<()> {
+        let cpus = nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
+        let zeros = PerCpuValues::try_from(vec![LegStats::default(); cpus.get() as usize])?;
+        self.leg_stats
+            .set(slot, zeros, 0)
+            .with_context(|| format!("resetting stats slot {slot} (max legs too small?)"))
+    }
+
+    /// Global counters summed over CPUs, in `Counter::ALL` order.
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>> {
+        Counter::ALL
+            .iter()
+            .map(|&c| {
+                let v = self
+                    .counters
+                    .get(&(c as u32), 0)
+                    .with_context(|| format!("reading counter {}", c.name()))?;
+                Ok((c, v.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// One global counter summed over CPUs.
+    pub fn counter(&self, c: Counter) -> Result<u64> {
+        Ok(self.counters.get(&(c as u32), 0)?.iter().sum())
+    }
+}
+
+impl EgressMap {
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<EgressMap> {
+        Ok(EgressMap(
+            take(ebpf, map_names::EGRESS)?
+                .try_into()
+                .context("egress map type")?,
+        ))
+    }
+
+    pub fn open(instance: &Instance) -> Result<EgressMap> {
+        Ok(EgressMap(
+            open_pinned(instance, map_names::EGRESS)?
+                .try_into()
+                .context("egress map type")?,
+        ))
+    }
+
+    pub fn pin(&self, instance: &Instance) -> Result<()> {
+        let path = instance.map_path(map_names::EGRESS);
+        IterableMap::map(&self.0)
+            .pin(&path)
+            .with_context(|| format!("pinning {}", path.display()))
+    }
+
+    /// Allow redirects to `ifindex`. The kernel resolves the index in the calling thread's
+    /// network namespace, so call this from the namespace the interface lives in.
+    pub fn add(&mut self, ifindex: u32) -> Result<()> {
+        self.0
+            .insert(ifindex, ifindex, None, 0)
+            .with_context(|| format!("adding ifindex {ifindex} to the egress devmap"))
+    }
+}

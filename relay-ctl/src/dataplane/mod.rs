@@ -1,0 +1,17 @@
+//! The XDP data plane: loading the embedded object, attaching it, pinning it, and typed access
+//! to its maps (`maps`). Pins live under one directory per instance (`pins`), so a controller
+//! restart or crash leaves forwarding untouched.
+mod attach;
+mod load;
+mod maps;
+mod pins;
+
+pub use attach::{AttachedMode, XdpModeChoice, attach_xdp};
+pub use load::{RELAY_OBJECT, load, relay_program};
+pub use maps::{DataPlane, EgressMap};
+pub use pins::{DEFAULT_ROOT, Instance};
+
+/// Default bpffs root, for clap defaults.
+pub const fn pins_root() -> &'static str {
+    DEFAULT_ROOT
+}

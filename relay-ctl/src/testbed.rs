@@ -1,0 +1,162 @@
+//! Throw-away network topologies for the end-to-end tests and the demo. Everything is created
+//! in namespaces this process makes, with addresses from the benchmarking range 198.18.0.0/15
+//! only, and removed on drop (also when a test fails or panics).
+//!
+//! ```text
+//!  [sender ns]              [relay ns]                 [receiver ns]
+//!  s0 198.18.1.2/24 <-veth-> r0 198.18.1.1/24
+//!                            r1 198.18.2.1/24 <-veth-> v0 198.18.2.2/24
+//! ```
+use std::{
+    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::netns::{ifindex, in_netns};
+
+/// Run a command, failing with its stderr.
+pub fn run(cmd: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {cmd} (is it installed? `cargo xtask setup`)"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A network namespace that is deleted when dropped.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    pub fn add(name: &str) -> Result<Netns> {
+        // A namespace left by a killed earlier run would make `add` fail: remove it first.
+        let _ = run("ip", &["netns", "del", name]);
+        run("ip", &["netns", "add", name])?;
+        let ns = Netns {
+            name: name.to_owned(),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n <ns> ...`
+    pub fn ip(&self, args: &[&str]) -> Result<()> {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        run("ip", &a)
+    }
+
+    /// Run a program inside the namespace (`ip netns exec`).
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Result<()> {
+        let mut a = vec!["netns", "exec", &self.name, cmd];
+        a.extend_from_slice(args);
+        run("ip", &a)
+    }
+
+    /// Run `f` inside the namespace (see [`in_netns`]).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        in_netns(&self.name, f)
+    }
+
+    pub fn ifindex(&self, ifname: &str) -> Result<u32> {
+        self.run(|| ifindex(ifname))?
+    }
+
+    /// Bind a UDP socket inside the namespace.
+    pub fn udp_socket(&self, addr: SocketAddr) -> Result<UdpSocket> {
+        let sock = self.run(|| UdpSocket::bind(addr))?.with_context(|| format!("bind {addr}"))?;
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        Ok(sock)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace also deletes the veth ends inside it (and their peers).
+        if let Err(e) = run("ip", &["netns", "del", &self.name]) {
+            eprintln!("cleanup: {e:#}");
+        }
+    }
+}
+
+/// Make a veth pair with one end in each namespace, up, with addresses and fixed MACs.
+pub fn veth(a: (&Netns, &str, &str, &str), b: (&Netns, &str, &str, &str)) -> Result<()> {
+    let ((ns_a, if_a, cidr_a, mac_a), (ns_b, if_b, cidr_b, mac_b)) = (a, b);
+    ns_a.ip(&[
+        "link", "add", if_a, "address", mac_a, "type", "veth", "peer", "name", if_b, "address",
+        mac_b, "netns", ns_b.name(),
+    ])?;
+    for (ns, ifname, cidr) in [(ns_a, if_a, cidr_a), (ns_b, if_b, cidr_b)] {
+        ns.ip(&["addr", "add", cidr, "dev", ifname])?;
+        ns.ip(&["link", "set", ifname, "up"])?;
+    }
+    Ok(())
+}
+
+pub const SENDER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+pub const RELAY_A_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+pub const RELAY_B_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+pub const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+pub const RELAY_IF_A: &str = "r0";
+pub const RELAY_IF_B: &str = "r1";
+
+/// Sender and receiver on two links of a relay namespace.
+pub struct Topology {
+    // Field order is drop order: the relay (and whatever runs in it) goes last.
+    pub sender: Netns,
+    pub receiver: Netns,
+    pub relay: Netns,
+}
+
+impl Topology {
+    /// Build the topology; `tag` keeps concurrent topologies apart (namespace names).
+    pub fn build(tag: &str) -> Result<Topology> {
+        let t = Topology {
+            sender: Netns::add(&format!("mr-{tag}-snd"))?,
+            receiver: Netns::add(&format!("mr-{tag}-rcv"))?,
+            relay: Netns::add(&format!("mr-{tag}-rly"))?,
+        };
+        veth(
+            (&t.sender, "s0", "198.18.1.2/24", "02:00:00:00:01:02"),
+            (&t.relay, RELAY_IF_A, "198.18.1.1/24", "02:00:00:00:01:01"),
+        )?;
+        veth(
+            (&t.relay, RELAY_IF_B, "198.18.2.1/24", "02:00:00:00:02:01"),
+            (&t.receiver, "v0", "198.18.2.2/24", "02:00:00:00:02:02"),
+        )?;
+        // A veth only accepts frames that XDP_TX/XDP_REDIRECT put on its peer when it has NAPI
+        // enabled: with an XDP program or with GRO on. The end hosts run no XDP, so turn on GRO.
+        t.sender.exec("ethtool", &["-K", "s0", "gro", "on"])?;
+        t.receiver.exec("ethtool", &["-K", "v0", "gro", "on"])?;
+        Ok(t)
+    }
+
+    /// Resolve the relay's neighbours (ARP) by sending one datagram from the relay to each end
+    /// host and waiting for it to arrive. XDP only forwards once the neighbour is known.
+    pub fn prime_neighbours(&self) -> Result<()> {
+        for (host, ip) in [(&self.sender, SENDER_IP), (&self.receiver, RECEIVER_IP)] {
+            let sink = host.udp_socket(SocketAddr::from((ip, 9)))?;
+            let src = self.relay.udp_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
+            src.send_to(b"arp", sink.local_addr()?)?;
+            let mut buf = [0u8; 8];
+            sink.recv_from(&mut buf)
+                .with_context(|| format!("priming the neighbour entry for {ip}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! Test frames built with etherparse, an independent packet library: every checksum in an
+//! expected frame is computed by it, never by the code under test.
+use etherparse::{
+    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, SingleVlanHeader, UdpHeader,
+    VlanId, VlanPcp,
+};
+
+/// An Ethernet (+ optional 802.1Q) / IPv4 / UDP frame described field by field.
+#[derive(Clone, Debug)]
+pub struct Udp4 {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub vlan: Option<u16>,
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub ttl: u8,
+    pub payload: Vec<u8>,
+    /// Send UDP checksum 0 ("no checksum", legal over IPv4).
+    pub zero_udp_csum: bool,
+    /// IPv4 options (multiple of 4 bytes).
+    pub ip_options: Vec<u8>,
+    pub more_fragments: bool,
+    pub frag_offset: u16,
+    /// Layer 4 protocol; anything but UDP writes `payload` directly after the IPv4 header.
+    pub protocol: IpNumber,
+    /// Lie in the IPv4 total length (checksum still correct), to test length checks.
+    pub total_len_override: Option<u16>,
+}
+
+impl Udp4 {
+    pub fn new(src: ([u8; 4], u16), dst: ([u8; 4], u16), src_mac: [u8; 6], dst_mac: [u8; 6]) -> Udp4 {
+        Udp4 {
+            src_mac,
+            dst_mac,
+            vlan: None,
+            src: src.0,
+            dst: dst.0,
+            sport: src.1,
+            dport: dst.1,
+            ttl: 64,
+            // 172 bytes: an RTP header plus 160 bytes of G.711 (20 ms).
+            payload: (0..172u32).map(|i| (i * 7 + 3) as u8).collect(),
+            zero_udp_csum: false,
+            ip_options: vec![],
+            more_fragments: false,
+            frag_offset: 0,
+            protocol: IpNumber::UDP,
+            total_len_override: None,
+        }
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let l4_len = if self.protocol == IpNumber::UDP {
+            UdpHeader::LEN + self.payload.len()
+        } else {
+            self.payload.len()
+        };
+        let mut ip = Ipv4Header::new(l4_len as u16, self.ttl, self.protocol, self.src, self.dst)
+            .expect("ipv4 header");
+        ip.options = self.ip_options.as_slice().try_into().expect("options");
+        // Options lengthen the header; the total length must say so.
+        ip.total_len = (ip.header_len() + l4_len) as u16;
+        ip.more_fragments = self.more_fragments;
+        ip.fragment_offset = IpFragOffset::try_new(self.frag_offset).expect("offset");
+        ip.identification = 0x1234;
+        let true_ip = ip.clone();
+        if let Some(len) = self.total_len_override {
+            ip.total_len = len;
+        }
+        ip.header_checksum = ip.calc_header_checksum();
+
+        let mut out = Vec::new();
+        let (outer_type, inner_type) = match self.vlan {
+            Some(_) => (EtherType::VLAN_TAGGED_FRAME, EtherType::IPV4),
+            None => (EtherType::IPV4, EtherType::IPV4),
+        };
+        Ethernet2Header {
+            source: self.src_mac,
+            destination: self.dst_mac,
+            ether_type: outer_type,
+        }
+        .write(&mut out)
+        .expect("eth");
+        if let Some(id) = self.vlan {
+            SingleVlanHeader {
+                pcp: VlanPcp::try_new(5).expect("pcp"),
+                drop_eligible_indicator: false,
+                vlan_id: VlanId::try_new(id).expect("vlan id"),
+                ether_type: inner_type,
+            }
+            .write(&mut out)
+            .expect("vlan");
+        }
+        ip.write(&mut out).expect("ip");
+        if self.protocol == IpNumber::UDP {
+            let mut udp = UdpHeader::with_ipv4_checksum(self.sport, self.dport, &true_ip, &self.payload)
+                .expect("udp");
+            if self.zero_udp_csum {
+                udp.checksum = 0;
+            }
+            udp.write(&mut out).expect("udp");
+        }
+        out.extend_from_slice(&self.payload);
+        out
+    }
+}
+
+/// A non-IP frame (e.g. ARP) of the given EtherType.
+pub fn raw_l2(ether_type: EtherType, src_mac: [u8; 6], dst_mac: [u8; 6], body: &[u8]) -> Vec<u8> {
+    let mut out = Ethernet2Header {
+        source: src_mac,
+        destination: dst_mac,
+        ether_type,
+    }
+    .to_bytes()
+    .to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Hex dump with the first differing offset, for failure messages.
+pub fn diff(got: &[u8], want: &[u8]) -> String {
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
+    format!(
+        "lengths got {} want {}, first difference at byte {first}\n   got: {}\n  want: {}",
+        got.len(),
+        want.len(),
+        hex(&got[first.saturating_sub(4)..got.len().min(first + 24)]),
+        hex(&want[first.saturating_sub(4)..want.len().min(first + 24)]),
+    )
+}

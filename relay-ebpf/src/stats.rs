@@ -1,0 +1,46 @@
+//! Counters and rate-limited logging.
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use relay_common::{Counter, LegStats};
+
+use crate::maps::{RELAY_COUNTERS, RELAY_LEG_STATS, RELAY_LOG_LIMIT};
+
+/// Add one to a global per-CPU counter (no atomics needed: the slot is this CPU's).
+#[inline(always)]
+pub fn count(c: Counter) {
+    if let Some(p) = RELAY_COUNTERS.get_ptr_mut(c as u32) {
+        unsafe { *p += 1 };
+    }
+}
+
+/// Account one forwarded packet to a leg's slot. Returns false if the slot is out of range.
+#[inline(always)]
+pub fn count_leg(slot: u32, payload_bytes: u64) -> bool {
+    match RELAY_LEG_STATS.get_ptr_mut(slot) {
+        Some(p) => {
+            let s: &mut LegStats = unsafe { &mut *p };
+            s.packets += 1;
+            s.bytes += payload_bytes;
+            s.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
+            true
+        }
+        None => false,
+    }
+}
+
+const LOG_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// True at most once per second per CPU: rare-path logs must not turn into a per-packet cost
+/// (or a log flood) when something goes wrong for every packet.
+#[inline(always)]
+pub fn may_log() -> bool {
+    let Some(p) = RELAY_LOG_LIMIT.get_ptr_mut(0) else {
+        return false;
+    };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let last = unsafe { *p };
+    if last != 0 && now.wrapping_sub(last) < LOG_INTERVAL_NS {
+        return false;
+    }
+    unsafe { *p = now };
+    true
+}

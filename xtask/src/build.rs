@@ -1,0 +1,14 @@
+//! `build`: release build of the default members. relay-ctl's build script builds the eBPF
+//! object with the nightly pin (aya-build), which needs bpf-linker on PATH: setup ensures it.
+
+use anyhow::Result;
+
+use crate::setup::run_setup;
+use crate::util::{Pins, cargo, run};
+
+pub fn run_build(pins: &Pins) -> Result<()> {
+    run_setup(pins)?;
+    // No `--workspace`: from the root that means the default members, which leave out
+    // relay-ebpf (it only builds for bpfel-unknown-none, via relay-ctl's build script).
+    run(cargo(&pins.stable)?.args(["build", "--release"]))
+}

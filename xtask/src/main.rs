@@ -1,0 +1,61 @@
+//! Project tasks. Start with `./x <task>` on a fresh machine (it installs the pinned stable
+//! toolchain first); afterwards `cargo xtask <task>` works too.
+
+mod build;
+mod demo;
+mod lint;
+mod setup;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::util::Pins;
+
+#[derive(Parser)]
+#[command(about = "XDP media relay project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install toolchains, bpf-linker and Debian packages, mount bpffs (idempotent).
+    Setup,
+    /// Setup, then build the workspace in release mode (including the eBPF object).
+    Build,
+    /// Setup, then rustfmt and clippy (userspace and eBPF).
+    Lint,
+    /// Setup, lint, then every test (needs root). This is what CI runs.
+    Test,
+    /// Setup, then run the relay-ctl demo example (needs root).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole context chain on one line, e.g.
+            // "setup failed at step 'bpffs': ...".
+            eprintln!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
+    let pins = Pins::load()?;
+    match task {
+        Task::Setup => setup::run_setup(&pins),
+        Task::Build => build::run_build(&pins),
+        Task::Lint => lint::run_lint(&pins),
+        Task::Test => test::run_test(&pins),
+        Task::Demo => demo::run_demo(&pins),
+    }
+}

@@ -1,0 +1,306 @@
+//! `setup`: everything a fresh machine (or CI run) needs before build/lint/test. Idempotent:
+//! each step checks first, so a second run only costs a few quick queries.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{
+    Pins, cache_dir, cargo, cargo_home, command, is_root, output, run, rustc, rustup,
+    rustup_name_matches, secs,
+};
+
+const STABLE_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
+/// rust-src for `-Z build-std=core` (bpfel-unknown-none ships no prebuilt core).
+const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy", "rustfmt"];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages the tests need.
+const APT_PACKAGES: &[&str] = &[
+    // `ip link`/`ip netns`: veth pairs and network namespaces for the XDP fixture tests.
+    "iproute2",
+    // Offload settings and driver stats of the veth devices in the XDP fixture tests.
+    "ethtool",
+    // `nsenter`: running commands inside the test namespaces.
+    "util-linux",
+    // `sysctl`/`pgrep`: namespace sysctls and finding processes the namespace tests start.
+    "procps",
+];
+
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// What a step found.
+enum Outcome {
+    AlreadyDone,
+    Done,
+}
+
+/// Runs the steps in order and reports one line per step.
+struct Steps {
+    did_work: bool,
+}
+
+impl Steps {
+    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<Outcome>) -> Result<()> {
+        self.step_with(name, || Ok((f()?, ())))
+    }
+
+    /// A step that also hands a value to later steps.
+    fn step_with<T>(&mut self, name: &str, f: impl FnOnce() -> Result<(Outcome, T)>) -> Result<T> {
+        let start = Instant::now();
+        let (outcome, value) = f().with_context(|| format!("setup failed at step '{name}'"))?;
+        match outcome {
+            Outcome::AlreadyDone => println!("setup: {name}: ok (already done)"),
+            Outcome::Done => {
+                self.did_work = true;
+                println!("setup: {name}: done in {}", secs(start.elapsed()));
+            }
+        }
+        Ok(value)
+    }
+}
+
+pub fn run_setup(pins: &Pins) -> Result<()> {
+    let start = Instant::now();
+    let mut steps = Steps { did_work: false };
+    steps.step("toolchain-stable", || {
+        ensure_toolchain(&pins.stable, STABLE_COMPONENTS)
+    })?;
+    steps.step("toolchain-nightly", || {
+        ensure_toolchain(&pins.nightly, NIGHTLY_COMPONENTS)
+    })?;
+    let llvm = steps.step_with("llvm-prefix", || ensure_llvm_prefix(&pins.nightly))?;
+    steps.step("bpf-linker", || ensure_bpf_linker(&pins.nightly, &llvm))?;
+    steps.step("apt-packages", ensure_apt_packages)?;
+    steps.step("bpffs", ensure_bpffs)?;
+    if steps.did_work {
+        println!("setup: finished in {}", secs(start.elapsed()));
+    } else {
+        println!("setup: nothing to do");
+    }
+    Ok(())
+}
+
+/// The toolchain is installed explicitly because RUSTUP_AUTO_INSTALL=0 on these machines.
+fn ensure_toolchain(pin: &str, components: &[&str]) -> Result<Outcome> {
+    let toolchains = output(rustup()?.args(["toolchain", "list"]))?;
+    let installed = toolchains
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .any(|name| rustup_name_matches(name, pin));
+    if !installed {
+        let mut cmd = rustup()?;
+        cmd.args(["toolchain", "install", pin, "--profile", "minimal"]);
+        for component in components {
+            cmd.args(["-c", component]);
+        }
+        run(&mut cmd)?;
+        return Ok(Outcome::Done);
+    }
+
+    let have = output(rustup()?.args(["component", "list", "--installed", "--toolchain", pin]))?;
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|wanted| {
+            !have
+                .lines()
+                .any(|line| rustup_name_matches(line.trim(), wanted))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(Outcome::AlreadyDone);
+    }
+    run(rustup()?
+        .args(["component", "add", "--toolchain", pin])
+        .args(&missing))?;
+    Ok(Outcome::Done)
+}
+
+/// An LLVM_PREFIX for building bpf-linker against the nightly's own libLLVM, so no system LLVM
+/// is needed and bpf-linker's LLVM matches the one rustc emits bitcode for.
+struct LlvmPrefix {
+    dir: PathBuf,
+    /// e.g. "23", for bpf-linker's `llvm-23` feature.
+    major: String,
+}
+
+fn ensure_llvm_prefix(nightly: &str) -> Result<(Outcome, LlvmPrefix)> {
+    let sysroot = output(rustc(nightly)?.args(["--print", "sysroot"]))?;
+    let lib_dir = Path::new(sysroot.trim()).join("lib");
+    let mut found = Vec::new();
+    let entries =
+        fs::read_dir(&lib_dir).with_context(|| format!("reading {}", lib_dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", lib_dir.display()))?;
+        if let Some(name) = entry.file_name().to_str()
+            && name.starts_with("libLLVM.so.")
+        {
+            found.push(name.to_string());
+        }
+    }
+    // e.g. libLLVM.so.23.1-rust-1.101.0-nightly
+    let [file_name] = found.as_slice() else {
+        bail!(
+            "expected exactly one libLLVM.so.* in {}, found {found:?}",
+            lib_dir.display()
+        );
+    };
+    let major = llvm_major(file_name)?;
+    let target = lib_dir.join(file_name);
+
+    let dir = cache_dir()?.join(format!("llvm-{nightly}"));
+    // libLLVM.so for the link step, the file's own name (its soname) for run time.
+    let mut outcome = Outcome::AlreadyDone;
+    for link_name in ["libLLVM.so", file_name.as_str()] {
+        if ensure_symlink(&dir.join("lib").join(link_name), &target)? {
+            outcome = Outcome::Done;
+        }
+    }
+    Ok((outcome, LlvmPrefix { dir, major }))
+}
+
+fn llvm_major(file_name: &str) -> Result<String> {
+    let version = file_name.strip_prefix("libLLVM.so.").unwrap_or_default();
+    let major: String = version.chars().take_while(char::is_ascii_digit).collect();
+    if major.is_empty() {
+        bail!("cannot read the LLVM major version from {file_name}");
+    }
+    Ok(major)
+}
+
+/// Makes `link` a symlink to `target`; returns whether anything changed.
+fn ensure_symlink(link: &Path, target: &Path) -> Result<bool> {
+    match fs::symlink_metadata(link) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let current =
+                fs::read_link(link).with_context(|| format!("reading {}", link.display()))?;
+            if current == target {
+                return Ok(false);
+            }
+            // Stale, e.g. the toolchain was reinstalled elsewhere.
+            fs::remove_file(link).with_context(|| format!("removing {}", link.display()))?;
+        }
+        Ok(_) => bail!(
+            "{} exists and is not a symlink; remove it and rerun",
+            link.display()
+        ),
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("checking {}", link.display())),
+    }
+    if let Some(parent) = link.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("linking {} -> {}", link.display(), target.display()))?;
+    Ok(true)
+}
+
+fn ensure_bpf_linker(nightly: &str, llvm: &LlvmPrefix) -> Result<Outcome> {
+    let root = cargo_home()?;
+    let bin = root.join("bin/bpf-linker");
+    let cache = cache_dir()?;
+    let stamp_path = cache.join("bpf-linker.stamp");
+    // The stamp records what the binary was built against: a right version built for another
+    // nightly's LLVM would still print 0.13.0 but emit for the wrong LLVM.
+    let stamp = format!("{BPF_LINKER_VERSION} {nightly} llvm-{}", llvm.major);
+    let stamp_ok = fs::read_to_string(&stamp_path).is_ok_and(|s| s.trim_end() == stamp);
+    if stamp_ok && bpf_linker_version_ok(&bin) {
+        return Ok(Outcome::AlreadyDone);
+    }
+
+    fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let mut cmd = cargo(nightly)?;
+    cmd.args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+        .args(["--locked", "--no-default-features", "--force"])
+        .args(["--features", &format!("llvm-{}", llvm.major)])
+        .arg("--root")
+        .arg(&root)
+        .env("LLVM_PREFIX", &llvm.dir)
+        // Away from the workspace, so its .cargo/config.toml plays no part.
+        .current_dir(&cache);
+    run(&mut cmd)?;
+    if !bpf_linker_version_ok(&bin) {
+        bail!(
+            "{} was installed but `--version` does not report {BPF_LINKER_VERSION}",
+            bin.display()
+        );
+    }
+    fs::write(&stamp_path, format!("{stamp}\n"))
+        .with_context(|| format!("writing {}", stamp_path.display()))?;
+    Ok(Outcome::Done)
+}
+
+fn bpf_linker_version_ok(bin: &Path) -> bool {
+    if !bin.is_file() {
+        return false;
+    }
+    let Ok(mut cmd) = command(bin) else {
+        return false;
+    };
+    output(cmd.arg("--version")).is_ok_and(|out| {
+        out.split_whitespace()
+            .any(|word| word == BPF_LINKER_VERSION)
+    })
+}
+
+fn ensure_apt_packages() -> Result<Outcome> {
+    let mut missing = Vec::new();
+    for &package in APT_PACKAGES {
+        if !dpkg_installed(package) {
+            missing.push(package);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Outcome::AlreadyDone);
+    }
+    if !is_root()? {
+        bail!(
+            "missing Debian packages {}; installing them needs root (run setup as root)",
+            missing.join(" ")
+        );
+    }
+    run(command("apt-get")?.arg("update"))?;
+    run(command("apt-get")?
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(Outcome::Done)
+}
+
+/// dpkg-query exits non-zero for a package it has never heard of: that is "not installed".
+fn dpkg_installed(package: &str) -> bool {
+    let Ok(mut cmd) = command("dpkg-query") else {
+        return false;
+    };
+    cmd.args(["-W", "-f=${Status}\n", package]);
+    output(&mut cmd).is_ok_and(|status| status.lines().any(|line| line == "install ok installed"))
+}
+
+fn ensure_bpffs() -> Result<Outcome> {
+    if bpffs_mounted()? {
+        return Ok(Outcome::AlreadyDone);
+    }
+    if !is_root()? {
+        bail!("{BPFFS} is not a bpf mount; mounting it needs root (run setup as root)");
+    }
+    fs::create_dir_all(BPFFS).with_context(|| format!("creating {BPFFS}"))?;
+    run(command("mount")?.args(["-t", "bpf", "bpf", BPFFS]))?;
+    if !bpffs_mounted()? {
+        bail!("mounted bpffs but {BPFFS} is still not a bpf mount");
+    }
+    Ok(Outcome::Done)
+}
+
+fn bpffs_mounted() -> Result<bool> {
+    let mounts = fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    Ok(mounts.lines().any(|line| {
+        // device mountpoint type options ...
+        let mut fields = line.split_whitespace().skip(1);
+        fields.next() == Some(BPFFS) && fields.next() == Some("bpf")
+    }))
+}
