@@ -96,9 +96,14 @@ mod tests {
 
     #[test]
     fn no_change_keeps_checksum() {
-        for c in [1u16, 0x1234, 0xfffe, 0xffff] {
-            assert_eq!(CsumDelta::new().replace16(0xabcd, 0xabcd).apply(c), c);
+        let same = CsumDelta::new().replace16(0xabcd, 0xabcd);
+        for c in [0u16, 1, 0x1234, 0xfffe] {
+            assert_eq!(same.apply(c), c);
         }
+        // 0xffff and 0x0000 are the two zeros of one's complement; UDP must send 0xffff for a
+        // computed zero (0 means "no checksum"), so apply_udp keeps it.
+        assert_eq!(same.apply(0xffff), 0);
+        assert_eq!(same.apply_udp(0xffff), 0xffff);
     }
 
     fn ip_header(src: [u8; 4], dst: [u8; 4], ttl: u8, payload_len: u16) -> Ipv4Header {

@@ -125,7 +125,10 @@ fn pin_and_attach(
         let (link, mode) = dataplane::attach_xdp(prog, name, *idx, args.xdp_mode)?;
         link.pin(instance.link_path(name))
             .with_context(|| format!("pinning the XDP link of {name}"))?;
-        log::info!("attached XDP to {name} (ifindex {idx}) in {} mode", mode.as_str());
+        log::info!(
+            "attached XDP to {name} (ifindex {idx}) in {} mode",
+            mode.as_str()
+        );
     }
     Ok(())
 }
@@ -138,7 +141,9 @@ fn enable_forwarding(ifname: &str) -> Result<()> {
     let cur = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     if cur.trim() != "1" {
         fs::write(&path, "1").with_context(|| format!("writing {path}"))?;
-        log::info!("{ifname}: enabled net.ipv4.conf.{ifname}.forwarding (needed by bpf_fib_lookup)");
+        log::info!(
+            "{ifname}: enabled net.ipv4.conf.{ifname}.forwarding (needed by bpf_fib_lookup)"
+        );
     }
     Ok(())
 }

@@ -47,7 +47,11 @@ fn main() -> Result<()> {
             println!(
                 "detached {} ({}) and removed {}",
                 cli.instance.instance,
-                if links.is_empty() { "no links".to_owned() } else { links.join(", ") },
+                if links.is_empty() {
+                    "no links".to_owned()
+                } else {
+                    links.join(", ")
+                },
                 inst.dir().display()
             );
             Ok(())

@@ -8,14 +8,19 @@
 //!                            r1 198.18.2.1/24 <-veth-> v0 198.18.2.2/24
 //! ```
 use std::{
+    fs,
     net::{Ipv4Addr, SocketAddr, UdpSocket},
-    process::Command,
-    time::Duration,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::netns::{ifindex, in_netns};
+use crate::{
+    dataplane::Instance,
+    netns::{ifindex, in_netns, netns_path},
+};
 
 /// Run a command, failing with its stderr.
 pub fn run(cmd: &str, args: &[&str]) -> Result<()> {
@@ -79,7 +84,9 @@ impl Netns {
 
     /// Bind a UDP socket inside the namespace.
     pub fn udp_socket(&self, addr: SocketAddr) -> Result<UdpSocket> {
-        let sock = self.run(|| UdpSocket::bind(addr))?.with_context(|| format!("bind {addr}"))?;
+        let sock = self
+            .run(|| UdpSocket::bind(addr))?
+            .with_context(|| format!("bind {addr}"))?;
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         Ok(sock)
     }
@@ -98,8 +105,20 @@ impl Drop for Netns {
 pub fn veth(a: (&Netns, &str, &str, &str), b: (&Netns, &str, &str, &str)) -> Result<()> {
     let ((ns_a, if_a, cidr_a, mac_a), (ns_b, if_b, cidr_b, mac_b)) = (a, b);
     ns_a.ip(&[
-        "link", "add", if_a, "address", mac_a, "type", "veth", "peer", "name", if_b, "address",
-        mac_b, "netns", ns_b.name(),
+        "link",
+        "add",
+        if_a,
+        "address",
+        mac_a,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        if_b,
+        "address",
+        mac_b,
+        "netns",
+        ns_b.name(),
     ])?;
     for (ns, ifname, cidr) in [(ns_a, if_a, cidr_a), (ns_b, if_b, cidr_b)] {
         ns.ip(&["addr", "add", cidr, "dev", ifname])?;
@@ -140,9 +159,18 @@ impl Topology {
             (&t.receiver, "v0", "198.18.2.2/24", "02:00:00:00:02:02"),
         )?;
         // A veth only accepts frames that XDP_TX/XDP_REDIRECT put on its peer when it has NAPI
-        // enabled: with an XDP program or with GRO on. The end hosts run no XDP, so turn on GRO.
-        t.sender.exec("ethtool", &["-K", "s0", "gro", "on"])?;
-        t.receiver.exec("ethtool", &["-K", "v0", "gro", "on"])?;
+        // enabled: with an XDP program or with GRO requested. The end hosts run no XDP, so
+        // request GRO; veth shows it "on" by default without having requested it, so a plain
+        // "on" changes nothing: turn it off, then on.
+        //
+        // Checksum offload off on the end hosts: a veth hands the peer a UDP datagram with
+        // only the pseudo-header sum filled in (CHECKSUM_PARTIAL). XDP sees raw bytes without
+        // that metadata, so after rewriting the receiver would find a wrong checksum. A real
+        // NIC always delivers complete checksums; here the hosts must compute them.
+        for (host, ifname) in [(&t.sender, "s0"), (&t.receiver, "v0")] {
+            host.exec("ethtool", &["-K", ifname, "gro", "off"])?;
+            host.exec("ethtool", &["-K", ifname, "gro", "on", "tx", "off"])?;
+        }
         Ok(t)
     }
 
@@ -151,12 +179,104 @@ impl Topology {
     pub fn prime_neighbours(&self) -> Result<()> {
         for (host, ip) in [(&self.sender, SENDER_IP), (&self.receiver, RECEIVER_IP)] {
             let sink = host.udp_socket(SocketAddr::from((ip, 9)))?;
-            let src = self.relay.udp_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
+            let src = self
+                .relay
+                .udp_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
             src.send_to(b"arp", sink.local_addr()?)?;
             let mut buf = [0u8; 8];
             sink.recv_from(&mut buf)
                 .with_context(|| format!("priming the neighbour entry for {ip}"))?;
         }
         Ok(())
+    }
+}
+
+/// A `relay-ctl daemon` process running in a namespace (entered with `nsenter --net`, which,
+/// unlike `ip netns exec`, keeps the host's /sys/fs/bpf so the pins are visible to us).
+/// Dropping it kills the process and removes the instance's pins, also after a failure.
+pub struct DaemonProcess {
+    child: Child,
+    instance: Instance,
+    bpffs_root: PathBuf,
+    log: PathBuf,
+}
+
+impl DaemonProcess {
+    /// Start `bin daemon --iface ...` for instance `name` and wait until it says it is ready.
+    pub fn start(
+        bin: &Path,
+        netns: &Netns,
+        bpffs_root: &Path,
+        name: &str,
+        ifaces: &[&str],
+    ) -> Result<DaemonProcess> {
+        let instance = Instance::new(bpffs_root, name)?;
+        instance.remove()?;
+        let log = std::env::temp_dir().join(format!("relay-ctl-{name}.log"));
+        let log_file =
+            fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", netns_path(netns.name()).display()))
+            .arg(bin)
+            .args(["--instance", name, "--bpffs-root"])
+            .arg(bpffs_root)
+            .arg("daemon");
+        for i in ifaces {
+            cmd.args(["--iface", i]);
+        }
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {} under nsenter", bin.display()))?;
+        let mut d = DaemonProcess {
+            child,
+            instance,
+            bpffs_root: bpffs_root.to_owned(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !d.log().contains("ready:") {
+            if let Some(status) = d.child.try_wait()? {
+                bail!("daemon exited with {status}:\n{}", d.log());
+            }
+            if Instant::now() > deadline {
+                bail!("daemon not ready after 20 s:\n{}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(d)
+    }
+
+    /// Everything the daemon has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    /// SIGTERM and wait for a clean exit (the default exit leaves XDP attached via the pins).
+    pub fn stop(&mut self) -> Result<()> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "daemon exit {status}:\n{}", self.log());
+        Ok(())
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Err(e) = self.instance.remove() {
+            eprintln!("cleanup: {e:#}");
+        }
+        let _ = fs::remove_file(&self.log);
+        // The root goes too once no other instance uses it (fails harmlessly otherwise).
+        let _ = fs::remove_dir(&self.bpffs_root);
     }
 }

@@ -73,7 +73,12 @@ pub fn lookup_v4(ctx: &XdpContext, flow: &V4Flow) -> Result<NextHop, Counter> {
         return Err(Counter::PassFibFwdDisabled);
     }
     if may_log() {
-        warn!(ctx, "relay: fib lookup failed rc={} ifindex={}", rc, ctx.ingress_ifindex());
+        warn!(
+            ctx,
+            "relay: fib lookup failed rc={} ifindex={}",
+            rc,
+            ctx.ingress_ifindex()
+        );
     }
     Err(Counter::PassFibFailed)
 }

@@ -21,13 +21,14 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the tests need.
 const APT_PACKAGES: &[&str] = &[
-    // `ip link`/`ip netns`: veth pairs and network namespaces for the XDP fixture tests.
+    // `ip netns`, `ip link ... type veth`, `ip neigh`: every namespace test and the demo.
     "iproute2",
-    // Offload settings and driver stats of the veth devices in the XDP fixture tests.
+    // Turns on GRO (NAPI) and off TX checksum offload on the end hosts' veths, so they accept
+    // XDP-redirected frames and send complete checksums (testbed.rs explains why).
     "ethtool",
-    // `nsenter`: running commands inside the test namespaces.
+    // `nsenter --net`: runs the daemon inside the relay namespace with the host's bpffs.
     "util-linux",
-    // `sysctl`/`pgrep`: namespace sysctls and finding processes the namespace tests start.
+    // `sysctl`: the fixture namespace turns forwarding on per interface.
     "procps",
 ];
 

@@ -58,7 +58,9 @@ pub fn attach_xdp(
                 );
                 match try_mode(prog, XdpMode::Skb) {
                     Ok(l) => Ok((l, AttachedMode::Generic)),
-                    Err(e) => bail!("attaching XDP to {ifname}: native: {native_err:#}; generic: {e:#}"),
+                    Err(e) => {
+                        bail!("attaching XDP to {ifname}: native: {native_err:#}; generic: {e:#}")
+                    }
                 }
             }
         },

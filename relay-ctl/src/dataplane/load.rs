@@ -4,7 +4,8 @@ use aya::{Ebpf, EbpfLoader, programs::Xdp};
 use relay_common::{PROGRAM_NAME, map_names};
 
 /// The XDP object built by `build.rs` (aya-build, pinned nightly) and embedded in the binary.
-pub static RELAY_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay-ebpf"));
+pub static RELAY_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/relay-ebpf"));
 
 /// Load the object with room for `max_legs` legs and load (verify) the XDP program.
 pub fn load(max_legs: u32) -> Result<Ebpf> {

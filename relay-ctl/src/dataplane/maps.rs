@@ -2,8 +2,8 @@
 //! running or crashed daemon (`open`).
 use anyhow::{Context, Result};
 use aya::{
-    maps::IterableMap,
     Ebpf,
+    maps::IterableMap,
     maps::{DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     util::nr_cpus,
 };

@@ -29,7 +29,10 @@ impl Instance {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        anyhow::ensure!(ok, "invalid instance name {name:?}: use letters, digits, '_', '.', '-'");
+        anyhow::ensure!(
+            ok,
+            "invalid instance name {name:?}: use letters, digits, '_', '.', '-'"
+        );
         Ok(Instance {
             dir: root.as_ref().join(name),
         })
@@ -60,7 +63,10 @@ impl Instance {
     pub fn create_dirs(&self) -> Result<()> {
         for d in [self.dir.join("maps"), self.links_dir()] {
             fs::create_dir_all(&d).with_context(|| {
-                format!("creating {} (is bpffs mounted at /sys/fs/bpf?)", d.display())
+                format!(
+                    "creating {} (is bpffs mounted at /sys/fs/bpf?)",
+                    d.display()
+                )
             })?;
         }
         Ok(())
@@ -77,13 +83,23 @@ impl Instance {
         }
     }
 
-    /// Remove every pin: links go first, which detaches XDP from the interfaces.
+    /// Detach XDP from every pinned interface (synchronously), then remove every pin; the
+    /// maps are freed once nothing else holds them.
     pub fn remove(&self) -> Result<()> {
         if !self.exists() {
             return Ok(());
         }
-        // Unlinking a bpffs pin drops its reference; with no other holder the link detaches
-        // and the maps are freed.
+        for ifname in self.pinned_links()? {
+            let path = self.link_path(&ifname);
+            // A link whose interface is gone (namespace deleted) is already defunct: ENOLINK.
+            match super::link_detach::detach_pinned_link(&path) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("detaching {}", path.display()));
+                }
+            }
+        }
         fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
     }
 }

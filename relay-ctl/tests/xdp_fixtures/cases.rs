@@ -50,9 +50,17 @@ pub struct Case {
     pub leg_stats: Option<(u32, u64)>,
 }
 
-fn leg(relay: ([u8; 4], u16), latched: Option<([u8; 4], u16)>, src: ([u8; 4], u16), dst: Endpoint, slot: u32) -> (LegKey, LegValue) {
+fn leg(
+    relay: ([u8; 4], u16),
+    latched: Option<([u8; 4], u16)>,
+    src: ([u8; 4], u16),
+    dst: Endpoint,
+    slot: u32,
+) -> (LegKey, LegValue) {
     (
-        LegKey { relay: Endpoint::v4(relay.0, relay.1) },
+        LegKey {
+            relay: Endpoint::v4(relay.0, relay.1),
+        },
         LegValue {
             latched: latched.map_or(Endpoint::NONE, |(a, p)| Endpoint::v4(a, p)),
             new_src: Endpoint::v4(src.0, src.1),
@@ -67,11 +75,23 @@ const CALLER_EP: ([u8; 4], u16) = (CALLER, 5004);
 
 /// Caller -> relay A:30000, relayed from B:30002 to the callee (another interface: redirect).
 fn leg_redirect() -> (LegKey, LegValue) {
-    leg((RELAY_A, 30000), Some(CALLER_EP), (RELAY_B, 30002), Endpoint::v4(CALLEE, 6004), 1)
+    leg(
+        (RELAY_A, 30000),
+        Some(CALLER_EP),
+        (RELAY_B, 30002),
+        Endpoint::v4(CALLEE, 6004),
+        1,
+    )
 }
 /// Caller -> relay A:30010, relayed from A:30012 to a host on the same link (XDP_TX).
 fn leg_tx() -> (LegKey, LegValue) {
-    leg((RELAY_A, 30010), Some(CALLER_EP), (RELAY_A, 30012), Endpoint::v4(TX_PEER, 7004), 2)
+    leg(
+        (RELAY_A, 30010),
+        Some(CALLER_EP),
+        (RELAY_A, 30012),
+        Endpoint::v4(TX_PEER, 7004),
+        2,
+    )
 }
 
 /// A frame from the caller to relay A on `port`.
@@ -81,7 +101,13 @@ fn from_caller(port: u16) -> Udp4 {
 
 /// What the relay must emit for `input`: new MACs, addresses, ports, TTL - 1; etherparse
 /// computes the checksums.
-fn relayed(input: &Udp4, smac: [u8; 6], dmac: [u8; 6], src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
+fn relayed(
+    input: &Udp4,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+) -> Vec<u8> {
     let mut out = input.clone();
     (out.src_mac, out.dst_mac) = (smac, dmac);
     (out.src, out.sport, out.dst, out.dport) = (src.0, src.1, dst.0, dst.1);
@@ -94,7 +120,13 @@ fn to_callee(input: &Udp4) -> Vec<u8> {
 }
 
 fn to_tx_peer(input: &Udp4) -> Vec<u8> {
-    relayed(input, FX0_MAC, TX_PEER_MAC, (RELAY_A, 30012), (TX_PEER, 7004))
+    relayed(
+        input,
+        FX0_MAC,
+        TX_PEER_MAC,
+        (RELAY_A, 30012),
+        (TX_PEER, 7004),
+    )
 }
 
 fn case(name: &str, legs: Vec<(LegKey, LegValue)>, input: Vec<u8>, expect: Expect) -> Case {
@@ -109,7 +141,13 @@ fn case(name: &str, legs: Vec<(LegKey, LegValue)>, input: Vec<u8>, expect: Expec
     }
 }
 
-fn forward(name: &str, legs: Vec<(LegKey, LegValue)>, input: &Udp4, expect: Expect, slot: u32) -> Case {
+fn forward(
+    name: &str,
+    legs: Vec<(LegKey, LegValue)>,
+    input: &Udp4,
+    expect: Expect,
+    slot: u32,
+) -> Case {
     Case {
         leg_stats: Some((slot, input.payload.len() as u64)),
         ..case(name, legs, input.bytes(), expect)
@@ -126,106 +164,372 @@ pub fn all() -> Vec<Case> {
 
     // --- forwarded ---
     let f = from_caller(30000);
-    cases.push(forward("forward redirect to other interface", std_legs(), &f, Expect::Redirect(to_callee(&f)), 1));
+    cases.push(forward(
+        "forward redirect to other interface",
+        std_legs(),
+        &f,
+        Expect::Redirect(to_callee(&f)),
+        1,
+    ));
     let f = from_caller(30010);
-    cases.push(forward("forward XDP_TX same interface", std_legs(), &f, Expect::Tx(to_tx_peer(&f)), 2));
-    let f = Udp4 { zero_udp_csum: true, ..from_caller(30000) };
-    cases.push(forward("udp checksum zero stays zero", std_legs(), &f, Expect::Redirect(to_callee(&f)), 1));
-    let f = Udp4 { payload: (0..171u8).collect(), ..from_caller(30000) };
-    cases.push(forward("odd payload length", std_legs(), &f, Expect::Redirect(to_callee(&f)), 1));
-    let f = Udp4 { payload: vec![], ..from_caller(30000) };
-    cases.push(forward("empty payload", std_legs(), &f, Expect::Redirect(to_callee(&f)), 1));
-    let f = Udp4 { vlan: Some(100), ..from_caller(30010) };
-    cases.push(forward("vlan tagged XDP_TX keeps tag", std_legs(), &f, Expect::Tx(to_tx_peer(&f)), 2));
-    let f = Udp4 { ttl: 2, ..from_caller(30000) };
-    cases.push(forward("ttl 2 forwards with ttl 1", std_legs(), &f, Expect::Redirect(to_callee(&f)), 1));
+    cases.push(forward(
+        "forward XDP_TX same interface",
+        std_legs(),
+        &f,
+        Expect::Tx(to_tx_peer(&f)),
+        2,
+    ));
+    let f = Udp4 {
+        zero_udp_csum: true,
+        ..from_caller(30000)
+    };
+    cases.push(forward(
+        "udp checksum zero stays zero",
+        std_legs(),
+        &f,
+        Expect::Redirect(to_callee(&f)),
+        1,
+    ));
+    let f = Udp4 {
+        payload: (0..171u8).collect(),
+        ..from_caller(30000)
+    };
+    cases.push(forward(
+        "odd payload length",
+        std_legs(),
+        &f,
+        Expect::Redirect(to_callee(&f)),
+        1,
+    ));
+    let f = Udp4 {
+        payload: vec![],
+        ..from_caller(30000)
+    };
+    cases.push(forward(
+        "empty payload",
+        std_legs(),
+        &f,
+        Expect::Redirect(to_callee(&f)),
+        1,
+    ));
+    let f = Udp4 {
+        vlan: Some(100),
+        ..from_caller(30010)
+    };
+    cases.push(forward(
+        "vlan tagged XDP_TX keeps tag",
+        std_legs(),
+        &f,
+        Expect::Tx(to_tx_peer(&f)),
+        2,
+    ));
+    let f = Udp4 {
+        ttl: 2,
+        ..from_caller(30000)
+    };
+    cases.push(forward(
+        "ttl 2 forwards with ttl 1",
+        std_legs(),
+        &f,
+        Expect::Redirect(to_callee(&f)),
+        1,
+    ));
     // Ethernet minimum-size padding after the IP packet is allowed and kept.
-    let f = Udp4 { payload: vec![0xab; 4], ..from_caller(30000) };
+    let f = Udp4 {
+        payload: vec![0xab; 4],
+        ..from_caller(30000)
+    };
     let mut padded_in = f.bytes();
     padded_in.resize(60, 0);
     let mut padded_out = to_callee(&f);
     padded_out.resize(60, 0);
     cases.push(Case {
         leg_stats: Some((1, 4)),
-        ..case("ethernet padding kept", std_legs(), padded_in, Expect::Redirect(padded_out))
+        ..case(
+            "ethernet padding kept",
+            std_legs(),
+            padded_in,
+            Expect::Redirect(padded_out),
+        )
     });
-    let bad_slot = leg((RELAY_A, 30070), Some(CALLER_EP), (RELAY_B, 30002), Endpoint::v4(CALLEE, 6004), MAX_LEGS + 7);
+    let bad_slot = leg(
+        (RELAY_A, 30070),
+        Some(CALLER_EP),
+        (RELAY_B, 30002),
+        Endpoint::v4(CALLEE, 6004),
+        MAX_LEGS + 7,
+    );
     let f = from_caller(30070);
     cases.push(Case {
         also_counts: vec![Counter::LegSlotInvalid],
-        ..case("slot out of range still forwards", vec![bad_slot], f.bytes(), Expect::Redirect(to_callee(&f)))
+        ..case(
+            "slot out of range still forwards",
+            vec![bad_slot],
+            f.bytes(),
+            Expect::Redirect(to_callee(&f)),
+        )
     });
 
     // --- leg state: the controller's socket gets these ---
-    let unlatched = leg((RELAY_A, 30020), None, (RELAY_B, 30002), Endpoint::v4(CALLEE, 6004), 3);
-    cases.push(pass("unlatched leg", vec![unlatched], from_caller(30020).bytes(), Counter::PassUnlatched));
-    let f = Udp4 { src: [198, 18, 1, 9], ..from_caller(30000) };
-    cases.push(pass("source address mismatch", std_legs(), f.bytes(), Counter::PassSrcMismatch));
-    let f = Udp4 { sport: 5005, ..from_caller(30000) };
-    cases.push(pass("source port mismatch", std_legs(), f.bytes(), Counter::PassSrcMismatch));
-    cases.push(pass("unknown port", std_legs(), from_caller(31000).bytes(), Counter::PassUnknownLeg));
-    let f = Udp4 { dst: [198, 18, 1, 77], ..from_caller(30000) };
-    cases.push(pass("unknown relay address", std_legs(), f.bytes(), Counter::PassUnknownLeg));
-    cases.push(pass("empty leg table", vec![], from_caller(30000).bytes(), Counter::PassUnknownLeg));
+    let unlatched = leg(
+        (RELAY_A, 30020),
+        None,
+        (RELAY_B, 30002),
+        Endpoint::v4(CALLEE, 6004),
+        3,
+    );
+    cases.push(pass(
+        "unlatched leg",
+        vec![unlatched],
+        from_caller(30020).bytes(),
+        Counter::PassUnlatched,
+    ));
+    let f = Udp4 {
+        src: [198, 18, 1, 9],
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "source address mismatch",
+        std_legs(),
+        f.bytes(),
+        Counter::PassSrcMismatch,
+    ));
+    let f = Udp4 {
+        sport: 5005,
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "source port mismatch",
+        std_legs(),
+        f.bytes(),
+        Counter::PassSrcMismatch,
+    ));
+    cases.push(pass(
+        "unknown port",
+        std_legs(),
+        from_caller(31000).bytes(),
+        Counter::PassUnknownLeg,
+    ));
+    let f = Udp4 {
+        dst: [198, 18, 1, 77],
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "unknown relay address",
+        std_legs(),
+        f.bytes(),
+        Counter::PassUnknownLeg,
+    ));
+    cases.push(pass(
+        "empty leg table",
+        vec![],
+        from_caller(30000).bytes(),
+        Counter::PassUnknownLeg,
+    ));
 
     // --- not ours ---
-    let f = Udp4 { protocol: IpNumber::TCP, payload: vec![0; 20], ..from_caller(30000) };
+    let f = Udp4 {
+        protocol: IpNumber::TCP,
+        payload: vec![0; 20],
+        ..from_caller(30000)
+    };
     cases.push(pass("tcp", std_legs(), f.bytes(), Counter::PassNotUdp));
-    let f = Udp4 { protocol: IpNumber::ICMP, payload: vec![8, 0, 0xf7, 0xff, 0, 0, 0, 0], ..from_caller(30000) };
+    let f = Udp4 {
+        protocol: IpNumber::ICMP,
+        payload: vec![8, 0, 0xf7, 0xff, 0, 0, 0, 0],
+        ..from_caller(30000)
+    };
     cases.push(pass("icmp", std_legs(), f.bytes(), Counter::PassNotUdp));
-    cases.push(pass("arp", std_legs(), raw_l2(EtherType::ARP, CALLER_MAC, [0xff; 6], &[0; 28]), Counter::PassNotIpv4));
-    cases.push(pass("ipv6 (no fast path yet)", std_legs(), raw_l2(EtherType::IPV6, CALLER_MAC, FX0_MAC, &[0x60; 48]), Counter::PassNotIpv4));
+    cases.push(pass(
+        "arp",
+        std_legs(),
+        raw_l2(EtherType::ARP, CALLER_MAC, [0xff; 6], &[0; 28]),
+        Counter::PassNotIpv4,
+    ));
+    cases.push(pass(
+        "ipv6 (no fast path yet)",
+        std_legs(),
+        raw_l2(EtherType::IPV6, CALLER_MAC, FX0_MAC, &[0x60; 48]),
+        Counter::PassNotIpv4,
+    ));
     let mut v6_in_v4 = from_caller(30000).bytes();
     v6_in_v4[14] = 0x65;
-    cases.push(pass("ip version not 4", std_legs(), v6_in_v4, Counter::PassNotIpv4));
-    let f = Udp4 { ip_options: vec![1, 1, 1, 0], ..from_caller(30000) };
-    cases.push(pass("ipv4 options", std_legs(), f.bytes(), Counter::PassIpOptions));
-    let f = Udp4 { more_fragments: true, ..from_caller(30000) };
-    cases.push(pass("first fragment (MF)", std_legs(), f.bytes(), Counter::PassFragment));
-    let f = Udp4 { frag_offset: 185, ..from_caller(30000) };
-    cases.push(pass("later fragment (offset)", std_legs(), f.bytes(), Counter::PassFragment));
+    cases.push(pass(
+        "ip version not 4",
+        std_legs(),
+        v6_in_v4,
+        Counter::PassNotIpv4,
+    ));
+    let f = Udp4 {
+        ip_options: vec![1, 1, 1, 0],
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "ipv4 options",
+        std_legs(),
+        f.bytes(),
+        Counter::PassIpOptions,
+    ));
+    let f = Udp4 {
+        more_fragments: true,
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "first fragment (MF)",
+        std_legs(),
+        f.bytes(),
+        Counter::PassFragment,
+    ));
+    let f = Udp4 {
+        frag_offset: 185,
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "later fragment (offset)",
+        std_legs(),
+        f.bytes(),
+        Counter::PassFragment,
+    ));
 
     // --- forwarding decisions ---
     for ttl in [1u8, 0] {
-        let f = Udp4 { ttl, ..from_caller(30000) };
-        cases.push(pass(&format!("ttl {ttl}"), std_legs(), f.bytes(), Counter::PassTtlExpired));
+        let f = Udp4 {
+            ttl,
+            ..from_caller(30000)
+        };
+        cases.push(pass(
+            &format!("ttl {ttl}"),
+            std_legs(),
+            f.bytes(),
+            Counter::PassTtlExpired,
+        ));
     }
-    let f = Udp4 { vlan: Some(100), ..from_caller(30000) };
-    cases.push(pass("vlan tagged to other interface", std_legs(), f.bytes(), Counter::PassVlanCrossIf));
-    let no_neigh = leg((RELAY_A, 30030), Some(CALLER_EP), (RELAY_B, 30002), Endpoint::v4(NO_NEIGH_HOST, 6004), 4);
-    cases.push(pass("no neighbour entry", vec![no_neigh], from_caller(30030).bytes(), Counter::PassFibNoNeigh));
-    let no_route = leg((RELAY_A, 30040), Some(CALLER_EP), (RELAY_B, 30002), Endpoint::v4(NO_ROUTE_HOST, 6004), 5);
-    cases.push(pass("no route", vec![no_route], from_caller(30040).bytes(), Counter::PassFibFailed));
-    let to_fx2 = leg((RELAY_A, 30050), Some(CALLER_EP), (RELAY_C, 30052), Endpoint::v4(FX2_HOST, 6004), 6);
-    cases.push(pass("egress not attached", vec![to_fx2], from_caller(30050).bytes(), Counter::PassEgressNotAttached));
+    let f = Udp4 {
+        vlan: Some(100),
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "vlan tagged to other interface",
+        std_legs(),
+        f.bytes(),
+        Counter::PassVlanCrossIf,
+    ));
+    let no_neigh = leg(
+        (RELAY_A, 30030),
+        Some(CALLER_EP),
+        (RELAY_B, 30002),
+        Endpoint::v4(NO_NEIGH_HOST, 6004),
+        4,
+    );
+    cases.push(pass(
+        "no neighbour entry",
+        vec![no_neigh],
+        from_caller(30030).bytes(),
+        Counter::PassFibNoNeigh,
+    ));
+    let no_route = leg(
+        (RELAY_A, 30040),
+        Some(CALLER_EP),
+        (RELAY_B, 30002),
+        Endpoint::v4(NO_ROUTE_HOST, 6004),
+        5,
+    );
+    cases.push(pass(
+        "no route",
+        vec![no_route],
+        from_caller(30040).bytes(),
+        Counter::PassFibFailed,
+    ));
+    let to_fx2 = leg(
+        (RELAY_A, 30050),
+        Some(CALLER_EP),
+        (RELAY_C, 30052),
+        Endpoint::v4(FX2_HOST, 6004),
+        6,
+    );
+    cases.push(pass(
+        "egress not attached",
+        vec![to_fx2],
+        from_caller(30050).bytes(),
+        Counter::PassEgressNotAttached,
+    ));
     let v6 = leg(
         (RELAY_A, 30060),
         Some(CALLER_EP),
         (RELAY_B, 30002),
-        Endpoint::v6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 6004),
+        Endpoint::v6(
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            6004,
+        ),
         7,
     );
-    cases.push(pass("ipv4 to ipv6 leg", vec![v6], from_caller(30060).bytes(), Counter::PassFamilyMismatch));
-    let from_fx2 = leg((RELAY_C, 30080), Some((FX2_HOST, 5004)), (RELAY_B, 30002), Endpoint::v4(CALLEE, 6004), 8);
+    cases.push(pass(
+        "ipv4 to ipv6 leg",
+        vec![v6],
+        from_caller(30060).bytes(),
+        Counter::PassFamilyMismatch,
+    ));
+    let from_fx2 = leg(
+        (RELAY_C, 30080),
+        Some((FX2_HOST, 5004)),
+        (RELAY_B, 30002),
+        Endpoint::v4(CALLEE, 6004),
+        8,
+    );
     let f = Udp4::new((FX2_HOST, 5004), (RELAY_C, 30080), FX2_HOST_MAC, FX2_MAC);
     cases.push(Case {
         ingress: "fx2",
-        ..pass("forwarding disabled on ingress", vec![from_fx2], f.bytes(), Counter::PassFibFwdDisabled)
+        ..pass(
+            "forwarding disabled on ingress",
+            vec![from_fx2],
+            f.bytes(),
+            Counter::PassFibFwdDisabled,
+        )
     });
 
     // --- truncated at every header boundary (and inside each header) ---
     let full = from_caller(30000).bytes();
     for len in [14usize, 15, 20, 33, 34, 37, 41, 42, 100] {
-        cases.push(pass(&format!("truncated to {len} bytes"), std_legs(), full[..len].to_vec(), Counter::PassTruncated));
+        cases.push(pass(
+            &format!("truncated to {len} bytes"),
+            std_legs(),
+            full[..len].to_vec(),
+            Counter::PassTruncated,
+        ));
     }
-    let tagged = Udp4 { vlan: Some(100), ..from_caller(30010) }.bytes();
+    let tagged = Udp4 {
+        vlan: Some(100),
+        ..from_caller(30010)
+    }
+    .bytes();
     for len in [14usize, 16, 17, 18, 37, 45] {
-        cases.push(pass(&format!("vlan frame truncated to {len} bytes"), std_legs(), tagged[..len].to_vec(), Counter::PassTruncated));
+        cases.push(pass(
+            &format!("vlan frame truncated to {len} bytes"),
+            std_legs(),
+            tagged[..len].to_vec(),
+            Counter::PassTruncated,
+        ));
     }
-    let f = Udp4 { total_len_override: Some(27), ..from_caller(30000) };
-    cases.push(pass("ip total length below ip+udp headers", std_legs(), f.bytes(), Counter::PassTruncated));
-    let f = Udp4 { total_len_override: Some(201), ..from_caller(30000) };
-    cases.push(pass("ip total length beyond frame", std_legs(), f.bytes(), Counter::PassTruncated));
+    let f = Udp4 {
+        total_len_override: Some(27),
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "ip total length below ip+udp headers",
+        std_legs(),
+        f.bytes(),
+        Counter::PassTruncated,
+    ));
+    let f = Udp4 {
+        total_len_override: Some(201),
+        ..from_caller(30000)
+    };
+    cases.push(pass(
+        "ip total length beyond frame",
+        std_legs(),
+        f.bytes(),
+        Counter::PassTruncated,
+    ));
 
     cases
 }

@@ -30,7 +30,12 @@ pub struct Udp4 {
 }
 
 impl Udp4 {
-    pub fn new(src: ([u8; 4], u16), dst: ([u8; 4], u16), src_mac: [u8; 6], dst_mac: [u8; 6]) -> Udp4 {
+    pub fn new(
+        src: ([u8; 4], u16),
+        dst: ([u8; 4], u16),
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+    ) -> Udp4 {
         Udp4 {
             src_mac,
             dst_mac,
@@ -95,8 +100,9 @@ impl Udp4 {
         }
         ip.write(&mut out).expect("ip");
         if self.protocol == IpNumber::UDP {
-            let mut udp = UdpHeader::with_ipv4_checksum(self.sport, self.dport, &true_ip, &self.payload)
-                .expect("udp");
+            let mut udp =
+                UdpHeader::with_ipv4_checksum(self.sport, self.dport, &true_ip, &self.payload)
+                    .expect("udp");
             if self.zero_udp_csum {
                 udp.checksum = 0;
             }
@@ -127,7 +133,12 @@ pub fn diff(got: &[u8], want: &[u8]) -> String {
         .zip(want)
         .position(|(a, b)| a != b)
         .unwrap_or(got.len().min(want.len()));
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(" ");
+    let hex = |b: &[u8]| {
+        b.iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     format!(
         "lengths got {} want {}, first difference at byte {first}\n   got: {}\n  want: {}",
         got.len(),

@@ -23,7 +23,10 @@ const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
 
 fn mac(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The fixture namespace: three relay links with a peer each, permanent neighbours.
@@ -36,8 +39,19 @@ fn fixture_netns() -> Netns {
     ];
     for (i, (name, m, cidr)) in links.iter().enumerate() {
         let peer = format!("fxp{i}");
-        ns.ip(&["link", "add", name, "address", &mac(*m), "type", "veth", "peer", "name", &peer])
-            .expect("veth");
+        ns.ip(&[
+            "link",
+            "add",
+            name,
+            "address",
+            &mac(*m),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ])
+        .expect("veth");
         ns.ip(&["addr", "add", cidr, "dev", name]).expect("addr");
         ns.ip(&["link", "set", name, "up"]).expect("up");
         ns.ip(&["link", "set", &peer, "up"]).expect("peer up");
@@ -49,14 +63,27 @@ fn fixture_netns() -> Netns {
         (FX2_HOST, FX2_HOST_MAC, "fx2"),
     ] {
         let ip = std::net::Ipv4Addr::from(ip).to_string();
-        ns.ip(&["neigh", "replace", &ip, "lladdr", &mac(m), "dev", dev, "nud", "permanent"])
-            .expect("neigh");
+        ns.ip(&[
+            "neigh",
+            "replace",
+            &ip,
+            "lladdr",
+            &mac(m),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])
+        .expect("neigh");
     }
     // bpf_fib_lookup needs forwarding on the ingress link (the daemon turns it on); fx2 keeps
     // it off to exercise that refusal.
     for dev in ["fx0", "fx1"] {
-        ns.exec("sysctl", &["-qw", &format!("net.ipv4.conf.{dev}.forwarding=1")])
-            .expect("sysctl");
+        ns.exec(
+            "sysctl",
+            &["-qw", &format!("net.ipv4.conf.{dev}.forwarding=1")],
+        )
+        .expect("sysctl");
     }
     ns
 }
@@ -79,7 +106,9 @@ fn xdp_fixture_table() {
             let mut dp = DataPlane::from_ebpf(&mut ebpf).expect("maps");
             let mut egress = EgressMap::from_ebpf(&mut ebpf).expect("devmap");
             for dev in ["fx0", "fx1"] {
-                egress.add(ifindex(dev).expect("ifindex")).expect("devmap insert");
+                egress
+                    .add(ifindex(dev).expect("ifindex"))
+                    .expect("devmap insert");
             }
             let prog = relay_program(&mut ebpf).expect("program");
 
@@ -94,7 +123,11 @@ fn xdp_fixture_table() {
             failures
         })
         .expect("run in fixture netns");
-    assert!(failures.is_empty(), "fixture failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fixture failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(), String> {
@@ -110,7 +143,11 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
         }
         .map_err(|e| format!("install: {e:#}"))?;
     }
-    let before: HashMap<Counter, u64> = dp.counters().map_err(|e| e.to_string())?.into_iter().collect();
+    let before: HashMap<Counter, u64> = dp
+        .counters()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
     let stats_before = match c.leg_stats {
         Some((slot, _)) => Some(dp.leg_stats(slot).map_err(|e| e.to_string())?),
         None => None,
@@ -139,7 +176,10 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
         return Err(format!("verdict {} want {want_rc}", res.return_value));
     }
     if &out != want_frame {
-        return Err(format!("output frame differs: {}", frames::diff(&out, want_frame)));
+        return Err(format!(
+            "output frame differs: {}",
+            frames::diff(&out, want_frame)
+        ));
     }
 
     // Global counters: exactly the expected ones went up by one.
@@ -149,7 +189,10 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
         let delta = v - before[&counter];
         let want = want_counts.iter().filter(|&&w| w == counter).count() as u64;
         if delta != want {
-            return Err(format!("counter {} went up by {delta}, want {want}", counter.name()));
+            return Err(format!(
+                "counter {} went up by {delta}, want {want}",
+                counter.name()
+            ));
         }
     }
 
@@ -157,7 +200,9 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
     if let (Some((slot, bytes)), Some(b)) = (c.leg_stats, stats_before) {
         let a = dp.leg_stats(slot).map_err(|e| e.to_string())?;
         if a.packets != b.packets + 1 || a.bytes != b.bytes + bytes || a.last_seen_ns == 0 {
-            return Err(format!("leg slot {slot} stats {a:?} (before {b:?}), want +1 packet +{bytes} bytes"));
+            return Err(format!(
+                "leg slot {slot} stats {a:?} (before {b:?}), want +1 packet +{bytes} bytes"
+            ));
         }
     }
     Ok(())

@@ -1,0 +1,49 @@
+//! Synchronous detach of a pinned XDP link.
+//!
+//! Unlinking a pin only drops a reference; the kernel frees the link (and detaches XDP) from
+//! a workqueue a moment later. `relay-ctl detach` must not say "detached" while packets are
+//! still being relayed, so it asks for BPF_LINK_DETACH (kernel 5.9+) first, which detaches at
+//! once. aya does not expose this command, hence the two raw bpf(2) calls.
+use std::{
+    ffi::CString,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
+    path::Path,
+};
+
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+/// `union bpf_attr`, zero-padded: the kernel rejects non-zero bytes past the fields it reads.
+#[repr(C, align(8))]
+struct Attr([u8; 64]);
+
+fn bpf(cmd: libc::c_long, attr: &Attr) -> io::Result<libc::c_long> {
+    // SAFETY: attr points to a valid, fully initialised buffer of the size we pass.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *const Attr, size_of::<Attr>()) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Detach the link pinned at `path` now. The pin itself is left for the caller to remove.
+pub fn detach_pinned_link(path: &Path) -> io::Result<()> {
+    let cpath = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut get = Attr([0; 64]);
+    // struct { __aligned_u64 pathname; __u32 bpf_fd; __u32 file_flags; ... }
+    get.0[..8].copy_from_slice(&(cpath.as_ptr() as u64).to_ne_bytes());
+    let fd = bpf(BPF_OBJ_GET, &get)?;
+    // SAFETY: the kernel just returned this new fd to us.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+
+    let mut detach = Attr([0; 64]);
+    // struct { __u32 link_fd; }
+    detach.0[..4].copy_from_slice(&(fd.as_raw_fd() as u32).to_ne_bytes());
+    bpf(BPF_LINK_DETACH, &detach).map(|_| ())
+}
