@@ -29,6 +29,33 @@ pub struct LegValue {
     pub flags: u32,
 }
 
+/// The two legs that relay one media stream: `peer_a` talks to the relay at `relay_a`,
+/// `peer_b` at `relay_b`. Each side's packets leave from the other side's relay endpoint, so
+/// each peer sees only "its" relay address (seed 003: channel 1 <-> channel 2). Both legs are
+/// latched to the given peers; `slots` are their stats slots (A's, then B's).
+pub fn stream_legs(
+    (relay_a, peer_a): (Endpoint, Endpoint),
+    (relay_b, peer_b): (Endpoint, Endpoint),
+    slots: [u32; 2],
+) -> [(LegKey, LegValue); 2] {
+    let leg = |relay, from, src, dst, slot| {
+        (
+            LegKey { relay },
+            LegValue {
+                latched: from,
+                new_src: src,
+                new_dst: dst,
+                slot,
+                flags: 0,
+            },
+        )
+    };
+    [
+        leg(relay_a, peer_a, relay_b, peer_b, slots[0]),
+        leg(relay_b, peer_b, relay_a, peer_a, slots[1]),
+    ]
+}
+
 /// Per-leg counters, one per CPU per slot (the controller sums CPUs).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -67,6 +94,27 @@ mod tests {
         assert_eq!(size_of::<LegKey>(), 20);
         assert_eq!(size_of::<LegValue>(), 68);
         assert_eq!(size_of::<LegStats>(), 24);
+    }
+
+    #[test]
+    fn stream_legs_mirror_each_other() {
+        let (ra, pa) = (
+            Endpoint::v4([198, 18, 1, 1], 30000),
+            Endpoint::v4([198, 18, 1, 2], 5004),
+        );
+        let (rb, pb) = (
+            Endpoint::v4([198, 18, 2, 1], 30002),
+            Endpoint::v4([198, 18, 2, 2], 6004),
+        );
+        let [(ka, a), (kb, b)] = stream_legs((ra, pa), (rb, pb), [4, 5]);
+        assert_eq!(
+            (ka.relay, a.latched, a.new_src, a.new_dst, a.slot),
+            (ra, pa, rb, pb, 4)
+        );
+        assert_eq!(
+            (kb.relay, b.latched, b.new_src, b.new_dst, b.slot),
+            (rb, pb, ra, pa, 5)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod pod;
 
 pub use counters::Counter;
 pub use endpoint::{Endpoint, Family};
-pub use leg::{LegKey, LegStats, LegValue};
+pub use leg::{LegKey, LegStats, LegValue, stream_legs};
 
 /// Names of the maps in the eBPF object (and of their pins under the instance directory).
 pub mod map_names {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use relay_common::{Endpoint, LegKey, LegValue};
+use relay_common::{Endpoint, stream_legs};
 use relay_ctl::{
     dataplane::DataPlane,
     testbed::{
@@ -71,20 +71,13 @@ fn main() -> Result<()> {
     let relay_a = SocketAddrV4::new(RELAY_A_IP, 30000);
     let relay_b = SocketAddrV4::new(RELAY_B_IP, 30002);
     let mut dp = DataPlane::open(daemon.instance())?;
-    let legs = [
-        (relay_a, caller, relay_b, callee, 0),
-        (relay_b, callee, relay_a, caller, 1),
-    ];
-    for (relay, from, src, dst, slot) in legs {
-        let value = LegValue {
-            latched: ep(from),
-            new_src: ep(src),
-            new_dst: ep(dst),
-            slot,
-            flags: 0,
-        };
-        dp.install_leg(&LegKey { relay: ep(relay) }, &value)?;
-        println!("leg        {from} -> {relay}  rewritten to  {src} -> {dst}  (stats slot {slot})");
+    let legs = stream_legs((ep(relay_a), ep(caller)), (ep(relay_b), ep(callee)), [0, 1]);
+    for (key, leg) in &legs {
+        dp.install_leg(key, leg)?;
+        println!(
+            "leg        {} -> {}  rewritten to  {} -> {}  (stats slot {})",
+            leg.latched, key.relay, leg.new_src, leg.new_dst, leg.slot
+        );
     }
 
     let snd = topo.sender.udp_socket(caller.into())?;
@@ -126,7 +119,8 @@ fn main() -> Result<()> {
     for (c, v) in dp.counters()?.into_iter().filter(|(_, v)| *v > 0) {
         println!("           {:<24} {v}", c.name());
     }
-    for (_, _, _, _, slot) in legs {
+    for (_, leg) in &legs {
+        let slot = leg.slot;
         let s = dp.leg_stats(slot)?;
         println!(
             "leg slot {slot} forwarded in XDP: {} packets, {} bytes",

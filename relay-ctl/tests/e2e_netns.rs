@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use relay_common::{Counter, Endpoint, LegKey, LegValue};
+use relay_common::{Counter, Endpoint, stream_legs};
 use relay_ctl::{
     dataplane::DataPlane,
     testbed::{
@@ -100,27 +100,12 @@ fn xdp_relays_udp_between_namespaces() {
     let relay_a = SocketAddrV4::new(RELAY_A_IP, 30000);
     let relay_b = SocketAddrV4::new(RELAY_B_IP, 30002);
     let mut dp = DataPlane::open(daemon.instance()).expect("open pinned maps");
-    let leg_a = (
-        LegKey { relay: v4(relay_a) },
-        LegValue {
-            latched: v4(caller),
-            new_src: v4(relay_b),
-            new_dst: v4(callee),
-            slot: 10,
-            flags: 0,
-        },
+    let legs = stream_legs(
+        (v4(relay_a), v4(caller)),
+        (v4(relay_b), v4(callee)),
+        [10, 11],
     );
-    let leg_b = (
-        LegKey { relay: v4(relay_b) },
-        LegValue {
-            latched: v4(callee),
-            new_src: v4(relay_a),
-            new_dst: v4(caller),
-            slot: 11,
-            flags: 0,
-        },
-    );
-    for (k, v) in [&leg_a, &leg_b] {
+    for (k, v) in &legs {
         dp.install_leg(k, v).expect("install leg");
     }
 
