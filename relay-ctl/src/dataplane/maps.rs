@@ -16,6 +16,8 @@ pub struct DataPlane {
     legs: HashMap<MapData, LegKey, LegValue>,
     leg_stats: PerCpuArray<MapData, LegStats>,
     counters: PerCpuArray<MapData, u64>,
+    /// Size of the stats array, fixed at load time (read once, not per install).
+    max_legs: u32,
 }
 
 /// Interfaces XDP may redirect to (ifindex -> ifindex).
@@ -53,10 +55,17 @@ impl DataPlane {
     }
 
     fn from_maps(legs: Map, leg_stats: Map, counters: Map) -> Result<DataPlane> {
+        let leg_stats: PerCpuArray<MapData, LegStats> =
+            leg_stats.try_into().context("leg stats map type")?;
+        let max_legs = IterableMap::map(&leg_stats)
+            .info()
+            .context("reading the stats map size")?
+            .max_entries();
         Ok(DataPlane {
             legs: legs.try_into().context("legs map type")?,
-            leg_stats: leg_stats.try_into().context("leg stats map type")?,
+            leg_stats,
             counters: counters.try_into().context("counters map type")?,
+            max_legs,
         })
     }
 
@@ -76,15 +85,15 @@ impl DataPlane {
     }
 
     /// Capacity of the stats array, i.e. the highest usable slot + 1.
-    pub fn max_legs(&self) -> Result<u32> {
-        Ok(IterableMap::map(&self.leg_stats).info()?.max_entries())
+    pub fn max_legs(&self) -> u32 {
+        self.max_legs
     }
 
     /// Install or replace a leg in one map update: a packet sees the old value or the new one,
     /// never a mix. The slot's counters are zeroed first when the leg is new, so they start
     /// from this leg's first packet.
     pub fn install_leg(&mut self, key: &LegKey, value: &LegValue) -> Result<()> {
-        let max = self.max_legs()?;
+        let max = self.max_legs;
         anyhow::ensure!(
             value.slot < max,
             "leg {}: stats slot {} out of range (max legs {max})",
