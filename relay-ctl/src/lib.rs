@@ -1,6 +1,12 @@
 //! The media relay controller as a library: the binary (`main.rs`), the tests and the demo all
 //! drive the data plane through these modules.
+pub mod api;
+pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod netlink;
 pub mod netns;
+pub mod ports;
+pub mod sessions;
 pub mod testbed;
