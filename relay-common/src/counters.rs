@@ -1,7 +1,9 @@
 //! Global data-plane counters: one per-CPU `u64` per entry, by verdict and by pass reason.
 //!
-//! Every packet increments exactly one verdict counter; a passed packet also increments
-//! exactly one reason counter, so `pass == sum(reasons)` holds (the tests check it).
+//! Every packet increments exactly one verdict counter ([`Counter::is_verdict`]); a passed
+//! packet also increments exactly one reason counter ([`Counter::is_pass_reason`]), so
+//! `pass == sum(reasons)` holds (the fixture table checks it for every case). The other
+//! counters (`leg_slot_invalid`, `fwd_bytes`) are neither and stay out of both sums.
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident = $idx:literal => $label:literal, )*) => {
@@ -62,10 +64,54 @@ counters! {
     /// Pass: IPv4 forwarding is disabled on the ingress interface; `bpf_fib_lookup` refuses
     /// (the daemon enables it on the interfaces it attaches to).
     PassFibFwdDisabled = 18 => "pass_fib_fwd_disabled",
+    /// Pass: the port is shared by two channels and no channel entry matches this source; the
+    /// controller's socket gets it and latches it.
+    PassSharedNoChannel = 19 => "pass_shared_no_channel",
+    /// UDP payload bytes of every packet XDP forwarded (TX or REDIRECT). Not a verdict nor a
+    /// pass reason: it grows by bytes, not by one per packet.
+    FwdBytes = 20 => "fwd_bytes",
 }
 
 /// Number of entries in the counters array.
-pub const NUM_COUNTERS: u32 = 19;
+pub const NUM_COUNTERS: u32 = 21;
+
+impl Counter {
+    /// One of the three verdicts: every packet increments exactly one.
+    pub const fn is_verdict(self) -> bool {
+        matches!(
+            self,
+            Counter::VerdictPass | Counter::VerdictTx | Counter::VerdictRedirect
+        )
+    }
+
+    /// A pass reason: every passed packet increments exactly one, so `verdict_pass` equals
+    /// their sum. Exhaustive on purpose, so a new counter must be classified here.
+    pub const fn is_pass_reason(self) -> bool {
+        match self {
+            Counter::PassNotIpv4
+            | Counter::PassNotUdp
+            | Counter::PassIpOptions
+            | Counter::PassFragment
+            | Counter::PassTruncated
+            | Counter::PassUnknownLeg
+            | Counter::PassUnlatched
+            | Counter::PassSrcMismatch
+            | Counter::PassTtlExpired
+            | Counter::PassFibNoNeigh
+            | Counter::PassFibFailed
+            | Counter::PassEgressNotAttached
+            | Counter::PassFamilyMismatch
+            | Counter::PassVlanCrossIf
+            | Counter::PassFibFwdDisabled
+            | Counter::PassSharedNoChannel => true,
+            Counter::VerdictPass
+            | Counter::VerdictTx
+            | Counter::VerdictRedirect
+            | Counter::LegSlotInvalid
+            | Counter::FwdBytes => false,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -80,5 +126,30 @@ mod tests {
                 assert_ne!(c.name(), d.name());
             }
         }
+    }
+
+    #[test]
+    fn classification() {
+        let verdicts: [Counter; 3] = [
+            Counter::VerdictPass,
+            Counter::VerdictTx,
+            Counter::VerdictRedirect,
+        ];
+        for c in Counter::ALL {
+            assert_eq!(c.is_verdict(), verdicts.contains(c), "{}", c.name());
+            assert!(!(c.is_verdict() && c.is_pass_reason()), "{}", c.name());
+            // Reasons are exactly the `pass_*` names other than the verdict.
+            assert_eq!(
+                c.is_pass_reason(),
+                c.name().starts_with("pass_"),
+                "{}",
+                c.name()
+            );
+        }
+        // Neither: they must not enter the per-packet sums.
+        for c in [Counter::LegSlotInvalid, Counter::FwdBytes] {
+            assert!(!c.is_verdict() && !c.is_pass_reason(), "{}", c.name());
+        }
+        assert!(Counter::PassSharedNoChannel.is_pass_reason());
     }
 }

@@ -2,12 +2,60 @@
 
 use crate::endpoint::Endpoint;
 
-/// Key of the legs map: the packet's destination, i.e. the relay's own address and port.
+/// Key of the legs map: the packet's destination (the relay's own address and port) and,
+/// for a shared port only, the packet's source.
+///
+/// Ordinary legs and the port entry of a shared port have `peer = Endpoint::NONE`
+/// ([`LegKey::port`]); the channels of a shared port are keyed by their source
+/// ([`LegKey::channel`]). XDP always looks up the port entry first, so a channel entry is only
+/// reached through a port entry flagged [`LEG_F_SHARED`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct LegKey {
+    /// Relay address:port the packet was sent to.
     pub relay: Endpoint,
+    /// The packet's source for a channel entry; `Endpoint::NONE` otherwise.
+    pub peer: Endpoint,
 }
+
+impl LegKey {
+    /// The entry for packets to `relay`: an ordinary leg, or a shared port's flag entry.
+    #[inline(always)]
+    pub const fn port(relay: Endpoint) -> LegKey {
+        LegKey {
+            relay,
+            peer: Endpoint::NONE,
+        }
+    }
+
+    /// The entry for packets from `peer` to the shared port `relay`.
+    #[inline(always)]
+    pub const fn channel(relay: Endpoint, peer: Endpoint) -> LegKey {
+        LegKey { relay, peer }
+    }
+}
+
+#[cfg(feature = "user")]
+impl core::fmt::Display for LegKey {
+    /// `relay` for a port key, `relay from peer` for a shared port's channel (log lines).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.peer.is_none() {
+            write!(f, "{}", self.relay)
+        } else {
+            write!(f, "{} from {}", self.relay, self.peer)
+        }
+    }
+}
+
+/// [`LegValue::flags`] bit: the port entry `LegKey::port(relay)` says the port is shared by two
+/// channels (seed 003's "alternate" latching: both parties send to one relay address:port).
+///
+/// XDP then looks up `LegKey::channel(relay, packet source)`, whose value is an ordinary
+/// forwarding entry: `latched` = that source, `new_src` = the shared relay endpoint,
+/// `new_dst` = the other channel, and its own stats slot. No channel entry: the packet goes to
+/// the controller's socket, which latches it. The port entry's other fields are zero (it
+/// forwards nothing itself and has no stats slot).
+pub const LEG_F_SHARED: u32 = 1;
 
 /// Value of the legs map.
 ///
@@ -25,14 +73,15 @@ pub struct LegValue {
     pub new_dst: Endpoint,
     /// Index into the per-leg stats array, assigned by the controller (no map insert in XDP).
     pub slot: u32,
-    /// Reserved for per-leg options; must be zero.
+    /// `LEG_F_*` bits; zero for an ordinary leg.
     pub flags: u32,
 }
 
 /// The two legs that relay one media stream: `peer_a` talks to the relay at `relay_a`,
 /// `peer_b` at `relay_b`. Each side's packets leave from the other side's relay endpoint, so
 /// each peer sees only "its" relay address (seed 003: channel 1 <-> channel 2). Both legs are
-/// latched to the given peers; `slots` are their stats slots (A's, then B's).
+/// latched to the given peers; `slots` are their stats slots (A's, then B's). Keys are port
+/// keys ([`LegKey::port`]).
 pub fn stream_legs(
     (relay_a, peer_a): (Endpoint, Endpoint),
     (relay_b, peer_b): (Endpoint, Endpoint),
@@ -40,7 +89,7 @@ pub fn stream_legs(
 ) -> [(LegKey, LegValue); 2] {
     let leg = |relay, from, src, dst, slot| {
         (
-            LegKey { relay },
+            LegKey::port(relay),
             LegValue {
                 latched: from,
                 new_src: src,
@@ -53,6 +102,45 @@ pub fn stream_legs(
     [
         leg(relay_a, peer_a, relay_b, peer_b, slots[0]),
         leg(relay_b, peer_b, relay_a, peer_a, slots[1]),
+    ]
+}
+
+/// One stream on a shared relay port (seed 003's "alternate" latching): `ch1` and `ch2` both
+/// send to `relay`; each one's packets leave from `relay` to the other. `slots` are the
+/// channels' stats slots (ch1's, then ch2's).
+///
+/// Returns the two channel entries FIRST and the port entry (flag [`LEG_F_SHARED`]) LAST. The
+/// controller installs in this order and removes in reverse, so a packet never sees the shared
+/// flag without its channels (it would pass as `pass_shared_no_channel` and reach the socket,
+/// harmless but slow), and a port entry is never left flagged over removed channels.
+pub fn shared_port_legs(
+    relay: Endpoint,
+    ch1: Endpoint,
+    ch2: Endpoint,
+    slots: [u32; 2],
+) -> [(LegKey, LegValue); 3] {
+    let channel = |from, to, slot| {
+        (
+            LegKey::channel(relay, from),
+            LegValue {
+                latched: from,
+                new_src: relay,
+                new_dst: to,
+                slot,
+                flags: 0,
+            },
+        )
+    };
+    [
+        channel(ch1, ch2, slots[0]),
+        channel(ch2, ch1, slots[1]),
+        (
+            LegKey::port(relay),
+            LegValue {
+                flags: LEG_F_SHARED,
+                ..LegValue::default()
+            },
+        ),
     ]
 }
 
@@ -91,7 +179,7 @@ mod tests {
     #[test]
     fn sizes_are_stable() {
         // Kernel memory per leg (bench target: <= 256 bytes) starts from these.
-        assert_eq!(size_of::<LegKey>(), 20);
+        assert_eq!(size_of::<LegKey>(), 40);
         assert_eq!(size_of::<LegValue>(), 68);
         assert_eq!(size_of::<LegStats>(), 24);
     }
@@ -107,6 +195,8 @@ mod tests {
             Endpoint::v4([198, 18, 2, 2], 6004),
         );
         let [(ka, a), (kb, b)] = stream_legs((ra, pa), (rb, pb), [4, 5]);
+        assert_eq!((ka, kb), (LegKey::port(ra), LegKey::port(rb)));
+        assert_eq!((a.flags, b.flags), (0, 0));
         assert_eq!(
             (ka.relay, a.latched, a.new_src, a.new_dst, a.slot),
             (ra, pa, rb, pb, 4)
@@ -115,6 +205,76 @@ mod tests {
             (kb.relay, b.latched, b.new_src, b.new_dst, b.slot),
             (rb, pb, ra, pa, 5)
         );
+    }
+
+    #[test]
+    fn key_layout_has_no_padding() {
+        // The kernel hashes all 40 bytes: implicit padding would make equal keys differ.
+        assert_eq!(
+            size_of::<LegKey>(),
+            size_of::<Endpoint>() * 2,
+            "relay + peer, nothing else"
+        );
+        assert_eq!(core::mem::offset_of!(LegKey, peer), size_of::<Endpoint>());
+        assert_eq!(
+            LegKey::port(Endpoint::v4([198, 18, 1, 1], 30000)).peer,
+            Endpoint::NONE
+        );
+    }
+
+    #[test]
+    fn shared_port_legs_channels_first_port_last() {
+        let relay = Endpoint::v4([198, 18, 1, 1], 30100);
+        let ch1 = Endpoint::v4([198, 18, 1, 2], 5004);
+        let ch2 = Endpoint::v4([198, 18, 2, 2], 6004);
+        let [(k1, v1), (k2, v2), (kp, vp)] = shared_port_legs(relay, ch1, ch2, [7, 8]);
+
+        assert_eq!(k1, LegKey::channel(relay, ch1));
+        assert_eq!(
+            v1,
+            LegValue {
+                latched: ch1,
+                new_src: relay,
+                new_dst: ch2,
+                slot: 7,
+                flags: 0,
+            }
+        );
+        assert_eq!(k2, LegKey::channel(relay, ch2));
+        assert_eq!(
+            v2,
+            LegValue {
+                latched: ch2,
+                new_src: relay,
+                new_dst: ch1,
+                slot: 8,
+                flags: 0,
+            }
+        );
+        // Port entry last: flag only, everything else zero.
+        assert_eq!(kp, LegKey::port(relay));
+        assert_eq!(
+            vp,
+            LegValue {
+                flags: LEG_F_SHARED,
+                ..LegValue::default()
+            }
+        );
+        assert!(vp.latched.is_none() && vp.new_src.is_none() && vp.new_dst.is_none());
+    }
+
+    #[test]
+    fn shared_port_keys_are_distinct() {
+        // Three entries on one relay port must not overwrite each other in the hash map.
+        let relay = Endpoint::v4([198, 18, 1, 1], 30100);
+        let ch1 = Endpoint::v4([198, 18, 1, 2], 5004);
+        let ch2 = Endpoint::v4([198, 18, 1, 2], 5006);
+        let legs = shared_port_legs(relay, ch1, ch2, [0, 1]);
+        for i in 0..legs.len() {
+            for j in i + 1..legs.len() {
+                assert_ne!(legs[i].0, legs[j].0);
+            }
+        }
     }
 
     #[test]

@@ -1,16 +1,17 @@
-//! The relay leg fast path: look up (relay address, relay port), check the latched source,
-//! rewrite addresses, ports, TTL, checksums and MACs, then XDP_TX or XDP_REDIRECT.
+//! The relay leg fast path: look up (relay address, relay port) and, on a shared port, the
+//! channel of the packet's source; check the latched source, rewrite addresses, ports, TTL,
+//! checksums and MACs, then XDP_TX or XDP_REDIRECT.
 //!
 //! Every check happens before the first write, so a packet that goes to the stack is always
 //! the packet that arrived.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use relay_common::{Counter, Endpoint, LegKey, csum::CsumDelta};
+use relay_common::{Counter, Endpoint, LegKey, csum::CsumDelta, leg::LEG_F_SHARED};
 
 use crate::{
     fib::{self, V4Flow},
     maps::{RELAY_EGRESS, RELAY_LEGS},
     parse::{Frame, parse},
-    stats::{count, count_leg},
+    stats::{add, count, count_leg},
 };
 
 enum Out {
@@ -18,17 +19,32 @@ enum Out {
     Redirect(u32),
 }
 
+/// A rewritten frame and how it leaves; `payload_len` feeds `FwdBytes` once the verdict is
+/// final (a failed redirect turns into a pass).
+struct Fwd {
+    out: Out,
+    payload_len: u16,
+}
+
 /// Entry point: always returns a verdict, counting it (and, for a pass, its reason).
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
     match relay(ctx) {
-        Ok(Out::Tx) => {
+        Ok(Fwd {
+            out: Out::Tx,
+            payload_len,
+        }) => {
             count(Counter::VerdictTx);
+            add(Counter::FwdBytes, payload_len as u64);
             xdp_action::XDP_TX
         }
-        Ok(Out::Redirect(ifindex)) => match RELAY_EGRESS.redirect(ifindex, 0) {
+        Ok(Fwd {
+            out: Out::Redirect(ifindex),
+            payload_len,
+        }) => match RELAY_EGRESS.redirect(ifindex, 0) {
             Ok(action) => {
                 count(Counter::VerdictRedirect);
+                add(Counter::FwdBytes, payload_len as u64);
                 action
             }
             // The interface left the devmap between the check and now: the frame is already
@@ -47,7 +63,7 @@ fn pass(reason: Counter) -> u32 {
 }
 
 #[inline(always)]
-fn relay(ctx: &XdpContext) -> Result<Out, Counter> {
+fn relay(ctx: &XdpContext) -> Result<Fwd, Counter> {
     let f = parse(ctx)?;
     let (saddr, daddr, ttl, tos, tot_len) = unsafe {
         let ip = &*f.ip;
@@ -55,10 +71,15 @@ fn relay(ctx: &XdpContext) -> Result<Out, Counter> {
     };
     let (sport, dport) = unsafe { ((*f.udp).source, (*f.udp).dest) };
 
-    let key = LegKey {
-        relay: Endpoint::v4(daddr.to_ne_bytes(), u16::from_be(dport)),
-    };
-    let leg = unsafe { RELAY_LEGS.get(&key) }.ok_or(Counter::PassUnknownLeg)?;
+    // One key on the stack, reused for the channel lookup (the stack is 512 bytes).
+    let mut key = LegKey::port(Endpoint::v4(daddr.to_ne_bytes(), u16::from_be(dport)));
+    let mut leg = unsafe { RELAY_LEGS.get(&key) }.ok_or(Counter::PassUnknownLeg)?;
+    if leg.flags & LEG_F_SHARED != 0 {
+        // Both channels send to this port: the source picks the entry. Exactly one extra
+        // lookup, never a chain (a channel entry's flags are not looked at).
+        key.peer = Endpoint::v4(saddr.to_ne_bytes(), u16::from_be(sport));
+        leg = unsafe { RELAY_LEGS.get(&key) }.ok_or(Counter::PassSharedNoChannel)?;
+    }
 
     if leg.latched.is_none() {
         return Err(Counter::PassUnlatched);
@@ -104,7 +125,10 @@ fn relay(ctx: &XdpContext) -> Result<Out, Counter> {
     if !count_leg(slot, f.payload_len as u64) {
         count(Counter::LegSlotInvalid);
     }
-    Ok(out)
+    Ok(Fwd {
+        out,
+        payload_len: f.payload_len,
+    })
 }
 
 /// Write the new addresses, ports, TTL and MACs and fix both checksums incrementally.

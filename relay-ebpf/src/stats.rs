@@ -7,8 +7,14 @@ use crate::maps::{RELAY_COUNTERS, RELAY_LEG_STATS, RELAY_LOG_LIMIT};
 /// Add one to a global per-CPU counter (no atomics needed: the slot is this CPU's).
 #[inline(always)]
 pub fn count(c: Counter) {
+    add(c, 1);
+}
+
+/// Add `n` to a global per-CPU counter (byte counters; plain add, the slot is this CPU's).
+#[inline(always)]
+pub fn add(c: Counter, n: u64) {
     if let Some(p) = RELAY_COUNTERS.get_ptr_mut(c as u32) {
-        unsafe { *p += 1 };
+        unsafe { *p += n };
     }
 }
 

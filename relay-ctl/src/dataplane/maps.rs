@@ -7,7 +7,7 @@ use aya::{
     maps::{DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     util::nr_cpus,
 };
-use relay_common::{Counter, LegKey, LegStats, LegValue, map_names};
+use relay_common::{Counter, LegKey, LegStats, LegValue, leg::LEG_F_SHARED, map_names};
 
 use super::pins::Instance;
 
@@ -91,22 +91,45 @@ impl DataPlane {
 
     /// Install or replace a leg in one map update: a packet sees the old value or the new one,
     /// never a mix. The slot's counters are zeroed first when the leg is new, so they start
-    /// from this leg's first packet.
+    /// from this leg's first packet. A shared port entry (`LEG_F_SHARED`) forwards nothing and
+    /// owns no slot (its `slot` is 0), so its install leaves the stats alone: resetting slot 0
+    /// would wipe another leg's counters.
     pub fn install_leg(&mut self, key: &LegKey, value: &LegValue) -> Result<()> {
-        let max = self.max_legs;
-        anyhow::ensure!(
-            value.slot < max,
-            "leg {}: stats slot {} out of range (max legs {max})",
-            key.relay,
-            value.slot
-        );
-        let is_new = self.leg(key)?.is_none();
-        if is_new {
-            self.reset_slot(value.slot)?;
+        if value.flags & LEG_F_SHARED == 0 {
+            let max = self.max_legs;
+            anyhow::ensure!(
+                value.slot < max,
+                "leg {key}: stats slot {} out of range (max legs {max})",
+                value.slot
+            );
+            let is_new = self.leg(key)?.is_none();
+            if is_new {
+                self.reset_slot(value.slot)?;
+            }
         }
         self.legs
             .insert(key, value, 0)
-            .with_context(|| format!("installing leg {}", key.relay))
+            .with_context(|| format!("installing leg {key}"))
+    }
+
+    /// Install several entries in slice order, e.g. `shared_port_legs()` (channels before the
+    /// shared port entry). Stops at the first error and returns it, leaving the entries before
+    /// it installed: the caller rolls back (`remove_legs` on the same keys).
+    pub fn install_legs(&mut self, entries: &[(LegKey, LegValue)]) -> Result<()> {
+        for (key, value) in entries {
+            self.install_leg(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// Remove several entries in REVERSE slice order, so the keys of an `install_legs` slice
+    /// come out the opposite way they went in (a shared port's flag before its channels).
+    /// Missing keys are not an error; stops at the first real error and returns it.
+    pub fn remove_legs(&mut self, keys: &[LegKey]) -> Result<()> {
+        for key in keys.iter().rev() {
+            self.remove_leg(key)?;
+        }
+        Ok(())
     }
 
     /// Insert a leg with no slot check and no counter reset: only for tests that must put the
@@ -114,7 +137,7 @@ impl DataPlane {
     pub fn install_leg_unchecked(&mut self, key: &LegKey, value: &LegValue) -> Result<()> {
         self.legs
             .insert(key, value, 0)
-            .with_context(|| format!("installing leg {}", key.relay))
+            .with_context(|| format!("installing leg {key}"))
     }
 
     /// Remove a leg; removing one that is not there is not an error.
@@ -122,7 +145,7 @@ impl DataPlane {
         match self.legs.remove(key) {
             Ok(()) => Ok(true),
             Err(MapError::KeyNotFound) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("removing leg {}", key.relay)),
+            Err(e) => Err(e).with_context(|| format!("removing leg {key}")),
         }
     }
 

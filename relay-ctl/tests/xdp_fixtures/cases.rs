@@ -1,6 +1,6 @@
 //! The fixture table: input frame, map state, expected verdict and exact output frame.
 use etherparse::{EtherType, IpNumber};
-use relay_common::{Counter, Endpoint, LegKey, LegValue};
+use relay_common::{Counter, Endpoint, LegKey, LegValue, leg::shared_port_legs};
 
 use crate::frames::{Udp4, raw_l2};
 
@@ -58,9 +58,7 @@ fn leg(
     slot: u32,
 ) -> (LegKey, LegValue) {
     (
-        LegKey {
-            relay: Endpoint::v4(relay.0, relay.1),
-        },
+        LegKey::port(Endpoint::v4(relay.0, relay.1)),
         LegValue {
             latched: latched.map_or(Endpoint::NONE, |(a, p)| Endpoint::v4(a, p)),
             new_src: Endpoint::v4(src.0, src.1),
@@ -92,6 +90,19 @@ fn leg_tx() -> (LegKey, LegValue) {
         Endpoint::v4(TX_PEER, 7004),
         2,
     )
+}
+
+/// A shared relay port (seed 003 "alternate" latching): both channels send here.
+const SHARED: ([u8; 4], u16) = (RELAY_A, 30100);
+const CALLEE_EP: ([u8; 4], u16) = (CALLEE, 6004);
+const TX_PEER_EP: ([u8; 4], u16) = (TX_PEER, 7004);
+/// Stats slots of the shared port's channels (channel 1, channel 2).
+const SHARED_SLOTS: [u32; 2] = [9, 10];
+
+/// The three entries of a shared port in the order the controller installs them.
+fn shared_legs(ch1: ([u8; 4], u16), ch2: ([u8; 4], u16)) -> Vec<(LegKey, LegValue)> {
+    let ep = |(a, p): ([u8; 4], u16)| Endpoint::v4(a, p);
+    shared_port_legs(ep(SHARED), ep(ch1), ep(ch2), SHARED_SLOTS).to_vec()
 }
 
 /// A frame from the caller to relay A on `port`.
@@ -269,6 +280,90 @@ pub fn all() -> Vec<Case> {
             Expect::Redirect(to_callee(&f)),
         )
     });
+
+    // --- shared port: both channels send to one relay address:port ---
+    let f = Udp4::new(CALLER_EP, SHARED, CALLER_MAC, FX0_MAC);
+    cases.push(forward(
+        "shared port: channel 1 to channel 2",
+        shared_legs(CALLER_EP, CALLEE_EP),
+        &f,
+        Expect::Redirect(relayed(&f, FX1_MAC, CALLEE_MAC, SHARED, CALLEE_EP)),
+        SHARED_SLOTS[0],
+    ));
+    // The callee reaches relay A through fx1 (its link), so the frame arrives there.
+    let f = Udp4::new(CALLEE_EP, SHARED, CALLEE_MAC, FX1_MAC);
+    cases.push(Case {
+        ingress: "fx1",
+        ..forward(
+            "shared port: channel 2 to channel 1",
+            shared_legs(CALLER_EP, CALLEE_EP),
+            &f,
+            Expect::Redirect(relayed(&f, FX0_MAC, CALLER_MAC, SHARED, CALLER_EP)),
+            SHARED_SLOTS[1],
+        )
+    });
+    let f = Udp4::new(TX_PEER_EP, SHARED, TX_PEER_MAC, FX0_MAC);
+    cases.push(forward(
+        "shared port: channels on one link, XDP_TX",
+        shared_legs(CALLER_EP, TX_PEER_EP),
+        &f,
+        Expect::Tx(relayed(&f, FX0_MAC, CALLER_MAC, SHARED, CALLER_EP)),
+        SHARED_SLOTS[1],
+    ));
+    // An ordinary leg next to a shared port is untouched by it.
+    let f = from_caller(30000);
+    cases.push(forward(
+        "ordinary leg beside a shared port",
+        [std_legs(), shared_legs(CALLER_EP, CALLEE_EP)].concat(),
+        &f,
+        Expect::Redirect(to_callee(&f)),
+        1,
+    ));
+    let f = Udp4::new(([198, 18, 1, 9], 5004), SHARED, CALLER_MAC, FX0_MAC);
+    cases.push(pass(
+        "shared port: third source",
+        shared_legs(CALLER_EP, CALLEE_EP),
+        f.bytes(),
+        Counter::PassSharedNoChannel,
+    ));
+    cases.push(pass(
+        "shared port: channel on another port of the same ip",
+        shared_legs((CALLER, 5006), CALLEE_EP),
+        Udp4::new(CALLER_EP, SHARED, CALLER_MAC, FX0_MAC).bytes(),
+        Counter::PassSharedNoChannel,
+    ));
+    cases.push(pass(
+        "shared port: no channels yet",
+        shared_legs(CALLER_EP, CALLEE_EP)[2..].to_vec(),
+        Udp4::new(CALLER_EP, SHARED, CALLER_MAC, FX0_MAC).bytes(),
+        Counter::PassSharedNoChannel,
+    ));
+    // Channel keys are only reached through the flagged port entry.
+    cases.push(pass(
+        "shared port: channels without port entry",
+        shared_legs(CALLER_EP, CALLEE_EP)[..2].to_vec(),
+        Udp4::new(CALLER_EP, SHARED, CALLER_MAC, FX0_MAC).bytes(),
+        Counter::PassUnknownLeg,
+    ));
+    // The channel entry goes through the ordinary checks: latched source, then TTL.
+    let mut bad_latch = shared_legs(CALLER_EP, CALLEE_EP);
+    bad_latch[0].1.latched = Endpoint::v4(CALLER, 5006);
+    cases.push(pass(
+        "shared port: channel latched elsewhere",
+        bad_latch,
+        Udp4::new(CALLER_EP, SHARED, CALLER_MAC, FX0_MAC).bytes(),
+        Counter::PassSrcMismatch,
+    ));
+    let f = Udp4 {
+        ttl: 1,
+        ..Udp4::new(CALLER_EP, SHARED, CALLER_MAC, FX0_MAC)
+    };
+    cases.push(pass(
+        "shared port: ttl 1",
+        shared_legs(CALLER_EP, CALLEE_EP),
+        f.bytes(),
+        Counter::PassTtlExpired,
+    ));
 
     // --- leg state: the controller's socket gets these ---
     let unlatched = leg(

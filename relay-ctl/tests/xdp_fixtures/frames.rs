@@ -1,8 +1,8 @@
 //! Test frames built with etherparse, an independent packet library: every checksum in an
 //! expected frame is computed by it, never by the code under test.
 use etherparse::{
-    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, SingleVlanHeader, UdpHeader,
-    VlanId, VlanPcp,
+    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, SingleVlanHeader, SlicedPacket,
+    TransportSlice, UdpHeader, VlanId, VlanPcp,
 };
 
 /// An Ethernet (+ optional 802.1Q) / IPv4 / UDP frame described field by field.
@@ -124,6 +124,15 @@ pub fn raw_l2(ether_type: EtherType, src_mac: [u8; 6], dst_mac: [u8; 6], body: &
     .to_vec();
     out.extend_from_slice(body);
     out
+}
+
+/// UDP payload bytes of a frame by etherparse's reading of the UDP length field (the program
+/// uses the IP total length: an independent measure of what `fwd_bytes` must grow by).
+pub fn udp_payload_len(frame: &[u8]) -> u64 {
+    match SlicedPacket::from_ethernet(frame).map(|p| p.transport) {
+        Ok(Some(TransportSlice::Udp(udp))) => u64::from(udp.length()) - UdpHeader::LEN as u64,
+        other => panic!("not a UDP frame: {other:?}"),
+    }
 }
 
 /// Hex dump with the first differing offset, for failure messages.

@@ -182,18 +182,45 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
         ));
     }
 
-    // Global counters: exactly the expected ones went up by one.
+    // Global counters: exactly the expected ones went up by one; `fwd_bytes` (not a per-packet
+    // counter) by the payload of a forwarded packet, 0 for a passed one.
     want_counts.extend(&c.also_counts);
+    let want_fwd_bytes = match &c.expect {
+        Expect::Pass(_) => 0,
+        Expect::Tx(_) | Expect::Redirect(_) => frames::udp_payload_len(&c.input),
+    };
     let after = dp.counters().map_err(|e| e.to_string())?;
-    for (counter, v) in after {
-        let delta = v - before[&counter];
-        let want = want_counts.iter().filter(|&&w| w == counter).count() as u64;
+    let deltas: Vec<(Counter, u64)> = after
+        .into_iter()
+        .map(|(counter, v)| (counter, v - before[&counter]))
+        .collect();
+    for &(counter, delta) in &deltas {
+        let want = match counter {
+            Counter::FwdBytes => want_fwd_bytes,
+            _ => want_counts.iter().filter(|&&w| w == counter).count() as u64,
+        };
         if delta != want {
             return Err(format!(
                 "counter {} went up by {delta}, want {want}",
                 counter.name()
             ));
         }
+    }
+    // The documented invariants, on the measured deltas: one verdict per packet, and
+    // verdict_pass = sum of pass reasons (fwd_bytes and leg_slot_invalid are in neither sum).
+    let sum = |pick: fn(Counter) -> bool| -> u64 {
+        deltas
+            .iter()
+            .filter(|(c, _)| pick(*c))
+            .map(|(_, d)| d)
+            .sum()
+    };
+    let pass = deltas
+        .iter()
+        .find(|(c, _)| *c == Counter::VerdictPass)
+        .map_or(0, |(_, d)| *d);
+    if sum(Counter::is_verdict) != 1 || sum(Counter::is_pass_reason) != pass {
+        return Err(format!("counter invariants broken: {deltas:?}"));
     }
 
     // Per-leg counters for forwarded packets.
