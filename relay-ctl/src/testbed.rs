@@ -1,25 +1,35 @@
-//! Throw-away network topologies for the end-to-end tests and the demo. Everything is created
-//! in namespaces this process makes, with addresses from the benchmarking range 198.18.0.0/15
-//! only, and removed on drop (also when a test fails or panics).
+//! Throw-away network topologies for the end-to-end tests and the demo, and the daemon process
+//! guard they use. Everything is created in namespaces this process makes, with addresses from
+//! the documentation and benchmarking ranges only (198.18.0.0/15, 192.0.2.0/24,
+//! 198.51.100.0/24), and removed on drop (also when a test fails or panics).
+//!
+//! [`Topology`], end hosts directly on the relay's links:
 //!
 //! ```text
 //!  [sender ns]              [relay ns]                 [receiver ns]
 //!  s0 198.18.1.2/24 <-veth-> r0 198.18.1.1/24
 //!                            r1 198.18.2.1/24 <-veth-> v0 198.18.2.2/24
 //! ```
+//!
+//! [`NatTopology`]: each end host behind its own masquerading NAT (see `testbed/nat.rs`).
+//! [`DaemonProcess`]: a `relay-ctl daemon` in a namespace, with kill -9 and restart support.
 use std::{
-    fs,
     net::{Ipv4Addr, SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::{
-    dataplane::Instance,
-    netns::{ifindex, in_netns, netns_path},
+use crate::netns::{ifindex, in_netns};
+
+mod daemon;
+mod nat;
+
+pub use daemon::DaemonProcess;
+pub use nat::{
+    CALLEE_IF, CALLEE_IP, CALLER_IF, CALLER_IP, NAT_A_IN_IF, NAT_A_IN_IP, NAT_A_OUT_IF,
+    NAT_A_OUT_IP, NAT_B_IN_IF, NAT_B_IN_IP, NAT_B_OUT_IF, NAT_B_OUT_IP, NatTopology,
 };
 
 /// Run a command, failing with its stderr.
@@ -188,95 +198,5 @@ impl Topology {
                 .with_context(|| format!("priming the neighbour entry for {ip}"))?;
         }
         Ok(())
-    }
-}
-
-/// A `relay-ctl daemon` process running in a namespace (entered with `nsenter --net`, which,
-/// unlike `ip netns exec`, keeps the host's /sys/fs/bpf so the pins are visible to us).
-/// Dropping it kills the process and removes the instance's pins, also after a failure.
-pub struct DaemonProcess {
-    child: Child,
-    instance: Instance,
-    bpffs_root: PathBuf,
-    log: PathBuf,
-}
-
-impl DaemonProcess {
-    /// Start `bin daemon --iface ...` for instance `name` and wait until it says it is ready.
-    pub fn start(
-        bin: &Path,
-        netns: &Netns,
-        bpffs_root: &Path,
-        name: &str,
-        ifaces: &[&str],
-    ) -> Result<DaemonProcess> {
-        let instance = Instance::new(bpffs_root, name)?;
-        instance.remove()?;
-        let log = std::env::temp_dir().join(format!("relay-ctl-{name}.log"));
-        let log_file =
-            fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", netns_path(netns.name()).display()))
-            .arg(bin)
-            .args(["--instance", name, "--bpffs-root"])
-            .arg(bpffs_root)
-            .arg("daemon");
-        for i in ifaces {
-            cmd.args(["--iface", i]);
-        }
-        let child = cmd
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {} under nsenter", bin.display()))?;
-        let mut d = DaemonProcess {
-            child,
-            instance,
-            bpffs_root: bpffs_root.to_owned(),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !d.log().contains("ready:") {
-            if let Some(status) = d.child.try_wait()? {
-                bail!("daemon exited with {status}:\n{}", d.log());
-            }
-            if Instant::now() > deadline {
-                bail!("daemon not ready after 20 s:\n{}", d.log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(d)
-    }
-
-    /// Everything the daemon has logged so far.
-    pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn instance(&self) -> &Instance {
-        &self.instance
-    }
-
-    /// SIGTERM and wait for a clean exit (the default exit leaves XDP attached via the pins).
-    pub fn stop(&mut self) -> Result<()> {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait()?;
-        anyhow::ensure!(status.success(), "daemon exit {status}:\n{}", self.log());
-        Ok(())
-    }
-}
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Err(e) = self.instance.remove() {
-            eprintln!("cleanup: {e:#}");
-        }
-        let _ = fs::remove_file(&self.log);
-        // The root goes too once no other instance uses it (fails harmlessly otherwise).
-        let _ = fs::remove_dir(&self.bpffs_root);
     }
 }

@@ -30,6 +30,8 @@ const APT_PACKAGES: &[&str] = &[
     "util-linux",
     // `sysctl`: the fixture namespace turns forwarding on per interface.
     "procps",
+    // `nft`: the NAT test topology's namespaces masquerade like home routers (testbed/nat.rs).
+    "nftables",
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";
