@@ -1,1 +1,1033 @@
-//! (in progress)
+//! Operator CLI: `relay-ctl sessions|session ID|stats|ports|delete ID` talk to the daemon's HTTP
+//! API through [`ApiClient`] and print aligned tables for people, or the API's JSON (`--json`)
+//! for scripts. The table renderers are pure functions of the API's views, tested on fixed data.
+use std::{
+    fmt::{self, Write as _},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::api::{
+    ApiError, CreateSession, LegView, PortsView, SessionView, StatsView, UpdateSession,
+};
+
+/// Where the daemon's API listens unless `--api` or `RELAY_CTL_API` says otherwise.
+pub const DEFAULT_API: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+/// Environment variable naming the API address (overridden by `--api`).
+pub const API_ENV: &str = "RELAY_CTL_API";
+
+/// Exit code when the daemon cannot be reached (distinct from an API error's 1, so scripts can
+/// tell "relay down" from "request refused").
+pub const EXIT_UNREACHABLE: i32 = 2;
+/// Exit code for an error answer from the API, or anything else that went wrong.
+pub const EXIT_ERROR: i32 = 1;
+
+/// Why a request to the daemon's API failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CliError {
+    /// Nothing answered at the address: connection refused, unreachable, connect timeout.
+    Unreachable { addr: SocketAddr, reason: String },
+    /// The daemon answered with an error.
+    Api(ApiError),
+    /// Anything else: an unparsable answer, a timeout mid-request, a bad argument.
+    Other(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Unreachable { .. } => EXIT_UNREACHABLE,
+            CliError::Api(_) | CliError::Other(_) => EXIT_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The reason is almost always "connection refused"; the hint is what helps.
+            CliError::Unreachable { addr, .. } => write!(
+                f,
+                "cannot reach the daemon's API at {addr} (is `relay-ctl daemon` running?)"
+            ),
+            CliError::Api(e) => write!(f, "{} (HTTP {})", one_line(&e.error), e.status),
+            CliError::Other(e) => f.write_str(&one_line(e)),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Resolve the API address: `--api`, else `RELAY_CTL_API`, else [`DEFAULT_API`].
+pub fn api_addr(flag: Option<SocketAddr>) -> Result<SocketAddr, CliError> {
+    if let Some(a) = flag {
+        return Ok(a);
+    }
+    match std::env::var(API_ENV) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e| {
+            CliError::Other(format!(
+                "{API_ENV}={v:?} is not an address like 127.0.0.1:9901: {e}"
+            ))
+        }),
+        _ => Ok(DEFAULT_API),
+    }
+}
+
+/// Blocking client of the daemon's HTTP API.
+pub struct ApiClient {
+    addr: SocketAddr,
+    agent: ureq::Agent,
+}
+
+/// Session lists can be large; ureq's default 10 MB read limit is too low for a busy relay.
+const MAX_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+
+impl ApiClient {
+    pub fn new(addr: SocketAddr) -> Self {
+        let agent = ureq::Agent::config_builder()
+            // Error statuses carry an ApiError body; decode it instead of losing it.
+            .http_status_as_error(false)
+            // The API is local or on an admin network: never go through $HTTP_PROXY.
+            .proxy(None)
+            .timeout_connect(Some(Duration::from_secs(3)))
+            // A wedged daemon must not hang scripts forever.
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        ApiClient { addr, agent }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `GET /healthz`: Ok once the daemon serves its API.
+    pub fn health(&self) -> Result<(), CliError> {
+        self.get::<serde_json::Value>("/healthz").map(|_| ())
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub fn metrics(&self) -> Result<String, CliError> {
+        let url = self.url("/metrics");
+        let mut resp = self.agent.get(&url).call().map_err(|e| self.error(e))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_string()
+            .map_err(|e| self.error(e))?;
+        if (200..300).contains(&status) {
+            Ok(text)
+        } else {
+            Err(api_error(status, text.as_bytes()))
+        }
+    }
+
+    pub fn get_sessions(&self) -> Result<Vec<SessionView>, CliError> {
+        self.get("/v1/sessions")
+    }
+
+    pub fn get_session(&self, call_id: &str) -> Result<SessionView, CliError> {
+        self.get(&session_path(call_id)?)
+    }
+
+    pub fn get_stats(&self) -> Result<StatsView, CliError> {
+        self.get("/v1/stats")
+    }
+
+    pub fn get_ports(&self) -> Result<PortsView, CliError> {
+        self.get("/v1/ports")
+    }
+
+    /// Remove a session; returns it as it was just before removal.
+    pub fn delete_session(&self, call_id: &str) -> Result<SessionView, CliError> {
+        self.delete(&session_path(call_id)?)
+    }
+
+    pub fn create_session(&self, req: CreateSession) -> Result<SessionView, CliError> {
+        self.post("/v1/sessions", &req)
+    }
+
+    pub fn update_session(
+        &self,
+        call_id: &str,
+        req: UpdateSession,
+    ) -> Result<SessionView, CliError> {
+        self.post(&session_path(call_id)?, &req)
+    }
+
+    /// `GET path` decoded as `T` (`serde_json::Value` for the raw JSON).
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        let r = self.agent.get(self.url(path)).call();
+        self.decode(r)
+    }
+
+    /// `DELETE path` decoded as `T`.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        let r = self.agent.delete(self.url(path)).call();
+        self.decode(r)
+    }
+
+    /// `POST path` with a JSON body, decoded as `T`.
+    pub fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, CliError> {
+        let r = self.agent.post(self.url(path)).send_json(body);
+        self.decode(r)
+    }
+
+    fn url(&self, path: &str) -> String {
+        // SocketAddr's Display brackets IPv6 addresses, as URLs need.
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, CliError> {
+        let mut resp = r.map_err(|e| self.error(e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.error(e))?;
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            CliError::Other(format!(
+                "unexpected answer from the daemon's API at {}: {e}",
+                self.addr
+            ))
+        })
+    }
+
+    fn error(&self, e: ureq::Error) -> CliError {
+        use std::io::ErrorKind::*;
+        let unreachable = match &e {
+            ureq::Error::Io(io) => matches!(
+                io.kind(),
+                ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+            ),
+            ureq::Error::ConnectionFailed => true,
+            ureq::Error::Timeout(t) => matches!(t, ureq::Timeout::Connect),
+            _ => false,
+        };
+        if unreachable {
+            CliError::Unreachable {
+                addr: self.addr,
+                reason: e.to_string(),
+            }
+        } else {
+            CliError::Other(format!(
+                "request to the daemon's API at {} failed: {e}",
+                self.addr
+            ))
+        }
+    }
+}
+
+/// An error answer: the ApiError body if it is one, else the status and whatever text came.
+fn api_error(status: u16, body: &[u8]) -> CliError {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(e) => CliError::Api(e),
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            CliError::Api(ApiError::new(
+                status,
+                if text.is_empty() {
+                    "no error message".to_owned()
+                } else {
+                    text.chars().take(200).collect()
+                },
+            ))
+        }
+    }
+}
+
+/// `/v1/sessions/{id}` with the id percent-encoded (SIP call ids may hold '/', '%', spaces).
+fn session_path(call_id: &str) -> Result<String, CliError> {
+    if call_id.is_empty() {
+        return Err(CliError::Other("empty session id".into()));
+    }
+    let mut p = String::from("/v1/sessions/");
+    for b in call_id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+            p.push(b as char);
+        } else {
+            let _ = write!(p, "%{b:02X}");
+        }
+    }
+    Ok(p)
+}
+
+/// One subcommand of the operator CLI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Sessions,
+    Session(String),
+    Stats,
+    Ports,
+    Delete(String),
+}
+
+/// Run `cmd` against the API; returns what to print on stdout.
+pub fn run(client: &ApiClient, cmd: &Command, json: bool) -> Result<String, CliError> {
+    if json {
+        // The API's own JSON (not re-encoded views), so scripts see every field it sends.
+        let v: serde_json::Value = match cmd {
+            Command::Sessions => client.get("/v1/sessions")?,
+            Command::Session(id) => client.get(&session_path(id)?)?,
+            Command::Stats => client.get("/v1/stats")?,
+            Command::Ports => client.get("/v1/ports")?,
+            Command::Delete(id) => client.delete(&session_path(id)?)?,
+        };
+        let mut out = serde_json::to_string_pretty(&v)
+            .map_err(|e| CliError::Other(format!("cannot print JSON: {e}")))?;
+        out.push('\n');
+        return Ok(out);
+    }
+    Ok(match cmd {
+        Command::Sessions => sessions_table(&client.get_sessions()?),
+        Command::Session(id) => session_detail(&client.get_session(id)?),
+        Command::Stats => stats_text(&client.get_stats()?),
+        Command::Ports => ports_text(&client.get_ports()?),
+        Command::Delete(id) => deleted_text(&client.delete_session(id)?),
+    })
+}
+
+/// Run `cmd` and print its output, or one error line on stderr; returns the exit code.
+pub fn main(api: Option<SocketAddr>, cmd: &Command, json: bool) -> i32 {
+    let result = api_addr(api).and_then(|addr| run(&ApiClient::new(addr), cmd, json));
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("relay-ctl: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering for people.
+
+/// `59s`, `1m05s`, `2h03m`, `3d04h`: two units are enough to read at a glance.
+pub fn fmt_duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn opt_duration(secs: Option<u64>) -> String {
+    secs.map_or_else(|| "-".into(), fmt_duration)
+}
+
+fn opt_addr(a: Option<SocketAddr>) -> String {
+    a.map_or_else(|| "-".into(), |a| a.to_string())
+}
+
+/// Kernel share of a total in percent, one decimal; "-" when nothing was forwarded.
+fn share(kernel: u64, user: u64) -> String {
+    let total = kernel as f64 + user as f64;
+    if total == 0.0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", kernel as f64 * 100.0 / total)
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Control characters escaped so a hostile call id cannot break a table or the terminal.
+fn clean(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// An error message on one line (the CLI promises one line on stderr).
+fn one_line(s: &str) -> String {
+    clean(&s.replace(['\r', '\n'], " "))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A table with a header row; columns separated by two spaces, numbers right-aligned.
+struct Table {
+    head: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(head: &[(&'static str, Align)]) -> Table {
+        Table {
+            head: head.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.head.len());
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.head.iter().map(|(h, _)| h.chars().count()).collect();
+        for r in &self.rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let head: Vec<String> = self.head.iter().map(|(h, _)| (*h).to_owned()).collect();
+        for cells in std::iter::once(&head).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = widths[i].saturating_sub(c.chars().count());
+                let align = self.head.get(i).map_or(Align::Left, |h| h.1);
+                if align == Align::Right {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                    line.push_str(c);
+                } else {
+                    line.push_str(c);
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `key  value` lines with the keys padded to one width.
+fn kv_block(indent: &str, pairs: &[(String, String)]) -> String {
+    let w = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in pairs {
+        let line = format!("{indent}{k:<w$}  {v}");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn kv(k: &str, v: impl ToString) -> (String, String) {
+    (k.to_owned(), v.to_string())
+}
+
+fn legs(s: &SessionView) -> impl Iterator<Item = &LegView> {
+    s.streams.iter().flat_map(|st| &st.legs)
+}
+
+use Align::{Left as L, Right as R};
+
+/// `relay-ctl sessions`: one row per session.
+pub fn sessions_table(sessions: &[SessionView]) -> String {
+    if sessions.is_empty() {
+        return "no sessions\n".into();
+    }
+    let mut t = Table::new(&[
+        ("CALL-ID", L),
+        ("POLICY", L),
+        ("STATE", L),
+        ("AGE", R),
+        ("IDLE", R),
+        ("STREAMS", R),
+        ("LEGS", R),
+        ("PKTS-KERNEL", R),
+        ("PKTS-USER", R),
+    ]);
+    for s in sessions {
+        let total = legs(s).count();
+        let kernel = legs(s).filter(|l| l.kernel).count();
+        t.row(vec![
+            clean(&s.call_id),
+            s.policy.to_string(),
+            s.state.as_str().into(),
+            fmt_duration(s.age_secs),
+            opt_duration(s.idle_secs),
+            s.streams.len().to_string(),
+            format!("{kernel}/{total}"),
+            s.packets_kernel.to_string(),
+            s.packets_user.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// `relay-ctl session ID`: the session, then one row per leg.
+pub fn session_detail(s: &SessionView) -> String {
+    let total = legs(s).count();
+    let kernel = legs(s).filter(|l| l.kernel).count();
+    let mut out = kv_block(
+        "",
+        &[
+            kv("call id", clean(&s.call_id)),
+            kv("policy", s.policy),
+            kv("state", s.state.as_str()),
+            kv("age", fmt_duration(s.age_secs)),
+            kv("idle", opt_duration(s.idle_secs)),
+            kv(
+                "streams",
+                format!(
+                    "{} ({}, {kernel} in kernel)",
+                    s.streams.len(),
+                    plural(total, "leg")
+                ),
+            ),
+            kv(
+                "kernel",
+                format!("{} packets, {} bytes", s.packets_kernel, s.bytes_kernel),
+            ),
+            kv(
+                "userspace",
+                format!("{} packets, {} bytes", s.packets_user, s.bytes_user),
+            ),
+        ],
+    );
+    if total == 0 {
+        return out;
+    }
+    let mut t = Table::new(&[
+        ("STREAM", R),
+        ("MEDIA", L),
+        ("SIDE", L),
+        ("RELAY", L),
+        ("SIGNALLED", L),
+        ("LATCHED", L),
+        ("RTCP-LATCHED", L),
+        ("KERNEL", L),
+        ("PKTS-K", R),
+        ("BYTES-K", R),
+        ("PKTS-U", R),
+        ("BYTES-U", R),
+        ("IDLE", R),
+        ("RELATCHES", R),
+    ]);
+    for st in &s.streams {
+        // The alternate policy's shared port is worth seeing next to the media label.
+        let media = if st.shared_port {
+            format!("{} (shared)", clean(&st.media))
+        } else {
+            clean(&st.media)
+        };
+        for l in &st.legs {
+            t.row(vec![
+                st.index.to_string(),
+                media.clone(),
+                clean(&l.side),
+                l.relay.to_string(),
+                opt_addr(l.signalled),
+                opt_addr(l.latched),
+                opt_addr(l.rtcp_latched),
+                if l.kernel { "yes" } else { "no" }.into(),
+                l.packets_kernel.to_string(),
+                l.bytes_kernel.to_string(),
+                l.packets_user.to_string(),
+                l.bytes_user.to_string(),
+                opt_duration(l.idle_secs),
+                l.relatches.to_string(),
+            ]);
+        }
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    out
+}
+
+/// `relay-ctl stats`: summary, interfaces, then the counters.
+pub fn stats_text(s: &StatsView) -> String {
+    let mut out = kv_block(
+        "",
+        &[
+            kv("instance", clean(&s.instance)),
+            kv(
+                "adopted",
+                if s.adopted {
+                    "yes (took over a pinned data plane)"
+                } else {
+                    "no"
+                },
+            ),
+            kv("uptime", fmt_duration(s.uptime_secs)),
+            kv(
+                "sessions",
+                format!(
+                    "{} ({} offered, {} answered)",
+                    s.sessions_offered.saturating_add(s.sessions_answered),
+                    s.sessions_offered,
+                    s.sessions_answered
+                ),
+            ),
+            kv("kernel legs", s.kernel_legs),
+            kv(
+                "forwarded kernel",
+                format!(
+                    "{} packets, {} bytes",
+                    s.forwarded_kernel_packets, s.forwarded_kernel_bytes
+                ),
+            ),
+            kv(
+                "forwarded userspace",
+                format!(
+                    "{} packets, {} bytes",
+                    s.forwarded_user_packets, s.forwarded_user_bytes
+                ),
+            ),
+            kv(
+                "kernel share",
+                format!(
+                    "{} of packets, {} of bytes",
+                    share(s.forwarded_kernel_packets, s.forwarded_user_packets),
+                    share(s.forwarded_kernel_bytes, s.forwarded_user_bytes)
+                ),
+            ),
+        ],
+    );
+
+    out.push('\n');
+    if s.interfaces.is_empty() {
+        out.push_str("no interfaces attached\n");
+    } else {
+        let mut t = Table::new(&[("NAME", L), ("IFINDEX", R), ("XDP", L), ("ADDRS", L)]);
+        for i in &s.interfaces {
+            let addrs = if i.addrs.is_empty() {
+                "-".to_owned()
+            } else {
+                i.addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            t.row(vec![
+                clean(&i.name),
+                i.ifindex.to_string(),
+                clean(&i.xdp_mode),
+                addrs,
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+
+    // Most data-plane counters are error reasons that stay at zero; show what happened.
+    for (title, counters) in [
+        ("data-plane counters (non-zero)", &s.dataplane),
+        ("controller counters (non-zero)", &s.controller),
+    ] {
+        out.push('\n');
+        let pairs: Vec<(String, String)> = counters
+            .iter()
+            .filter(|(_, v)| **v != 0)
+            .map(|(k, v)| (clean(k), v.to_string()))
+            .collect();
+        if pairs.is_empty() {
+            let _ = writeln!(out, "{title}: none");
+        } else {
+            let _ = writeln!(out, "{title}:");
+            out.push_str(&kv_block("  ", &pairs));
+        }
+    }
+    out
+}
+
+/// `relay-ctl ports`: the range, one row per relay address, the exhaustion counter.
+pub fn ports_text(p: &PortsView) -> String {
+    let mut out = format!(
+        "range {}-{}, quarantine {}\n\n",
+        p.port_min,
+        p.port_max,
+        fmt_duration(p.quarantine_secs)
+    );
+    if p.pools.is_empty() {
+        out.push_str("no relay addresses\n");
+    } else {
+        let mut t = Table::new(&[
+            ("ADDR", L),
+            ("TOTAL", R),
+            ("USED", R),
+            ("FREE", R),
+            ("QUARANTINED", R),
+        ]);
+        for pool in &p.pools {
+            t.row(vec![
+                pool.addr.to_string(),
+                pool.total_pairs.to_string(),
+                pool.used_pairs.to_string(),
+                pool.free_pairs.to_string(),
+                pool.quarantined_pairs.to_string(),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
+    let _ = writeln!(
+        out,
+        "\nexhausted {} (allocations refused for lack of ports)",
+        p.exhausted
+    );
+    out
+}
+
+/// `relay-ctl delete ID`.
+pub fn deleted_text(s: &SessionView) -> String {
+    format!(
+        "deleted {} ({} removed, ports quarantined)\n",
+        clean(&s.call_id),
+        plural(legs(s).count(), "leg")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::api::{InterfaceView, LatchPolicy, PoolView, SessionState, StreamView};
+
+    fn leg(side: &str, port: u16, kernel: bool) -> LegView {
+        LegView {
+            side: side.into(),
+            relay: SocketAddr::from(([198, 18, 1, 1], port)),
+            signalled: Some(SocketAddr::from(([198, 18, 1, 2], 5004))),
+            latched: kernel.then(|| SocketAddr::from(([203, 0, 113, 7], 40000))),
+            rtcp_latched: None,
+            kernel,
+            packets_kernel: if kernel { 1234 } else { 0 },
+            bytes_kernel: if kernel { 212_248 } else { 0 },
+            packets_user: 3,
+            bytes_user: 516,
+            idle_secs: kernel.then_some(2),
+            relatches: 0,
+        }
+    }
+
+    fn session(id: &str, kernel: bool) -> SessionView {
+        SessionView {
+            call_id: id.into(),
+            policy: LatchPolicy::Immediate,
+            state: SessionState::Answered,
+            created_unix: 1_700_000_000,
+            age_secs: 65,
+            idle_secs: None,
+            streams: vec![StreamView {
+                index: 0,
+                media: "audio".into(),
+                shared_port: false,
+                legs: vec![leg("a", 30000, kernel), leg("b", 30002, kernel)],
+            }],
+            packets_kernel: 2468,
+            bytes_kernel: 424_496,
+            packets_user: 6,
+            bytes_user: 1032,
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(fmt_duration(0), "0s");
+        assert_eq!(fmt_duration(59), "59s");
+        assert_eq!(fmt_duration(60), "1m00s");
+        assert_eq!(fmt_duration(65), "1m05s");
+        assert_eq!(fmt_duration(3599), "59m59s");
+        assert_eq!(fmt_duration(2 * 3600 + 3 * 60 + 59), "2h03m");
+        assert_eq!(fmt_duration(86399), "23h59m");
+        assert_eq!(fmt_duration(86400 + 4 * 3600), "1d04h");
+        assert_eq!(fmt_duration(u64::MAX).chars().last(), Some('h'));
+        assert_eq!(opt_duration(None), "-");
+    }
+
+    #[test]
+    fn sessions_empty() {
+        assert_eq!(sessions_table(&[]), "no sessions\n");
+    }
+
+    #[test]
+    fn sessions_aligned() {
+        let mut long = session("a-much-longer-call-id@example.org", false);
+        long.policy = LatchPolicy::Alternate;
+        long.state = SessionState::Offered;
+        long.age_secs = 7380;
+        long.idle_secs = Some(59);
+        long.packets_kernel = 0;
+        let got = sessions_table(&[session("c1", true), long]);
+        let want = "\
+CALL-ID                            POLICY     STATE       AGE  IDLE  STREAMS  LEGS  PKTS-KERNEL  PKTS-USER
+c1                                 immediate  answered  1m05s     -        1   2/2         2468          6
+a-much-longer-call-id@example.org  alternate  offered   2h03m   59s        1   0/2            0          6
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn session_detail_table() {
+        let got = session_detail(&session("c1", true));
+        let want = "\
+call id    c1
+policy     immediate
+state      answered
+age        1m05s
+idle       -
+streams    1 (2 legs, 2 in kernel)
+kernel     2468 packets, 424496 bytes
+userspace  6 packets, 1032 bytes
+
+STREAM  MEDIA  SIDE  RELAY             SIGNALLED        LATCHED            RTCP-LATCHED  KERNEL  PKTS-K  BYTES-K  PKTS-U  BYTES-U  IDLE  RELATCHES
+     0  audio  a     198.18.1.1:30000  198.18.1.2:5004  203.0.113.7:40000  -             yes       1234   212248       3      516    2s          0
+     0  audio  b     198.18.1.1:30002  198.18.1.2:5004  203.0.113.7:40000  -             yes       1234   212248       3      516    2s          0
+";
+        assert_eq!(got, want, "\n{got}");
+
+        // Unlatched legs: every missing value is "-".
+        let got = session_detail(&session("c2", false));
+        let row = got.lines().last().expect("a leg row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            [
+                "0",
+                "audio",
+                "b",
+                "198.18.1.1:30002",
+                "198.18.1.2:5004",
+                "-",
+                "-",
+                "no",
+                "0",
+                "0",
+                "3",
+                "516",
+                "-",
+                "0"
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_call_id_stays_on_one_line() {
+        let got = sessions_table(&[session("evil\n\u{1b}[2J", true)]);
+        assert_eq!(got.lines().count(), 2, "{got}");
+        assert!(got.contains("evil\\n\\u{1b}[2J"), "{got}");
+    }
+
+    fn stats() -> StatsView {
+        StatsView {
+            instance: "default".into(),
+            adopted: false,
+            uptime_secs: 7380,
+            sessions_offered: 1,
+            sessions_answered: 2,
+            kernel_legs: 4,
+            forwarded_kernel_packets: 950,
+            forwarded_kernel_bytes: 163_400,
+            forwarded_user_packets: 50,
+            forwarded_user_bytes: 8600,
+            interfaces: vec![
+                InterfaceView {
+                    name: "r0".into(),
+                    ifindex: 2,
+                    xdp_mode: "native".into(),
+                    addrs: vec!["198.18.1.1".parse().expect("ip")],
+                },
+                InterfaceView {
+                    name: "relay-uplink".into(),
+                    ifindex: 17,
+                    xdp_mode: "generic".into(),
+                    addrs: vec![],
+                },
+            ],
+            dataplane: BTreeMap::from([
+                ("verdict_redirect".into(), 950),
+                ("drop_ttl".into(), 0),
+                ("pass_unknown_port".into(), 12),
+            ]),
+            controller: BTreeMap::from([("latch".into(), 4), ("expired".into(), 0)]),
+        }
+    }
+
+    #[test]
+    fn stats_block() {
+        let got = stats_text(&stats());
+        let want = "\
+instance             default
+adopted              no
+uptime               2h03m
+sessions             3 (1 offered, 2 answered)
+kernel legs          4
+forwarded kernel     950 packets, 163400 bytes
+forwarded userspace  50 packets, 8600 bytes
+kernel share         95.0% of packets, 95.0% of bytes
+
+NAME          IFINDEX  XDP      ADDRS
+r0                  2  native   198.18.1.1
+relay-uplink       17  generic  -
+
+data-plane counters (non-zero):
+  pass_unknown_port  12
+  verdict_redirect   950
+
+controller counters (non-zero):
+  latch  4
+";
+        assert_eq!(got, want, "\n{got}");
+    }
+
+    #[test]
+    fn stats_nothing_forwarded() {
+        let mut s = stats();
+        s.forwarded_kernel_packets = 0;
+        s.forwarded_kernel_bytes = 0;
+        s.forwarded_user_packets = 0;
+        s.forwarded_user_bytes = 0;
+        s.interfaces.clear();
+        s.dataplane.clear();
+        s.controller.clear();
+        let got = stats_text(&s);
+        assert!(
+            got.contains("kernel share         - of packets, - of bytes\n"),
+            "{got}"
+        );
+        assert!(got.contains("no interfaces attached\n"), "{got}");
+        assert!(
+            got.contains("data-plane counters (non-zero): none\n"),
+            "{got}"
+        );
+        assert!(
+            got.contains("controller counters (non-zero): none\n"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn ports_table() {
+        let p = PortsView {
+            port_min: 30000,
+            port_max: 39999,
+            quarantine_secs: 60,
+            exhausted: 3,
+            pools: vec![
+                PoolView {
+                    addr: "198.18.1.1".parse().expect("ip"),
+                    total_pairs: 5000,
+                    used_pairs: 2,
+                    free_pairs: 4990,
+                    quarantined_pairs: 8,
+                },
+                PoolView {
+                    addr: "2001:db8::1".parse().expect("ip"),
+                    total_pairs: 5000,
+                    used_pairs: 0,
+                    free_pairs: 5000,
+                    quarantined_pairs: 0,
+                },
+            ],
+        };
+        let want = "\
+range 30000-39999, quarantine 1m00s
+
+ADDR         TOTAL  USED  FREE  QUARANTINED
+198.18.1.1    5000     2  4990            8
+2001:db8::1   5000     0  5000            0
+
+exhausted 3 (allocations refused for lack of ports)
+";
+        let got = ports_text(&p);
+        assert_eq!(got, want, "\n{got}");
+        let empty = PortsView { pools: vec![], ..p };
+        assert!(ports_text(&empty).contains("no relay addresses\n"));
+    }
+
+    #[test]
+    fn deleted_line() {
+        assert_eq!(
+            deleted_text(&session("c1", true)),
+            "deleted c1 (2 legs removed, ports quarantined)\n"
+        );
+    }
+
+    #[test]
+    fn session_paths_are_encoded() {
+        assert_eq!(
+            session_path("abc-1.x_y~@host").expect("path"),
+            "/v1/sessions/abc-1.x_y~@host"
+        );
+        assert_eq!(
+            session_path("a/b c%").expect("path"),
+            "/v1/sessions/a%2Fb%20c%25"
+        );
+        assert_eq!(session_path("é").expect("path"), "/v1/sessions/%C3%A9");
+        assert!(session_path("").is_err());
+    }
+
+    #[test]
+    fn error_lines() {
+        let e = CliError::Unreachable {
+            addr: DEFAULT_API,
+            reason: "refused".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot reach the daemon's API at 127.0.0.1:9901 (is `relay-ctl daemon` running?)"
+        );
+        assert_eq!(e.exit_code(), 2);
+        let e = CliError::Api(ApiError::not_found("no session \"x\"\nsecond line"));
+        assert_eq!(e.to_string(), "no session \"x\" second line (HTTP 404)");
+        assert_eq!(e.exit_code(), 1);
+        // A proxy or a foreign server answering with text still gives a usable line.
+        assert_eq!(
+            api_error(502, b"Bad Gateway\n"),
+            CliError::Api(ApiError::new(502, "Bad Gateway"))
+        );
+    }
+
+    #[test]
+    fn unreachable_when_nothing_listens() {
+        // Bind then drop: the port is free and nothing listens there.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind");
+        let err = ApiClient::new(addr)
+            .get_sessions()
+            .expect_err("nothing listens");
+        assert!(matches!(err, CliError::Unreachable { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
+    }
+}

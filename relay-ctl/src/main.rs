@@ -1,7 +1,10 @@
 //! `relay-ctl`: the media relay's controller and operator CLI.
+use std::net::SocketAddr;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use relay_ctl::{
+    cli as operator,
     daemon::{self, DaemonArgs, InstanceArgs},
     dataplane::DataPlane,
 };
@@ -11,24 +14,72 @@ use relay_ctl::{
 struct Cli {
     #[command(flatten)]
     instance: InstanceArgs,
+    /// The daemon's HTTP API, for the client subcommands [env: RELAY_CTL_API; default:
+    /// 127.0.0.1:9901]
+    #[arg(long, global = true, value_name = "ADDR")]
+    api: Option<SocketAddr>,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
+/// Output options of the API client subcommands.
+#[derive(clap::Args)]
+struct Output {
+    /// Print the API's JSON (pretty) instead of a table, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+// Parsed once per process: boxing the daemon's arguments would save nothing worth the noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Load, attach and pin the data plane, then run until SIGTERM.
     Daemon(DaemonArgs),
     /// Print the data plane's global counters (read from the pinned maps).
     Counters,
-    /// Detach XDP from every interface of the instance and remove its pins.
-    Detach,
+    /// Detach XDP from every interface of the instance, remove its pins and its state file
+    /// (the sessions a restarted daemon would adopt).
+    Detach {
+        /// The daemon's state file, if not the default for the instance.
+        #[arg(long, value_name = "PATH")]
+        state_file: Option<std::path::PathBuf>,
+    },
+    /// List the live sessions (via the daemon's API).
+    Sessions(Output),
+    /// Show one session and its legs (via the daemon's API).
+    Session {
+        /// Session id (the call id).
+        id: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Show the daemon's statistics: forwarding, interfaces, counters (via the API).
+    Stats(Output),
+    /// Show the relay port pools (via the daemon's API).
+    Ports(Output),
+    /// Delete a session: remove its legs and quarantine its ports (via the daemon's API).
+    Delete {
+        /// Session id (the call id).
+        id: String,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    // API clients exit with their own codes: 2 when the daemon is unreachable, 1 on an error.
+    let client = |cmd: operator::Command, out: &Output| -> ! {
+        std::process::exit(operator::main(cli.api, &cmd, out.json))
+    };
     match &cli.cmd {
+        Cmd::Sessions(out) => client(operator::Command::Sessions, out),
+        Cmd::Session { id, out } => client(operator::Command::Session(id.clone()), out),
+        Cmd::Stats(out) => client(operator::Command::Stats, out),
+        Cmd::Ports(out) => client(operator::Command::Ports, out),
+        Cmd::Delete { id, out } => client(operator::Command::Delete(id.clone()), out),
         Cmd::Daemon(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -40,19 +91,24 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Detach => {
+        Cmd::Detach { state_file } => {
             let inst = cli.instance.instance()?;
             let links = inst.pinned_links()?;
             inst.remove()?;
+            let state = state_file
+                .clone()
+                .unwrap_or_else(|| relay_ctl::config::default_state_file(&cli.instance.instance));
+            relay_ctl::sessions::state::remove(&state)?;
             println!(
-                "detached {} ({}) and removed {}",
+                "detached {} ({}) and removed {} and {}",
                 cli.instance.instance,
                 if links.is_empty() {
                     "no links".to_owned()
                 } else {
                     links.join(", ")
                 },
-                inst.dir().display()
+                inst.dir().display(),
+                state.display()
             );
             Ok(())
         }

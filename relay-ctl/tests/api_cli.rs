@@ -1,0 +1,724 @@
+//! The operator CLI end to end against the real HTTP router: `router::serve` on 127.0.0.1:0
+//! over an in-memory `Control`, and the real `relay-ctl` binary run with `--api`. (The real
+//! daemon's `Control` is tested by the daemon's own end-to-end tests.)
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    process::{Command, Output},
+    sync::{Arc, Mutex},
+    thread::{self, JoinHandle},
+};
+
+use relay_ctl::{
+    api::{
+        ApiError, Control, CreateSession, InterfaceView, LatchPolicy, LegView, PeerUpdate,
+        PoolView, PortsView, SessionState, SessionView, SideRequest, StatsView, StreamRequest,
+        StreamUpdate, StreamView, UpdateSession, router,
+    },
+    cli::{ApiClient, CliError},
+};
+use serde_json::Value;
+
+const RELAY_IP: [u8; 4] = [198, 18, 1, 1];
+
+/// Sessions in a map; ports handed out in pairs from 30000, like the real pool.
+#[derive(Default)]
+struct MemControl {
+    state: Mutex<MemState>,
+    fail_stats: bool,
+}
+
+#[derive(Default)]
+struct MemState {
+    sessions: BTreeMap<String, SessionView>,
+    next_port: u16,
+}
+
+fn leg(side: &str, port: u16, req: &SideRequest) -> LegView {
+    LegView {
+        side: side.into(),
+        relay: SocketAddr::from((RELAY_IP, port)),
+        signalled: req.peer,
+        latched: None,
+        rtcp_latched: None,
+        kernel: false,
+        packets_kernel: 0,
+        bytes_kernel: 0,
+        packets_user: 0,
+        bytes_user: 0,
+        idle_secs: None,
+        relatches: 0,
+    }
+}
+
+/// A leg that has seen media and is forwarded by XDP.
+fn latch(l: &mut LegView, from: SocketAddr) {
+    l.latched = Some(from);
+    l.rtcp_latched = Some(SocketAddr::new(from.ip(), from.port() + 1));
+    l.kernel = true;
+    l.packets_kernel = 500;
+    l.bytes_kernel = 86_000;
+    l.packets_user = 2;
+    l.bytes_user = 344;
+    l.idle_secs = Some(1);
+}
+
+fn totals(v: &mut SessionView) {
+    let legs = || v.streams.iter().flat_map(|s| &s.legs);
+    let (pk, bk, pu, bu) = legs().fold((0, 0, 0, 0), |t, l| {
+        (
+            t.0 + l.packets_kernel,
+            t.1 + l.bytes_kernel,
+            t.2 + l.packets_user,
+            t.3 + l.bytes_user,
+        )
+    });
+    v.packets_kernel = pk;
+    v.bytes_kernel = bk;
+    v.packets_user = pu;
+    v.bytes_user = bu;
+}
+
+impl MemControl {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemState> {
+        self.state.lock().expect("poisoned")
+    }
+}
+
+fn no_session(id: &str) -> ApiError {
+    ApiError::not_found(format!("no session {id:?}"))
+}
+
+impl Control for MemControl {
+    fn sessions(&self) -> Vec<SessionView> {
+        self.lock().sessions.values().cloned().collect()
+    }
+    fn session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+        self.lock()
+            .sessions
+            .get(call_id)
+            .cloned()
+            .ok_or_else(|| no_session(call_id))
+    }
+    fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError> {
+        if req.streams.is_empty() {
+            return Err(ApiError::bad_request("a session needs at least one stream"));
+        }
+        let mut st = self.lock();
+        if st.sessions.contains_key(&req.call_id) {
+            return Err(ApiError::conflict(format!(
+                "session {:?} already exists",
+                req.call_id
+            )));
+        }
+        let mut streams = Vec::new();
+        for (i, s) in req.streams.iter().enumerate() {
+            let port = 30000 + st.next_port;
+            st.next_port += 4;
+            streams.push(StreamView {
+                index: i as u32,
+                media: s.media.clone().unwrap_or_else(|| "audio".into()),
+                shared_port: false,
+                legs: vec![leg("a", port, &s.a), leg("b", port + 2, &s.b)],
+            });
+        }
+        let answered = req.answered.unwrap_or_else(|| {
+            req.streams
+                .iter()
+                .all(|s| s.a.peer.is_some() && s.b.peer.is_some())
+        });
+        let v = SessionView {
+            call_id: req.call_id.clone(),
+            policy: req.policy.unwrap_or_default(),
+            state: if answered {
+                SessionState::Answered
+            } else {
+                SessionState::Offered
+            },
+            created_unix: 1_700_000_000,
+            age_secs: 65,
+            idle_secs: None,
+            streams,
+            packets_kernel: 0,
+            bytes_kernel: 0,
+            packets_user: 0,
+            bytes_user: 0,
+        };
+        st.sessions.insert(req.call_id, v.clone());
+        Ok(v)
+    }
+    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, ApiError> {
+        let mut st = self.lock();
+        let v = st
+            .sessions
+            .get_mut(call_id)
+            .ok_or_else(|| no_session(call_id))?;
+        for (stream, upd) in v.streams.iter_mut().zip(&req.streams) {
+            let Some(upd) = upd else { continue };
+            for (l, p) in stream.legs.iter_mut().zip([&upd.a, &upd.b]) {
+                if let Some(peer) = p.as_ref().and_then(|p| p.peer) {
+                    l.signalled = Some(peer);
+                    // Pretend media flowed right after the answer.
+                    latch(l, peer);
+                }
+            }
+        }
+        if req.answered.unwrap_or(true) {
+            v.state = SessionState::Answered;
+        }
+        v.idle_secs = Some(1);
+        totals(v);
+        Ok(v.clone())
+    }
+    fn delete_session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+        self.lock()
+            .sessions
+            .remove(call_id)
+            .ok_or_else(|| no_session(call_id))
+    }
+    fn stats(&self) -> Result<StatsView, ApiError> {
+        if self.fail_stats {
+            return Err(ApiError::internal("cannot read the pinned maps"));
+        }
+        let st = self.lock();
+        let answered = st
+            .sessions
+            .values()
+            .filter(|s| s.state == SessionState::Answered)
+            .count() as u64;
+        Ok(StatsView {
+            instance: "default".into(),
+            adopted: false,
+            uptime_secs: 3725,
+            sessions_offered: st.sessions.len() as u64 - answered,
+            sessions_answered: answered,
+            kernel_legs: 2,
+            forwarded_kernel_packets: 900,
+            forwarded_kernel_bytes: 154_800,
+            forwarded_user_packets: 100,
+            forwarded_user_bytes: 17_200,
+            interfaces: vec![
+                InterfaceView {
+                    name: "r0".into(),
+                    ifindex: 2,
+                    xdp_mode: "native".into(),
+                    addrs: vec![IpAddr::from(RELAY_IP)],
+                },
+                InterfaceView {
+                    name: "uplink1".into(),
+                    ifindex: 11,
+                    xdp_mode: "generic".into(),
+                    addrs: vec![],
+                },
+            ],
+            dataplane: BTreeMap::from([
+                ("verdict_redirect".into(), 900),
+                ("pass_unlatched".into(), 100),
+                ("drop_ttl".into(), 0),
+            ]),
+            controller: BTreeMap::from([("latches".into(), 2), ("expired".into(), 0)]),
+        })
+    }
+    fn ports(&self) -> PortsView {
+        let used = self
+            .lock()
+            .sessions
+            .values()
+            .map(|s| s.streams.len() as u32 * 2)
+            .sum::<u32>();
+        PortsView {
+            port_min: 30000,
+            port_max: 39999,
+            quarantine_secs: 60,
+            exhausted: 0,
+            pools: vec![PoolView {
+                addr: IpAddr::from(RELAY_IP),
+                total_pairs: 5000,
+                used_pairs: used,
+                free_pairs: 5000 - used,
+                quarantined_pairs: 0,
+            }],
+        }
+    }
+    fn metrics(&self) -> Result<String, ApiError> {
+        Ok("relay_sessions 0\n".into())
+    }
+}
+
+/// `router::serve` on its own runtime thread; stopped (gracefully) on drop.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    fn start(ctl: MemControl) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local_addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    router::serve(listener, Arc::new(ctl), async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                })
+        });
+        Server {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// A server with two sessions: "call-1@pbx" answered with media, "call-2" only offered.
+    fn with_sessions() -> Server {
+        let s = Server::start(MemControl::default());
+        let api = ApiClient::new(s.addr);
+        let peer = |p: u16| SocketAddr::from(([203, 0, 113, 5], p));
+        let offer = CreateSession {
+            call_id: "call-1@pbx".into(),
+            policy: None,
+            answered: None,
+            streams: vec![StreamRequest {
+                media: None,
+                a: SideRequest {
+                    peer: Some(peer(5004)),
+                    ..Default::default()
+                },
+                b: SideRequest::default(),
+            }],
+        };
+        let v = api.create_session(offer).expect("create call-1");
+        assert_eq!(v.state, SessionState::Offered);
+        let answer = UpdateSession {
+            streams: vec![Some(StreamUpdate {
+                a: Some(PeerUpdate {
+                    peer: Some(peer(5004)),
+                    rtcp_peer: None,
+                }),
+                b: Some(PeerUpdate {
+                    peer: Some(peer(6004)),
+                    rtcp_peer: None,
+                }),
+            })],
+            answered: None,
+        };
+        let v = api.update_session("call-1@pbx", answer).expect("answer");
+        assert_eq!(v.state, SessionState::Answered);
+        api.create_session(CreateSession {
+            call_id: "call-2".into(),
+            policy: Some(LatchPolicy::Strict),
+            answered: Some(false),
+            streams: vec![StreamRequest::default(), StreamRequest::default()],
+        })
+        .expect("create call-2");
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            match t.join() {
+                Ok(r) => r.expect("serve returned an error"),
+                Err(_) => panic!("server thread panicked"),
+            }
+        }
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_env(args: &[&str], env: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_relay-ctl"));
+    cmd.args(args).env_remove("RUST_LOG");
+    match env {
+        Some(v) => cmd.env("RELAY_CTL_API", v),
+        None => cmd.env_remove("RELAY_CTL_API"),
+    };
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run relay-ctl");
+    Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
+    }
+}
+
+/// `relay-ctl <args> --api <addr>`.
+fn run(addr: SocketAddr, args: &[&str]) -> Run {
+    let a = addr.to_string();
+    let mut all = args.to_vec();
+    all.extend(["--api", &a]);
+    run_env(&all, None)
+}
+
+/// Exit 0, nothing on stderr; returns stdout.
+fn ok(r: Run) -> String {
+    assert_eq!(r.code, 0, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(r.stderr, "");
+    r.stdout
+}
+
+fn json(r: Run) -> Value {
+    let out = ok(r);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    // Pretty: more than one line for anything but an empty list.
+    assert!(
+        v == Value::Array(vec![]) || out.lines().count() > 1,
+        "{out}"
+    );
+    v
+}
+
+/// Exit `code`, nothing on stdout, exactly one line `line` on stderr.
+fn fails(r: Run, code: i32, line: &str) {
+    assert_eq!(r.code, code, "stdout: {}\nstderr: {}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "");
+    assert_eq!(r.stderr, format!("{line}\n"));
+}
+
+/// Rows of a table: whitespace-split cells of each line starting with `first`.
+fn row<'a>(out: &'a str, first: &str) -> Vec<&'a str> {
+    out.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&first))
+        .unwrap_or_else(|| panic!("no row {first:?} in\n{out}"))
+}
+
+/// Every line of a table has its columns at the header's positions.
+fn assert_header(out: &str, header: &[&str]) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(header[0]))
+        .unwrap_or_else(|| panic!("no header {header:?} in\n{out}"));
+    assert_eq!(line.split_whitespace().collect::<Vec<_>>(), header);
+}
+
+#[test]
+fn sessions_table_and_json() {
+    let s = Server::with_sessions();
+    let out = ok(run(s.addr, &["sessions"]));
+    assert_header(
+        &out,
+        &[
+            "CALL-ID",
+            "POLICY",
+            "STATE",
+            "AGE",
+            "IDLE",
+            "STREAMS",
+            "LEGS",
+            "PKTS-KERNEL",
+            "PKTS-USER",
+        ],
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(
+        row(&out, "call-1@pbx"),
+        [
+            "call-1@pbx",
+            "immediate",
+            "answered",
+            "1m05s",
+            "1s",
+            "1",
+            "2/2",
+            "1000",
+            "4"
+        ]
+    );
+    assert_eq!(
+        row(&out, "call-2"),
+        [
+            "call-2", "strict", "offered", "1m05s", "-", "2", "0/4", "0", "0"
+        ]
+    );
+    // Aligned: every row is as wide as its widest cell allows, columns line up with the header.
+    let col = |l: &str, w: &str| l.find(w).expect("cell");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(col(lines[0], "POLICY"), col(lines[1], "immediate"));
+    assert_eq!(col(lines[0], "POLICY"), col(lines[2], "strict"));
+
+    let v = json(run(s.addr, &["sessions", "--json"]));
+    let list: Vec<SessionView> = serde_json::from_value(v).expect("sessions JSON");
+    assert_eq!(
+        list,
+        ApiClient::new(s.addr).get_sessions().expect("sessions")
+    );
+    assert_eq!(list.len(), 2);
+}
+
+#[test]
+fn sessions_empty() {
+    let s = Server::start(MemControl::default());
+    assert_eq!(ok(run(s.addr, &["sessions"])), "no sessions\n");
+    assert_eq!(
+        json(run(s.addr, &["sessions", "--json"])),
+        Value::Array(vec![])
+    );
+}
+
+#[test]
+fn session_detail_and_json() {
+    let s = Server::with_sessions();
+    let out = ok(run(s.addr, &["session", "call-1@pbx"]));
+    assert!(out.starts_with("call id    call-1@pbx\n"), "{out}");
+    assert!(out.contains("\nstate      answered\n"), "{out}");
+    assert!(
+        out.contains("\nstreams    1 (2 legs, 2 in kernel)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nkernel     1000 packets, 172000 bytes\n"),
+        "{out}"
+    );
+    assert_header(
+        &out,
+        &[
+            "STREAM",
+            "MEDIA",
+            "SIDE",
+            "RELAY",
+            "SIGNALLED",
+            "LATCHED",
+            "RTCP-LATCHED",
+            "KERNEL",
+            "PKTS-K",
+            "BYTES-K",
+            "PKTS-U",
+            "BYTES-U",
+            "IDLE",
+            "RELATCHES",
+        ],
+    );
+    let legs: Vec<Vec<&str>> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("STREAM"))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        legs,
+        [
+            [
+                "0",
+                "audio",
+                "a",
+                "198.18.1.1:30000",
+                "203.0.113.5:5004",
+                "203.0.113.5:5004",
+                "203.0.113.5:5005",
+                "yes",
+                "500",
+                "86000",
+                "2",
+                "344",
+                "1s",
+                "0"
+            ],
+            [
+                "0",
+                "audio",
+                "b",
+                "198.18.1.1:30002",
+                "203.0.113.5:6004",
+                "203.0.113.5:6004",
+                "203.0.113.5:6005",
+                "yes",
+                "500",
+                "86000",
+                "2",
+                "344",
+                "1s",
+                "0"
+            ],
+        ]
+    );
+
+    // Nothing latched yet: "-" for every unknown.
+    let out = ok(run(s.addr, &["session", "call-2"]));
+    let cells = row(&out, "1");
+    assert_eq!(cells[4..8], ["-", "-", "-", "no"], "{out}");
+
+    let v = json(run(s.addr, &["session", "call-1@pbx", "--json"]));
+    assert_eq!(v["call_id"], "call-1@pbx");
+    assert_eq!(v["streams"][0]["legs"][1]["latched"], "203.0.113.5:6004");
+}
+
+#[test]
+fn unknown_session_is_one_line_exit_1() {
+    let s = Server::with_sessions();
+    let line = r#"relay-ctl: no session "nope" (HTTP 404)"#;
+    fails(run(s.addr, &["session", "nope"]), 1, line);
+    fails(run(s.addr, &["session", "nope", "--json"]), 1, line);
+    fails(run(s.addr, &["delete", "nope"]), 1, line);
+    fails(run(s.addr, &["delete", "nope", "--json"]), 1, line);
+    // Ids that need percent-encoding reach the daemon intact.
+    fails(
+        run(s.addr, &["session", "a/b c%?#"]),
+        1,
+        r#"relay-ctl: no session "a/b c%?#" (HTTP 404)"#,
+    );
+}
+
+#[test]
+fn delete_then_gone() {
+    let s = Server::with_sessions();
+    assert_eq!(
+        ok(run(s.addr, &["delete", "call-1@pbx"])),
+        "deleted call-1@pbx (2 legs removed, ports quarantined)\n"
+    );
+    fails(
+        run(s.addr, &["session", "call-1@pbx"]),
+        1,
+        r#"relay-ctl: no session "call-1@pbx" (HTTP 404)"#,
+    );
+    let v = json(run(s.addr, &["delete", "call-2", "--json"]));
+    assert_eq!(v["call_id"], "call-2");
+    assert_eq!(v["streams"].as_array().map(Vec::len), Some(2));
+    assert_eq!(ok(run(s.addr, &["sessions"])), "no sessions\n");
+}
+
+#[test]
+fn stats_text_and_json() {
+    let s = Server::with_sessions();
+    let out = ok(run(s.addr, &["stats"]));
+    for want in [
+        "instance             default\n",
+        "adopted              no\n",
+        "uptime               1h02m\n",
+        "sessions             2 (1 offered, 1 answered)\n",
+        "kernel legs          2\n",
+        "forwarded kernel     900 packets, 154800 bytes\n",
+        "forwarded userspace  100 packets, 17200 bytes\n",
+        "kernel share         90.0% of packets, 90.0% of bytes\n",
+        "\ndata-plane counters (non-zero):\n  pass_unlatched    100\n  verdict_redirect  900\n",
+        "\ncontroller counters (non-zero):\n  latches  2\n",
+    ] {
+        assert!(out.contains(want), "{want:?} not in\n{out}");
+    }
+    assert!(!out.contains("drop_ttl"), "zero counters are hidden\n{out}");
+    assert_header(&out, &["NAME", "IFINDEX", "XDP", "ADDRS"]);
+    assert_eq!(row(&out, "r0"), ["r0", "2", "native", "198.18.1.1"]);
+    assert_eq!(row(&out, "uplink1"), ["uplink1", "11", "generic", "-"]);
+
+    let v = json(run(s.addr, &["stats", "--json"]));
+    let stats: StatsView = serde_json::from_value(v).expect("StatsView");
+    assert_eq!(stats.dataplane["drop_ttl"], 0, "JSON keeps every counter");
+}
+
+#[test]
+fn stats_server_error_exit_1() {
+    let s = Server::start(MemControl {
+        fail_stats: true,
+        ..Default::default()
+    });
+    let line = "relay-ctl: cannot read the pinned maps (HTTP 500)";
+    fails(run(s.addr, &["stats"]), 1, line);
+    fails(run(s.addr, &["stats", "--json"]), 1, line);
+}
+
+#[test]
+fn ports_text_and_json() {
+    let s = Server::with_sessions();
+    let out = ok(run(s.addr, &["ports"]));
+    assert!(
+        out.starts_with("range 30000-39999, quarantine 1m00s\n"),
+        "{out}"
+    );
+    assert_header(&out, &["ADDR", "TOTAL", "USED", "FREE", "QUARANTINED"]);
+    assert_eq!(
+        row(&out, "198.18.1.1"),
+        ["198.18.1.1", "5000", "6", "4994", "0"]
+    );
+    assert!(out.ends_with("\nexhausted 0 (allocations refused for lack of ports)\n"));
+
+    let v = json(run(s.addr, &["ports", "--json"]));
+    assert_eq!(v["pools"][0]["used_pairs"], 6);
+    assert_eq!(v["port_min"], 30000);
+}
+
+#[test]
+fn daemon_not_running_exit_2() {
+    // Bind then drop: a free port where nothing listens.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind");
+    let line = format!(
+        "relay-ctl: cannot reach the daemon's API at {addr} (is `relay-ctl daemon` running?)"
+    );
+    for args in [
+        &["sessions"][..],
+        &["sessions", "--json"],
+        &["session", "x"],
+        &["stats"],
+        &["ports", "--json"],
+        &["delete", "x"],
+    ] {
+        fails(run(addr, args), 2, &line);
+    }
+    assert!(matches!(
+        ApiClient::new(addr).get_stats(),
+        Err(CliError::Unreachable { .. })
+    ));
+}
+
+#[test]
+fn api_address_from_flag_position_or_env() {
+    let s = Server::start(MemControl::default());
+    let a = s.addr.to_string();
+    // Before the subcommand, after it, or from the environment.
+    assert_eq!(
+        ok(run_env(&["--api", &a, "sessions"], None)),
+        "no sessions\n"
+    );
+    assert_eq!(
+        ok(run_env(&["sessions", "--api", &a], None)),
+        "no sessions\n"
+    );
+    assert_eq!(ok(run_env(&["sessions"], Some(&a))), "no sessions\n");
+    // The flag wins over the environment.
+    assert_eq!(
+        ok(run_env(&["sessions", "--api", &a], Some("127.0.0.1:1"))),
+        "no sessions\n"
+    );
+    let r = run_env(&["sessions"], Some("not-an-address"));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("relay-ctl: RELAY_CTL_API=\"not-an-address\"")
+    );
+    assert_eq!(r.stderr.lines().count(), 1);
+}
+
+#[test]
+fn help_lists_old_and_new_subcommands() {
+    let out = ok(run_env(&["--help"], None));
+    for cmd in [
+        "daemon", "counters", "detach", "sessions", "session", "stats", "ports", "delete",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "{cmd} missing from\n{out}"
+        );
+    }
+    // Parsing the daemon's arguments still works alongside the global --api.
+    ok(run_env(&["daemon", "--help"], None));
+    ok(run_env(&["counters", "--help"], None));
+}
