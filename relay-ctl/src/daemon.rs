@@ -1,36 +1,32 @@
-//! `relay-ctl daemon`: load the data plane, attach it to the relay interfaces, pin everything
-//! under the instance directory, and keep running until SIGTERM/SIGINT.
+//! `relay-ctl daemon`: load (or adopt) the data plane, attach it to the relay interfaces, pin
+//! everything under the instance directory, run the session controller and the HTTP API
+//! until SIGTERM/SIGINT.
 //!
-//! On exit the pins stay (forwarding continues with no controller) unless `--detach-on-exit`.
-use std::{fs, path::PathBuf};
-
-use anyhow::{Context, Result, bail};
-use aya::Ebpf;
-use tokio::signal::unix::{SignalKind, signal};
-
-use crate::{
-    dataplane::{self, DataPlane, EgressMap, Instance, XdpModeChoice},
-    netns::ifindex,
+//! On exit the pins and the state file stay (forwarding continues with no controller, and
+//! the next daemon adopts both) unless `--detach-on-exit`.
+use std::{
+    fs,
+    net::IpAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct DaemonArgs {
-    /// Interface to relay on (repeat for several).
-    #[arg(long = "iface", required = true)]
-    pub ifaces: Vec<String>,
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
-    pub xdp_mode: XdpModeChoice,
-    /// Capacity of the leg table and the per-leg counters.
-    #[arg(long, default_value_t = relay_common::DEFAULT_MAX_LEGS)]
-    pub max_legs: u32,
-    /// Detach XDP and remove the pins on exit (default: keep forwarding without a controller).
-    #[arg(long)]
-    pub detach_on_exit: bool,
-    /// Do not enable IPv4 forwarding on the relay interfaces (bpf_fib_lookup needs it).
-    #[arg(long)]
-    pub keep_forwarding_sysctl: bool,
-}
+use anyhow::{Context, Result};
+use aya::{Ebpf, programs::Xdp};
+use aya_obj::programs::XdpAttachType;
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use crate::config::DaemonArgs;
+use crate::{
+    api::{self, InterfaceView},
+    config::{self, Config},
+    dataplane::{self, DataPlane, EgressMap, Instance},
+    netlink,
+    netns::ifindex,
+    ports::{PortAllocator, PortRange},
+    sessions::{Controller, ControllerConfig, state, timeouts::Timeouts},
+};
 
 /// The instance directory and name, shared by the subcommands.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,41 +45,139 @@ impl InstanceArgs {
     }
 }
 
+/// The data plane this daemon runs with, fresh or adopted.
+struct Plane {
+    dp: DataPlane,
+    interfaces: Vec<InterfaceView>,
+    adopted: bool,
+    /// Keeps the freshly loaded object (and its log map reader) alive.
+    _ebpf: Option<Ebpf>,
+    _log_task: Option<tokio::task::JoinHandle<()>>,
+}
+
 pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let cfg = config::resolve(args, &inst.instance)?;
     let instance = inst.instance()?;
-    if instance.exists() {
-        // Adopting a running data plane is the hitless-restart work; until then never clobber
-        // one that is forwarding.
-        bail!(
-            "instance {:?} is already pinned at {}; stop it with `relay-ctl detach --instance {}`",
-            inst.instance,
-            instance.dir().display(),
-            inst.instance
-        );
-    }
-    let ifaces: Vec<(String, u32)> = args
+    let ifaces: Vec<(String, u32)> = cfg
         .ifaces
         .iter()
         .map(|n| Ok((n.clone(), ifindex(n)?)))
         .collect::<Result<_>>()?;
+    // Addresses come from the interfaces (netlink) unless given; with --relay-addr an
+    // interface without an address is fine, its addresses only label the interface.
+    let (addrs_by_if, relay_addrs): (Vec<(String, Vec<IpAddr>)>, Vec<IpAddr>) =
+        if cfg.relay_addrs.is_empty() {
+            let by_if = netlink::relay_addrs(&cfg.ifaces).await?;
+            let mut all: Vec<IpAddr> = vec![];
+            for a in by_if.iter().flat_map(|(_, a)| a) {
+                if !all.contains(a) {
+                    all.push(*a);
+                }
+            }
+            (by_if, all)
+        } else {
+            let mut by_if = vec![];
+            for name in &cfg.ifaces {
+                by_if.push((
+                    name.clone(),
+                    netlink::interface_addrs(name).await.unwrap_or_default(),
+                ));
+            }
+            (by_if, cfg.relay_addrs.clone())
+        };
+    anyhow::ensure!(
+        !relay_addrs.is_empty(),
+        "no relay address: the interfaces have none; give --relay-addr"
+    );
+    let range = PortRange::new(cfg.port_min, cfg.port_max)
+        .map_err(|e| anyhow::anyhow!("port range: {e}"))?;
+    // Bind the API first: if the address is taken we fail before touching the data plane.
+    let listener = tokio::net::TcpListener::bind(cfg.api_listen)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", cfg.api_listen))?;
 
-    let mut ebpf = dataplane::load(args.max_legs)?;
-    let _log_task = start_ebpf_logger(&mut ebpf);
-    let dp = DataPlane::from_ebpf(&mut ebpf)?;
-    let mut egress = EgressMap::from_ebpf(&mut ebpf)?;
-
-    instance.create_dirs()?;
-    // From here on a failure must not leave half an instance pinned.
-    let result = pin_and_attach(&mut ebpf, &dp, &mut egress, &instance, &ifaces, args);
-    if let Err(e) = result {
-        let _ = instance.remove();
-        return Err(e);
+    let saved = match state::load(&cfg.state_file) {
+        Ok(s) => s.filter(|s| s.instance == inst.instance),
+        Err(e) => {
+            log::warn!("ignoring the state file: {e:#}");
+            None
+        }
+    };
+    let plane = if instance.exists() {
+        adopt(&instance, &ifaces, &cfg, saved.as_ref())?
+    } else {
+        fresh(&instance, &ifaces, &cfg)?
+    };
+    let mut interfaces = plane.interfaces;
+    for v in &mut interfaces {
+        if let Some((_, a)) = addrs_by_if.iter().find(|(n, _)| *n == v.name) {
+            v.addrs = a.clone();
+        }
     }
+
+    let ctl = Controller::new(
+        ControllerConfig {
+            instance: inst.instance.clone(),
+            relay_addrs: relay_addrs.clone(),
+            policy: cfg.policy,
+            holdoff: cfg.relatch_holdoff,
+            timeouts: Timeouts {
+                no_media: cfg.timeouts.no_media,
+                silent: cfg.timeouts.silent,
+                offer: cfg.timeouts.offer,
+            },
+            state_file: cfg.state_file.clone(),
+            interfaces,
+            adopted: plane.adopted,
+        },
+        plane.dp,
+        PortAllocator::new(&relay_addrs, range, cfg.quarantine),
+        tokio::runtime::Handle::current(),
+    );
+    if let Some(st) = saved {
+        ctl.restore(st);
+    }
+    ctl.save_state();
+
+    let sweeper = {
+        let ctl = Arc::downgrade(&ctl);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(ctl) = ctl.upgrade() else { return };
+                ctl.sweep();
+            }
+        })
+    };
+    let writer = tokio::spawn(ctl.clone().state_writer());
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_task = {
+        let ctl: Arc<dyn api::Control> = ctl.clone();
+        tokio::spawn(api::router::serve(listener, ctl, async move {
+            let _ = api_stopped.await;
+        }))
+    };
+
     log::info!(
-        "ready: instance {:?} pinned at {} (max legs {})",
+        "ready: instance {:?} {} at {} (max legs {}), relay addresses {}, ports {}-{}, policy {}, API http://{}, {} session(s), started in {} ms",
         inst.instance,
+        if plane.adopted { "adopted" } else { "pinned" },
         instance.dir().display(),
-        args.max_legs
+        cfg.max_legs,
+        relay_addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        cfg.port_min,
+        cfg.port_max,
+        cfg.policy,
+        cfg.api_listen,
+        ctl.session_count(),
+        t0.elapsed().as_millis()
     );
 
     let mut term = signal(SignalKind::terminate())?;
@@ -92,45 +186,155 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         _ = term.recv() => log::info!("SIGTERM"),
         _ = int.recv() => log::info!("SIGINT"),
     }
-    if args.detach_on_exit {
+    sweeper.abort();
+    writer.abort();
+    let _ = stop_api.send(());
+    match tokio::time::timeout(Duration::from_secs(5), api_task).await {
+        Ok(Ok(Err(e))) => log::warn!("HTTP API: {e:#}"),
+        Err(_) => log::warn!("HTTP API did not stop within 5 s"),
+        _ => {}
+    }
+    if cfg.detach_on_exit {
+        drop(ctl);
         instance.remove()?;
+        state::remove(&cfg.state_file)?;
         log::info!("detached and removed {}", instance.dir().display());
     } else {
+        ctl.save_state();
         log::info!(
-            "exiting; XDP stays attached and forwarding (pins at {}); `relay-ctl detach` removes it",
-            instance.dir().display()
+            "exiting; XDP stays attached and forwarding (pins at {}, sessions in {}); `relay-ctl detach` removes it",
+            instance.dir().display(),
+            cfg.state_file.display()
         );
     }
     Ok(())
 }
 
-fn pin_and_attach(
-    ebpf: &mut Ebpf,
-    dp: &DataPlane,
-    egress: &mut EgressMap,
+/// Load the object, pin it, attach to every interface. A failure removes what was pinned.
+fn fresh(instance: &Instance, ifaces: &[(String, u32)], cfg: &Config) -> Result<Plane> {
+    let mut ebpf = dataplane::load(cfg.max_legs)?;
+    let log_task = start_ebpf_logger(&mut ebpf);
+    let dp = DataPlane::from_ebpf(&mut ebpf)?;
+    let mut egress = EgressMap::from_ebpf(&mut ebpf)?;
+    instance.create_dirs()?;
+    let result = (|| {
+        dp.pin(instance)?;
+        egress.pin(instance)?;
+        let prog = dataplane::relay_program(&mut ebpf)?;
+        prog.pin(instance.prog_path())
+            .context("pinning the XDP program")?;
+        let mut views = vec![];
+        for (name, idx) in ifaces {
+            views.push(attach_one(prog, &mut egress, instance, name, *idx, cfg)?);
+        }
+        Ok::<_, anyhow::Error>(views)
+    })();
+    match result {
+        Ok(interfaces) => Ok(Plane {
+            dp,
+            interfaces,
+            adopted: false,
+            _ebpf: Some(ebpf),
+            _log_task: log_task,
+        }),
+        Err(e) => {
+            let _ = instance.remove();
+            Err(e)
+        }
+    }
+}
+
+/// Take over a pinned data plane (hitless restart): its maps keep their legs and counters,
+/// its links keep forwarding. Interfaces configured now but not attached yet are attached
+/// with the pinned program; pinned interfaces no longer configured are left as they are.
+fn adopt(
     instance: &Instance,
     ifaces: &[(String, u32)],
-    args: &DaemonArgs,
-) -> Result<()> {
-    dp.pin(instance)?;
-    egress.pin(instance)?;
-    let prog = dataplane::relay_program(ebpf)?;
-    prog.pin(instance.prog_path())
-        .context("pinning the XDP program")?;
+    cfg: &Config,
+    saved: Option<&state::StateFile>,
+) -> Result<Plane> {
+    let dp = DataPlane::open(instance).with_context(|| {
+        format!(
+            "adopting the pinned data plane at {} (remove it with `relay-ctl detach`)",
+            instance.dir().display()
+        )
+    })?;
+    let mut egress = EgressMap::open(instance)?;
+    let pinned = instance.pinned_links()?;
+    let mut views = vec![];
+    let mut prog: Option<Xdp> = None;
     for (name, idx) in ifaces {
-        if !args.keep_forwarding_sysctl {
-            enable_forwarding(name)?;
+        if pinned.contains(name) {
+            let mode = saved
+                .and_then(|s| s.interfaces.iter().find(|i| i.name == *name))
+                .map_or("unknown", |i| i.xdp_mode.as_str())
+                .to_owned();
+            log::info!("adopted XDP on {name} (ifindex {idx}) in {mode} mode");
+            views.push(InterfaceView {
+                name: name.clone(),
+                ifindex: *idx,
+                xdp_mode: mode,
+                addrs: vec![],
+            });
+            continue;
         }
-        egress.add(*idx)?;
-        let (link, mode) = dataplane::attach_xdp(prog, name, *idx, args.xdp_mode)?;
-        link.pin(instance.link_path(name))
-            .with_context(|| format!("pinning the XDP link of {name}"))?;
-        log::info!(
-            "attached XDP to {name} (ifindex {idx}) in {} mode",
-            mode.as_str()
+        if prog.is_none() {
+            prog = Some(
+                Xdp::from_pin(instance.prog_path(), XdpAttachType::Interface)
+                    .context("opening the pinned XDP program")?,
+            );
+        }
+        if let Some(p) = prog.as_mut() {
+            views.push(attach_one(p, &mut egress, instance, name, *idx, cfg)?);
+        }
+    }
+    for name in pinned
+        .iter()
+        .filter(|p| !ifaces.iter().any(|(n, _)| n == *p))
+    {
+        log::warn!(
+            "{name}: still attached from before but not configured now; `relay-ctl detach` removes all"
         );
     }
-    Ok(())
+    log::info!(
+        "adopted pinned data plane at {} ({} legs in the kernel table)",
+        instance.dir().display(),
+        dp.legs().map(|l| l.len()).unwrap_or(0)
+    );
+    Ok(Plane {
+        dp,
+        interfaces: views,
+        adopted: true,
+        _ebpf: None,
+        _log_task: None,
+    })
+}
+
+fn attach_one(
+    prog: &mut Xdp,
+    egress: &mut EgressMap,
+    instance: &Instance,
+    name: &str,
+    idx: u32,
+    cfg: &Config,
+) -> Result<InterfaceView> {
+    if !cfg.keep_forwarding_sysctl {
+        enable_forwarding(name)?;
+    }
+    egress.add(idx)?;
+    let (link, mode) = dataplane::attach_xdp(prog, name, idx, cfg.xdp_mode)?;
+    link.pin(instance.link_path(name))
+        .with_context(|| format!("pinning the XDP link of {name}"))?;
+    log::info!(
+        "attached XDP to {name} (ifindex {idx}) in {} mode",
+        mode.as_str()
+    );
+    Ok(InterfaceView {
+        name: name.to_owned(),
+        ifindex: idx,
+        xdp_mode: mode.as_str().to_owned(),
+        addrs: vec![],
+    })
 }
 
 /// bpf_fib_lookup refuses (FWD_DISABLED) on an interface with IPv4 forwarding off. Turning it

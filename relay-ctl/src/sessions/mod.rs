@@ -1,1 +1,643 @@
-//! (in progress)
+//! The session controller (seed 003's session set-up module, session table and session relay
+//! module): sessions with media streams, port pairs, latching on the first packets at its
+//! sockets, forwarding those packets itself until XDP takes over, timeouts, and the state
+//! file that lets a restarted daemon adopt everything.
+mod io;
+pub mod kernel;
+pub mod latch;
+pub mod model;
+mod restore;
+mod slots;
+pub mod state;
+pub mod timeouts;
+mod view;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::{net::UdpSocket, task::JoinHandle};
+
+use self::{
+    latch::{Channels, Latch},
+    model::{Component, RTCP, RTP, Session, Side, Stream},
+    slots::Slots,
+    timeouts::{Expiry, Timeouts},
+};
+use crate::{
+    api::{
+        ApiError, Control, CreateSession, InterfaceView, LatchPolicy, PortsView, SessionState,
+        SessionView, StatsView, UpdateSession,
+    },
+    dataplane::DataPlane,
+    ports::{AllocError, PortAllocator, PortPair},
+};
+
+/// CLOCK_MONOTONIC in ns: the clock of XDP's per-leg last-seen (bpf_ktime_get_coarse_ns),
+/// and unlike `Instant` it means the same in a restarted daemon.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What the controller needs to know that is not in the session table.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub instance: String,
+    /// The relay's addresses; the first is the default for a side.
+    pub relay_addrs: Vec<IpAddr>,
+    pub policy: LatchPolicy,
+    /// Minimum time between two latch changes of a leg.
+    pub holdoff: Duration,
+    pub timeouts: Timeouts,
+    pub state_file: PathBuf,
+    pub interfaces: Vec<InterfaceView>,
+    /// This daemon adopted a pinned data plane.
+    pub adopted: bool,
+}
+
+/// Limits on what one request may ask for.
+const MAX_STREAMS: usize = 16;
+const MAX_CALL_ID: usize = 256;
+
+pub struct Controller {
+    cfg: ControllerConfig,
+    inner: Mutex<Inner>,
+    started: Instant,
+    me: Weak<Controller>,
+    rt: tokio::runtime::Handle,
+    /// Wakes the state writer after a latch change (written off the packet path, coalesced).
+    latch_changed: tokio::sync::Notify,
+}
+
+struct Inner {
+    sessions: BTreeMap<String, Session>,
+    /// Every bound relay socket, by its relay address:port.
+    sockets: HashMap<SocketAddr, Sock>,
+    ports: PortAllocator,
+    slots: Slots,
+    dp: DataPlane,
+    counters: BTreeMap<&'static str, u64>,
+    /// Session table changed since the state file was written.
+    dirty: bool,
+}
+
+struct Sock {
+    sock: Arc<UdpSocket>,
+    task: JoinHandle<()>,
+    owner: Owner,
+}
+
+/// Which component (and side; `None` for a shared port) a relay socket belongs to.
+#[derive(Clone, Debug)]
+struct Owner {
+    call_id: String,
+    stream: usize,
+    comp: usize,
+    side: Option<usize>,
+}
+
+impl Inner {
+    fn count(&mut self, name: &'static str) {
+        self.count_by(name, 1);
+    }
+    fn count_by(&mut self, name: &'static str, n: u64) {
+        *self.counters.entry(name).or_insert(0) += n;
+    }
+}
+
+impl Controller {
+    pub fn new(
+        cfg: ControllerConfig,
+        dp: DataPlane,
+        ports: PortAllocator,
+        rt: tokio::runtime::Handle,
+    ) -> Arc<Controller> {
+        let slots = Slots::new(dp.max_legs());
+        Arc::new_cyclic(|me| Controller {
+            cfg,
+            inner: Mutex::new(Inner {
+                sessions: BTreeMap::new(),
+                sockets: HashMap::new(),
+                ports,
+                slots,
+                dp,
+                counters: BTreeMap::new(),
+                dirty: true,
+            }),
+            started: Instant::now(),
+            me: me.clone(),
+            rt,
+            latch_changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn config(&self) -> &ControllerConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock must not take the whole controller down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Bind the sockets of a freshly allocated or re-reserved pair and start serving them.
+    fn add_socket(
+        &self,
+        inner: &mut Inner,
+        relay: SocketAddr,
+        std_sock: std::net::UdpSocket,
+        owner: Owner,
+    ) -> Result<(), ApiError> {
+        let _guard = self.rt.enter();
+        let sock = Arc::new(
+            UdpSocket::from_std(std_sock)
+                .map_err(|e| ApiError::internal(format!("socket {relay}: {e}")))?,
+        );
+        let task = self
+            .rt
+            .spawn(io::serve_socket(self.me.clone(), sock.clone(), relay));
+        inner.sockets.insert(relay, Sock { sock, task, owner });
+        Ok(())
+    }
+
+    fn drop_sockets(inner: &mut Inner, stream: &Stream) {
+        for side in 0..2 {
+            for comp in [RTP, RTCP] {
+                let relay = Stream::relay_of(&stream.pairs, side, comp);
+                if let Some(s) = inner.sockets.remove(&relay) {
+                    s.task.abort();
+                }
+            }
+        }
+    }
+
+    fn relay_addr(&self, want: Option<IpAddr>) -> Result<IpAddr, ApiError> {
+        match want {
+            None => self.cfg.relay_addrs.first().copied().ok_or_else(|| {
+                ApiError::internal("the daemon has no relay address (give --relay-addr)")
+            }),
+            Some(a) if self.cfg.relay_addrs.contains(&a) => Ok(a),
+            Some(a) => Err(ApiError::bad_request(format!(
+                "relay_addr {a} is not one of this relay's addresses ({})",
+                join(&self.cfg.relay_addrs)
+            ))),
+        }
+    }
+
+    /// Allocate everything a session needs, or nothing: on any failure what was taken is
+    /// given back before the error is returned.
+    fn build_session(&self, inner: &mut Inner, req: &CreateSession) -> Result<Session, ApiError> {
+        let policy = req.policy.unwrap_or(self.cfg.policy);
+        let shared = policy == LatchPolicy::Alternate;
+        let now = Instant::now();
+        let mut taken: Vec<(PortPair, [std::net::UdpSocket; 2])> = vec![];
+        let mut slots: Vec<u32> = vec![];
+        let result = (|| {
+            let mut streams = vec![];
+            for (i, s) in req.streams.iter().enumerate() {
+                let addr_a = self.relay_addr(s.a.relay_addr)?;
+                let addr_b = self.relay_addr(s.b.relay_addr)?;
+                if shared && addr_a != addr_b {
+                    return Err(ApiError::bad_request(format!(
+                        "stream {i}: the alternate policy shares one relay port, so both sides \
+                         need the same relay_addr ({addr_a} != {addr_b})"
+                    )));
+                }
+                let addrs = if shared {
+                    vec![addr_a]
+                } else {
+                    vec![addr_a, addr_b]
+                };
+                let mut pairs = vec![];
+                for a in addrs {
+                    let alloc = inner.ports.allocate(a, now).map_err(alloc_error)?;
+                    pairs.push(alloc.pair);
+                    taken.push((alloc.pair, [alloc.rtp, alloc.rtcp]));
+                }
+                let mut comps = Vec::with_capacity(2);
+                for comp in [RTP, RTCP] {
+                    let mut sides: [Side; 2] = Default::default();
+                    for (x, side) in sides.iter_mut().enumerate() {
+                        let slot = inner.slots.alloc().ok_or_else(|| {
+                            ApiError::unavailable(format!(
+                                "kernel leg table full ({} legs): raise --max-legs",
+                                inner.slots.capacity()
+                            ))
+                        })?;
+                        slots.push(slot);
+                        side.slot = slot;
+                        side.relay = Some(Stream::relay_of(&pairs, x, comp));
+                    }
+                    let signalled = |r: &crate::api::SideRequest| {
+                        if comp == RTP {
+                            r.peer
+                        } else {
+                            r.rtcp_peer.or(r.peer.map(rtcp_of))
+                        }
+                    };
+                    comps.push(Component {
+                        latch: Channels {
+                            channels: [
+                                Latch {
+                                    signalled: signalled(&s.a),
+                                    ..Latch::default()
+                                },
+                                Latch {
+                                    signalled: signalled(&s.b),
+                                    ..Latch::default()
+                                },
+                            ],
+                            next: 0,
+                        },
+                        sides,
+                        installed: vec![],
+                    });
+                }
+                let [rtp, rtcp] = <[Component; 2]>::try_from(comps)
+                    .map_err(|_| ApiError::internal("two components"))?;
+                streams.push(Stream {
+                    media: s.media.clone().unwrap_or_else(|| "audio".to_owned()),
+                    shared,
+                    pairs,
+                    comps: [rtp, rtcp],
+                });
+            }
+            let all_peers = req
+                .streams
+                .iter()
+                .all(|s| s.a.peer.is_some() && s.b.peer.is_some());
+            let answered = req.answered.unwrap_or(all_peers);
+            let now_ns = now_ns();
+            Ok(Session {
+                call_id: req.call_id.clone(),
+                policy,
+                state: if answered {
+                    SessionState::Answered
+                } else {
+                    SessionState::Offered
+                },
+                created_unix: unix_now(),
+                created_ns: now_ns,
+                answered_ns: answered.then_some(now_ns),
+                streams,
+            })
+        })();
+        match result {
+            Ok(session) => {
+                for (si, stream) in session.streams.iter().enumerate() {
+                    for (pi, pair) in stream.pairs.iter().enumerate() {
+                        let Some(pos) = taken.iter().position(|(p, _)| p == pair) else {
+                            continue;
+                        };
+                        let (_, socks) = taken.swap_remove(pos);
+                        for (comp, sock) in socks.into_iter().enumerate() {
+                            let relay = SocketAddr::new(pair.addr, pair.rtp + comp as u16);
+                            let owner = Owner {
+                                call_id: session.call_id.clone(),
+                                stream: si,
+                                comp,
+                                side: (!stream.shared).then_some(pi),
+                            };
+                            self.add_socket(inner, relay, sock, owner)?;
+                        }
+                    }
+                }
+                Ok(session)
+            }
+            Err(e) => {
+                // Never used: straight back to the free list, no quarantine needed.
+                let back = now.checked_sub(inner.ports.quarantine()).unwrap_or(now);
+                for (pair, _socks) in taken {
+                    inner.ports.release(pair, back);
+                }
+                for s in slots {
+                    inner.slots.free(s);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Remove a session: kernel legs first (XDP stops), then sockets, then ports to quarantine
+    /// and slots back. Returns its final view.
+    fn remove_session(&self, inner: &mut Inner, call_id: &str) -> Option<SessionView> {
+        let view = {
+            let s = inner.sessions.get(call_id)?;
+            view::session_view(&inner.dp, s, now_ns())
+        };
+        let mut session = inner.sessions.remove(call_id)?;
+        let mut errors = 0;
+        for stream in &mut session.streams {
+            for comp in &mut stream.comps {
+                errors += kernel::apply(&mut inner.dp, comp, stream.shared, true);
+            }
+        }
+        inner.count_by("kernel_errors", errors);
+        let now = Instant::now();
+        for stream in &session.streams {
+            Self::drop_sockets(inner, stream);
+            for pair in &stream.pairs {
+                inner.ports.release(*pair, now);
+            }
+            for comp in &stream.comps {
+                for side in &comp.sides {
+                    inner.slots.free(side.slot);
+                }
+            }
+        }
+        inner.dirty = true;
+        Some(view)
+    }
+
+    /// One sweep: expire sessions whose media stopped, and write the state file if the
+    /// table changed. Called every second by the daemon.
+    pub fn sweep(&self) {
+        let now = now_ns();
+        let mut inner = self.lock();
+        let expired: Vec<(String, Expiry)> = inner
+            .sessions
+            .values()
+            .filter_map(|s| {
+                let seen = view::last_seen(&inner.dp, s);
+                timeouts::expiry(
+                    s.state,
+                    s.created_ns,
+                    s.answered_ns,
+                    seen,
+                    now,
+                    &self.cfg.timeouts,
+                )
+                .map(|e| (s.call_id.clone(), e))
+            })
+            .collect();
+        for (id, why) in expired {
+            let t = &self.cfg.timeouts;
+            let reason = match why {
+                Expiry::NoMedia => format!("no media for {} s", t.no_media.as_secs()),
+                Expiry::Silent(side) => format!(
+                    "side {} silent for {} s",
+                    model::SIDE_NAMES[side],
+                    t.silent.as_secs()
+                ),
+                Expiry::Unanswered => format!("not answered within {} s", t.offer.as_secs()),
+            };
+            if let Some(v) = self.remove_session(&mut inner, &id) {
+                log::info!(
+                    "session {id} expired: {reason} ({} packets by XDP, {} by the controller); ports quarantined",
+                    v.packets_kernel,
+                    v.packets_user
+                );
+                inner.count(why.counter());
+            }
+        }
+        self.save_state_locked(&mut inner);
+    }
+
+    fn state_file(&self, inner: &Inner) -> state::StateFile {
+        state::StateFile {
+            version: state::VERSION,
+            instance: self.cfg.instance.clone(),
+            interfaces: self.cfg.interfaces.clone(),
+            sessions: inner.sessions.values().cloned().collect(),
+        }
+    }
+
+    /// Write the state file if anything changed. Counters move with every packet the
+    /// controller forwards; they ride along with the next structural change or sweep.
+    fn save_state_locked(&self, inner: &mut Inner) {
+        if !inner.dirty {
+            return;
+        }
+        let st = self.state_file(inner);
+        match state::save(&self.cfg.state_file, &st) {
+            Ok(()) => inner.dirty = false,
+            Err(e) => {
+                log::warn!("state file: {e:#}");
+                inner.count("state_write_errors");
+            }
+        }
+    }
+
+    /// Write the state file whenever a latch changes, so a crash right after loses at most
+    /// the userspace counters of the last moments (latches are in the kernel map anyway).
+    pub async fn state_writer(self: Arc<Self>) {
+        loop {
+            self.latch_changed.notified().await;
+            let mut inner = self.lock();
+            self.save_state_locked(&mut inner);
+        }
+    }
+
+    /// Write the state file now (shutdown).
+    pub fn save_state(&self) {
+        let mut inner = self.lock();
+        inner.dirty = true;
+        self.save_state_locked(&mut inner);
+    }
+
+    /// Adopt sessions from a state file (see `restore.rs`).
+    pub fn restore(&self, st: state::StateFile) {
+        let mut inner = self.lock();
+        restore::restore(self, &mut inner, st);
+    }
+}
+
+fn rtcp_of(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip(), a.port().wrapping_add(1))
+}
+
+fn join<T: std::fmt::Display>(xs: &[T]) -> String {
+    xs.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn alloc_error(e: AllocError) -> ApiError {
+    match e {
+        AllocError::Exhausted { .. } => ApiError::unavailable(e.to_string()),
+        AllocError::UnknownAddr(_) => ApiError::bad_request(e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+fn valid_call_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > MAX_CALL_ID {
+        return Err(ApiError::bad_request(format!(
+            "call_id must be 1 to {MAX_CALL_ID} bytes"
+        )));
+    }
+    if id
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+    {
+        return Err(ApiError::bad_request(
+            "call_id must not contain whitespace, control characters or '/'",
+        ));
+    }
+    Ok(())
+}
+
+impl Control for Controller {
+    fn sessions(&self) -> Vec<SessionView> {
+        let inner = self.lock();
+        let now = now_ns();
+        inner
+            .sessions
+            .values()
+            .map(|s| view::session_view(&inner.dp, s, now))
+            .collect()
+    }
+
+    fn session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+        let inner = self.lock();
+        inner
+            .sessions
+            .get(call_id)
+            .map(|s| view::session_view(&inner.dp, s, now_ns()))
+            .ok_or_else(|| ApiError::not_found(format!("no session {call_id:?}")))
+    }
+
+    fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError> {
+        valid_call_id(&req.call_id)?;
+        if req.streams.is_empty() || req.streams.len() > MAX_STREAMS {
+            return Err(ApiError::bad_request(format!(
+                "a session needs 1 to {MAX_STREAMS} streams, got {}",
+                req.streams.len()
+            )));
+        }
+        let mut inner = self.lock();
+        if inner.sessions.contains_key(&req.call_id) {
+            return Err(ApiError::conflict(format!(
+                "session {:?} exists; update it with POST /v1/sessions/{{id}}",
+                req.call_id
+            )));
+        }
+        let session = match self.build_session(&mut inner, &req) {
+            Ok(s) => s,
+            Err(e) => {
+                inner.count(if e.status == 503 {
+                    "session_alloc_failures"
+                } else {
+                    "session_bad_requests"
+                });
+                return Err(e);
+            }
+        };
+        let view = view::session_view(&inner.dp, &session, now_ns());
+        log::info!(
+            "session {} created: {} stream(s), policy {}, relay ports {}",
+            session.call_id,
+            session.streams.len(),
+            session.policy,
+            session
+                .streams
+                .iter()
+                .flat_map(|s| s.pairs.iter().map(|p| p.rtp.to_string()))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        inner.sessions.insert(session.call_id.clone(), session);
+        inner.count("sessions_created");
+        inner.dirty = true;
+        self.save_state_locked(&mut inner);
+        Ok(view)
+    }
+
+    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, ApiError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let session = inner
+            .sessions
+            .get_mut(call_id)
+            .ok_or_else(|| ApiError::not_found(format!("no session {call_id:?}")))?;
+        if req.streams.len() > session.streams.len() {
+            return Err(ApiError::bad_request(format!(
+                "session {call_id:?} has {} stream(s), the update names {}",
+                session.streams.len(),
+                req.streams.len()
+            )));
+        }
+        let mut errors = 0;
+        for (stream, upd) in session.streams.iter_mut().zip(&req.streams) {
+            let Some(upd) = upd else { continue };
+            for (x, p) in [&upd.a, &upd.b].into_iter().enumerate() {
+                let Some(p) = p else { continue };
+                stream.comps[RTP].latch.channels[x].signalled = p.peer;
+                stream.comps[RTCP].latch.channels[x].signalled =
+                    p.rtcp_peer.or(p.peer.map(rtcp_of));
+            }
+            for comp in &mut stream.comps {
+                errors += kernel::apply(&mut inner.dp, comp, stream.shared, false);
+            }
+        }
+        if req.answered.unwrap_or(true) && session.state == SessionState::Offered {
+            session.state = SessionState::Answered;
+            session.answered_ns = Some(now_ns());
+            log::info!("session {call_id} answered");
+        }
+        let view = view::session_view(&inner.dp, session, now_ns());
+        inner.count_by("kernel_errors", errors);
+        inner.dirty = true;
+        self.save_state_locked(inner);
+        Ok(view)
+    }
+
+    fn delete_session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+        let mut inner = self.lock();
+        let v = self
+            .remove_session(&mut inner, call_id)
+            .ok_or_else(|| ApiError::not_found(format!("no session {call_id:?}")))?;
+        log::info!(
+            "session {call_id} deleted ({} packets by XDP, {} by the controller); ports quarantined",
+            v.packets_kernel,
+            v.packets_user
+        );
+        inner.count("sessions_deleted");
+        self.save_state_locked(&mut inner);
+        Ok(v)
+    }
+
+    fn stats(&self) -> Result<StatsView, ApiError> {
+        let inner = self.lock();
+        view::stats_view(self, &inner)
+    }
+
+    fn ports(&self) -> PortsView {
+        let inner = self.lock();
+        view::ports_view(&inner.ports)
+    }
+
+    fn metrics(&self) -> Result<String, ApiError> {
+        let (stats, ports) = {
+            let inner = self.lock();
+            (
+                view::stats_view(self, &inner)?,
+                view::ports_view(&inner.ports),
+            )
+        };
+        crate::metrics::render(&stats, &ports).map_err(|e| ApiError::internal(format!("{e:#}")))
+    }
+}

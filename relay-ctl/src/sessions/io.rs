@@ -1,0 +1,137 @@
+//! The controller's relay sockets: every packet XDP passes up on a relay port lands here.
+//! It latches (per the session's policy), updates the kernel legs when a latch changes, and
+//! forwards the packet itself, so nothing is lost before XDP takes over.
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use tokio::net::UdpSocket;
+
+use super::{Controller, Inner, kernel, latch::Decision, model::SIDE_NAMES, now_ns};
+
+pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: Arc<UdpSocket>, relay: SocketAddr) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, src) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("{relay}: recv: {e}");
+                // Errors here are transient (ICMP feedback, memory); do not spin on them.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(ctl) = ctl.upgrade() else { return };
+        let Some((out, dest)) = ctl.on_packet(relay, src, n) else {
+            continue;
+        };
+        // Counted once sent: a peer signalled at an unroutable (private) address is a drop.
+        let result = out.send_to(&buf[..n], dest).await;
+        let mut inner = ctl.lock();
+        match result {
+            Ok(_) => {
+                inner.count("user_forwarded_packets");
+                inner.count_by("user_forwarded_bytes", n as u64);
+            }
+            Err(e) => {
+                log::debug!("{relay}: forwarding to {dest}: {e}");
+                inner.count("user_drop_send_error");
+            }
+        }
+    }
+}
+
+impl Controller {
+    /// A packet of `len` payload bytes from `src` arrived at relay socket `relay`. Returns
+    /// the socket to send it from and where to, if it is to be forwarded.
+    pub(super) fn on_packet(
+        &self,
+        relay: SocketAddr,
+        src: SocketAddr,
+        len: usize,
+    ) -> Option<(Arc<UdpSocket>, SocketAddr)> {
+        let mut guard = self.lock();
+        let inner: &mut Inner = &mut guard;
+        let Some(owner) = inner.sockets.get(&relay).map(|s| s.owner.clone()) else {
+            inner.count("user_drop_unknown_port");
+            return None;
+        };
+        let holdoff = self.cfg.holdoff.as_nanos() as u64;
+        let now = now_ns();
+        let Some(session) = inner.sessions.get_mut(&owner.call_id) else {
+            inner.count("user_drop_unknown_port");
+            return None;
+        };
+        let policy = session.policy;
+        let stream = &mut session.streams[owner.stream];
+        let shared = stream.shared;
+        let comp = &mut stream.comps[owner.comp];
+        let (x, decision) = match owner.side {
+            None => comp.latch.alternate(src, now, holdoff),
+            Some(x) => (
+                Some(x),
+                comp.latch.channels[x].on_packet(policy, src, now, holdoff),
+            ),
+        };
+        let what = if owner.comp == 0 { "RTP" } else { "RTCP" };
+        let mut changed = false;
+        match decision {
+            Decision::Reject(r) => {
+                inner.count(r.name());
+                log::debug!("{relay}: {src} refused ({})", r.name());
+                return None;
+            }
+            Decision::Accept => {}
+            Decision::Latch => {
+                changed = true;
+                log::info!(
+                    "session {}: stream {} {what} side {} latched to {src} (policy {policy})",
+                    owner.call_id,
+                    owner.stream,
+                    x.map_or("?", |x| SIDE_NAMES[x])
+                );
+            }
+            Decision::Relatch(old) => {
+                changed = true;
+                log::info!(
+                    "session {}: stream {} {what} side {} re-latched {old} -> {src} (handover)",
+                    owner.call_id,
+                    owner.stream,
+                    x.map_or("?", |x| SIDE_NAMES[x])
+                );
+            }
+        }
+        let x = x?;
+        let y = 1 - x;
+        let side = &mut comp.sides[x];
+        side.user_packets += 1;
+        side.user_bytes += len as u64;
+        side.user_last_ns = now;
+        let dest = comp.latch.channels[y].destination();
+        let out_relay = comp.sides[y].relay();
+        if changed {
+            let errors = kernel::apply(&mut inner.dp, comp, shared, false);
+            inner.count(match decision {
+                Decision::Relatch(_) => "relatch_total",
+                _ => "latch_total",
+            });
+            inner.count_by("kernel_errors", errors);
+            self.latch_changed.notify_one();
+        }
+        inner.dirty = true;
+        let Some(dest) = dest else {
+            inner.count("user_drop_no_destination");
+            return None;
+        };
+        let out = inner.sockets.get(&out_relay).map(|s| s.sock.clone());
+        match out {
+            Some(out) => Some((out, dest)),
+            None => {
+                inner.count("user_drop_unknown_port");
+                None
+            }
+        }
+    }
+}

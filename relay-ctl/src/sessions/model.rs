@@ -1,0 +1,213 @@
+//! The session table (seed 003's records: session id, relay resource, channel 1, channel 2),
+//! as the controller keeps it and persists it for a restart.
+use std::net::{IpAddr, SocketAddr};
+
+use relay_common::{Endpoint, LegKey, LegValue, leg::LEG_F_SHARED};
+use serde::{Deserialize, Serialize};
+
+use super::latch::Channels;
+use crate::{
+    api::{LatchPolicy, SessionState},
+    ports::PortPair,
+};
+
+/// Index of the RTP and RTCP components of a stream.
+pub const RTP: usize = 0;
+pub const RTCP: usize = 1;
+pub const SIDE_NAMES: [&str; 2] = ["a", "b"];
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Session {
+    pub call_id: String,
+    pub policy: LatchPolicy,
+    pub state: SessionState,
+    pub created_unix: u64,
+    /// CLOCK_MONOTONIC ns (the clock XDP's last-seen uses; survives a daemon restart).
+    pub created_ns: u64,
+    pub answered_ns: Option<u64>,
+    pub streams: Vec<Stream>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stream {
+    pub media: String,
+    /// Alternate policy: one port pair shared by both sides.
+    pub shared: bool,
+    /// Port pairs: side A's then side B's, or the one shared pair.
+    pub pairs: Vec<PortPair>,
+    /// RTP and RTCP.
+    pub comps: [Component; 2],
+}
+
+/// One component (RTP or RTCP) of a stream: the two latches and what each side has done.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Component {
+    pub latch: Channels,
+    pub sides: [Side; 2],
+    /// What is in the kernel leg table for this component, in install order. Not persisted:
+    /// a restarted daemon reads it back from the pinned map.
+    #[serde(skip)]
+    pub installed: Vec<(LegKey, LegValue)>,
+}
+
+/// One side of a component: its relay endpoint, stats slot and counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Side {
+    /// The relay's address:port this side's peer sends to.
+    pub relay: Option<SocketAddr>,
+    /// Index into the kernel's per-leg stats array for packets from this side.
+    pub slot: u32,
+    /// Kernel counts of entries that were replaced or removed (a new key resets the slot).
+    pub retired_packets: u64,
+    pub retired_bytes: u64,
+    pub retired_last_ns: u64,
+    /// Packets from this side forwarded by the controller itself.
+    pub user_packets: u64,
+    pub user_bytes: u64,
+    pub user_last_ns: u64,
+}
+
+impl Side {
+    pub fn relay(&self) -> SocketAddr {
+        self.relay
+            .unwrap_or(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0))
+    }
+}
+
+impl Stream {
+    /// The relay endpoint of `side` for component `comp` (RTCP is RTP + 1).
+    pub fn relay_of(pairs: &[PortPair], side: usize, comp: usize) -> SocketAddr {
+        let p = pairs[if pairs.len() == 1 { 0 } else { side }];
+        SocketAddr::new(p.addr, p.rtp + comp as u16)
+    }
+}
+
+fn v4(a: SocketAddr) -> bool {
+    a.is_ipv4()
+}
+
+impl Component {
+    /// The kernel entries this component should have now, in install order (shared port:
+    /// the channels first, the port entry last). A side gets an entry once it is latched and
+    /// the other side has a destination (latched, else signalled). Only IPv4 end to end: the
+    /// XDP fast path does not rewrite IPv6 yet, so those stay with the controller.
+    pub fn desired(&self, shared: bool) -> Vec<(LegKey, LegValue)> {
+        let mut out = Vec::with_capacity(3);
+        for x in 0..2 {
+            let y = 1 - x;
+            let (Some(from), Some(to)) = (
+                self.latch.channels[x].latched,
+                self.latch.channels[y].destination(),
+            ) else {
+                continue;
+            };
+            let (own, other) = (self.sides[x].relay(), self.sides[y].relay());
+            if !(v4(from) && v4(to) && v4(own) && v4(other)) {
+                continue;
+            }
+            let key = if shared {
+                LegKey::channel(Endpoint::from(own), Endpoint::from(from))
+            } else {
+                LegKey::port(Endpoint::from(own))
+            };
+            out.push((
+                key,
+                LegValue {
+                    latched: Endpoint::from(from),
+                    new_src: Endpoint::from(other),
+                    new_dst: Endpoint::from(to),
+                    slot: self.sides[x].slot,
+                    flags: 0,
+                },
+            ));
+        }
+        if shared && !out.is_empty() {
+            out.push((
+                LegKey::port(Endpoint::from(self.sides[0].relay())),
+                LegValue {
+                    flags: LEG_F_SHARED,
+                    ..LegValue::default()
+                },
+            ));
+        }
+        out
+    }
+
+    /// Which side owns kernel stats slot `slot`.
+    pub fn side_of_slot(&self, slot: u32) -> Option<usize> {
+        self.sides.iter().position(|s| s.slot == slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::LatchPolicy;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("test address")
+    }
+
+    fn comp(relay_a: &str, relay_b: &str) -> Component {
+        Component {
+            latch: Channels::default(),
+            sides: [
+                Side {
+                    relay: Some(sa(relay_a)),
+                    slot: 1,
+                    ..Side::default()
+                },
+                Side {
+                    relay: Some(sa(relay_b)),
+                    slot: 2,
+                    ..Side::default()
+                },
+            ],
+            installed: vec![],
+        }
+    }
+
+    #[test]
+    fn one_sided_latch_uses_the_signalled_destination() {
+        let mut c = comp("198.18.1.1:30000", "198.18.2.1:30002");
+        assert!(c.desired(false).is_empty());
+        c.latch.channels[0].on_packet(LatchPolicy::Immediate, sa("198.18.1.2:1024"), 0, 0);
+        assert!(c.desired(false).is_empty(), "B has no destination yet");
+        c.latch.channels[1].signalled = Some(sa("198.18.2.2:6000"));
+        let d = c.desired(false);
+        assert_eq!(d.len(), 1);
+        let (k, v) = d[0];
+        assert_eq!(k, LegKey::port(Endpoint::from(sa("198.18.1.1:30000"))));
+        assert_eq!(v.latched, Endpoint::from(sa("198.18.1.2:1024")));
+        assert_eq!(v.new_src, Endpoint::from(sa("198.18.2.1:30002")));
+        assert_eq!(v.new_dst, Endpoint::from(sa("198.18.2.2:6000")));
+        assert_eq!(v.slot, 1);
+    }
+
+    #[test]
+    fn shared_port_installs_channels_then_port() {
+        let mut c = comp("198.18.1.1:30000", "198.18.1.1:30000");
+        c.latch.alternate(sa("198.18.1.2:1000"), 0, 0);
+        c.latch.alternate(sa("198.18.2.2:2000"), 0, 0);
+        let d = c.desired(true);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d[2].1.flags, LEG_F_SHARED);
+        assert_eq!(
+            d[0].0,
+            LegKey::channel(
+                Endpoint::from(sa("198.18.1.1:30000")),
+                Endpoint::from(sa("198.18.1.2:1000"))
+            )
+        );
+        assert_eq!(d[0].1.new_dst, Endpoint::from(sa("198.18.2.2:2000")));
+        assert_eq!(d[1].1.new_dst, Endpoint::from(sa("198.18.1.2:1000")));
+    }
+
+    #[test]
+    fn ipv6_stays_in_userspace() {
+        let mut c = comp("[2001:db8::1]:30000", "[2001:db8::1]:30002");
+        c.latch.channels[0].latched = Some(sa("[2001:db8::2]:5000"));
+        c.latch.channels[1].latched = Some(sa("[2001:db8::3]:5000"));
+        assert!(c.desired(false).is_empty());
+    }
+}

@@ -1,0 +1,138 @@
+//! Adopting sessions after a restart: re-reserve their port pairs and slots, read back what
+//! the pinned leg table holds (latched sources, installed entries), remove entries no
+//! session owns, and install what is missing. Entries that are already right are never
+//! rewritten, so XDP's counters and forwarding carry on untouched.
+use std::{collections::HashMap, net::SocketAddr, time::Instant};
+
+use relay_common::{LegKey, LegValue, leg::LEG_F_SHARED};
+
+use super::{Controller, Inner, Owner, kernel, state::StateFile};
+
+pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
+    let now = Instant::now();
+    let table: Vec<(LegKey, LegValue)> = match inner.dp.legs() {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!("reading the pinned leg table: {e:#}");
+            vec![]
+        }
+    };
+    let mut claimed = vec![false; table.len()];
+    let by_slot: HashMap<u32, usize> = table
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, v))| v.flags & LEG_F_SHARED == 0)
+        .map(|(i, (_, v))| (v.slot, i))
+        .collect();
+    let (mut adopted, mut dropped) = (0, 0);
+    'session: for mut session in st.sessions {
+        // Ports and slots first: if another process took a port meanwhile, the session
+        // cannot be served and is dropped (its kernel entries become orphans, removed below).
+        let mut socks = vec![];
+        for stream in &session.streams {
+            for pair in &stream.pairs {
+                match inner.ports.reserve(*pair, now) {
+                    Ok(a) => socks.push((a.pair, [a.rtp, a.rtcp])),
+                    Err(e) => {
+                        log::error!(
+                            "session {}: cannot re-reserve {pair}: {e}; dropping it",
+                            session.call_id
+                        );
+                        for (p, _) in socks {
+                            inner.ports.release(p, now);
+                        }
+                        dropped += 1;
+                        continue 'session;
+                    }
+                }
+            }
+        }
+        for stream in &session.streams {
+            for comp in &stream.comps {
+                for side in &comp.sides {
+                    if !inner.slots.take(side.slot) {
+                        log::warn!(
+                            "session {}: stats slot {} unusable",
+                            session.call_id,
+                            side.slot
+                        );
+                    }
+                }
+            }
+        }
+        for stream in &mut session.streams {
+            for comp in &mut stream.comps {
+                let mut installed = vec![];
+                for x in 0..2 {
+                    let relay = comp.sides[x].relay();
+                    let Some(&i) = by_slot.get(&comp.sides[x].slot) else {
+                        continue;
+                    };
+                    let (k, v) = table[i];
+                    if k.relay.to_socket_addr() != Some(relay) {
+                        continue;
+                    }
+                    // The kernel holds the newest latch (the state file may lag by a sweep).
+                    comp.latch.channels[x].latched = v.latched.to_socket_addr();
+                    claimed[i] = true;
+                    installed.push((k, v));
+                }
+                if stream.shared {
+                    let relay = comp.sides[0].relay();
+                    if let Some(i) = table.iter().position(|(k, v)| {
+                        v.flags & LEG_F_SHARED != 0 && k.relay.to_socket_addr() == Some(relay)
+                    }) {
+                        claimed[i] = true;
+                        installed.push(table[i]);
+                    }
+                }
+                comp.installed = installed;
+            }
+        }
+        for (pair, pair_socks) in socks {
+            let Some((si, pi, shared)) = session.streams.iter().enumerate().find_map(|(si, s)| {
+                s.pairs
+                    .iter()
+                    .position(|p| *p == pair)
+                    .map(|pi| (si, pi, s.shared))
+            }) else {
+                continue;
+            };
+            for (comp, sock) in pair_socks.into_iter().enumerate() {
+                let relay = SocketAddr::new(pair.addr, pair.rtp + comp as u16);
+                let owner = Owner {
+                    call_id: session.call_id.clone(),
+                    stream: si,
+                    comp,
+                    side: (!shared).then_some(pi),
+                };
+                if let Err(e) = ctl.add_socket(inner, relay, sock, owner) {
+                    log::error!("session {}: {e}", session.call_id);
+                }
+            }
+        }
+        adopted += 1;
+        inner.sessions.insert(session.call_id.clone(), session);
+    }
+    for (i, (k, _)) in table.iter().enumerate() {
+        if !claimed[i] {
+            log::info!("removing kernel leg {} (no session owns it)", k.relay);
+            if inner.dp.remove_leg(k).is_ok() {
+                inner.count("orphan_legs_removed");
+            }
+        }
+    }
+    // Whatever the kernel lacks (or the state file knows better) goes in now.
+    let mut errors = 0;
+    for session in inner.sessions.values_mut() {
+        for stream in &mut session.streams {
+            let shared = stream.shared;
+            for comp in &mut stream.comps {
+                errors += kernel::apply(&mut inner.dp, comp, shared, false);
+            }
+        }
+    }
+    inner.count_by("kernel_errors", errors);
+    inner.dirty = true;
+    log::info!("adopted {adopted} session(s) from the state file ({dropped} dropped)");
+}

@@ -1,0 +1,129 @@
+//! When a session expires (rtpengine's defaults as a starting point): an answered call with
+//! no media from either side for `no_media`, or with one side silent for `silent`; a call
+//! never answered within `offer`. Pure: the sweeper passes the clock and last-seen times.
+use std::time::Duration;
+
+use crate::api::SessionState;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub no_media: Duration,
+    pub silent: Duration,
+    pub offer: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            no_media: Duration::from_secs(60),
+            silent: Duration::from_secs(3600),
+            offer: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Answered, and nothing from either side for the no-media timeout.
+    NoMedia,
+    /// Answered, and one side (0 = A, 1 = B) silent for the one-sided timeout.
+    Silent(usize),
+    /// Never answered within the offer timeout.
+    Unanswered,
+}
+
+impl Expiry {
+    pub fn counter(self) -> &'static str {
+        match self {
+            Expiry::NoMedia => "sessions_expired_no_media",
+            Expiry::Silent(_) => "sessions_expired_silent",
+            Expiry::Unanswered => "sessions_expired_unanswered",
+        }
+    }
+}
+
+/// `last_seen[side]`: CLOCK_MONOTONIC ns of the last packet from that side (0 = never).
+/// Silence is counted from the answer at the earliest, so a call is not expired for the
+/// ringing time before it.
+pub fn expiry(
+    state: SessionState,
+    created_ns: u64,
+    answered_ns: Option<u64>,
+    last_seen: [u64; 2],
+    now_ns: u64,
+    t: &Timeouts,
+) -> Option<Expiry> {
+    let older = |since: u64, d: Duration| now_ns.saturating_sub(since) >= d.as_nanos() as u64;
+    match state {
+        SessionState::Offered => older(created_ns, t.offer).then_some(Expiry::Unanswered),
+        SessionState::Answered => {
+            let base = answered_ns.unwrap_or(created_ns);
+            let seen = last_seen.map(|s| s.max(base));
+            if older(seen[0].max(seen[1]), t.no_media) {
+                return Some(Expiry::NoMedia);
+            }
+            (0..2)
+                .find(|&s| older(seen[s], t.silent))
+                .map(Expiry::Silent)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const S: u64 = 1_000_000_000;
+
+    fn t() -> Timeouts {
+        Timeouts {
+            no_media: Duration::from_secs(60),
+            silent: Duration::from_secs(3600),
+            offer: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn offered_expires_only_by_offer_timeout() {
+        let off = SessionState::Offered;
+        assert_eq!(expiry(off, 0, None, [0, 0], 3599 * S, &t()), None);
+        assert_eq!(
+            expiry(off, 0, None, [0, 0], 3600 * S, &t()),
+            Some(Expiry::Unanswered)
+        );
+    }
+
+    #[test]
+    fn answered_no_media_counts_from_answer_or_last_packet() {
+        let ans = SessionState::Answered;
+        // Rang for an hour, answered at 3600 s: not expired at 3650 s.
+        assert_eq!(expiry(ans, 0, Some(3600 * S), [0, 0], 3650 * S, &t()), None);
+        assert_eq!(
+            expiry(ans, 0, Some(3600 * S), [0, 0], 3660 * S, &t()),
+            Some(Expiry::NoMedia)
+        );
+        // Media until 100 s: expires at 160 s.
+        assert_eq!(
+            expiry(ans, 0, Some(0), [100 * S, 90 * S], 159 * S, &t()),
+            None
+        );
+        assert_eq!(
+            expiry(ans, 0, Some(0), [100 * S, 90 * S], 160 * S, &t()),
+            Some(Expiry::NoMedia)
+        );
+    }
+
+    #[test]
+    fn one_sided_silence() {
+        let ans = SessionState::Answered;
+        // B never sent; A keeps sending.
+        assert_eq!(expiry(ans, 0, Some(0), [3599 * S, 0], 3599 * S, &t()), None);
+        assert_eq!(
+            expiry(ans, 0, Some(0), [3600 * S, 0], 3600 * S, &t()),
+            Some(Expiry::Silent(1))
+        );
+        assert_eq!(
+            expiry(ans, 0, Some(0), [0, 3600 * S], 3600 * S, &t()),
+            Some(Expiry::Silent(0))
+        );
+    }
+}

@@ -1,0 +1,554 @@
+//! The controller end to end: a caller and a callee behind their own NATs, the real daemon,
+//! sessions created through its HTTP API, real UDP both ways. What each test proves is in
+//! its name; every number asserted is a count, never a timing.
+mod common;
+
+use std::{net::SocketAddr, time::Duration};
+
+use common::*;
+use relay_ctl::{
+    api::{LatchPolicy, SessionState},
+    cli::CliError,
+    testbed::{NAT_A_OUT_IP, NAT_B_OUT_IP},
+};
+
+const N: usize = 100;
+
+#[test]
+fn call_through_two_nats_media_both_ways_goes_to_xdp() {
+    let rig = Rig::start("call", &[]);
+    let v = rig
+        .create(call("call-1", LatchPolicy::Immediate))
+        .expect("create");
+    assert_eq!(v.state, SessionState::Answered);
+    let (ra, rb) = relays(&v);
+    assert_eq!((ra.port() % 2, rb.port() % 2), (0, 0), "RTP ports are even");
+    let caller = rig.caller(CALLER_PORT);
+    let callee = rig.callee(CALLEE_PORT);
+    let rtcp_caller = rig.caller(CALLER_PORT + 1);
+    let rtcp_callee = rig.callee(CALLEE_PORT + 1);
+    open_call(&rig, &caller, &callee, &v);
+
+    let before = rig.stats();
+    send_n(&caller, ra, "a2b", N);
+    let got = recv_n(&callee, N, Duration::from_secs(2));
+    assert_eq!(
+        tags(&got),
+        expect_tags("a2b", N),
+        "caller -> callee:\n{}",
+        rig.log()
+    );
+    assert!(
+        got.iter().all(|(_, from)| *from == rb),
+        "callee sees relay B only"
+    );
+    send_n(&callee, rb, "b2a", N);
+    let got = recv_n(&caller, N, Duration::from_secs(2));
+    assert_eq!(tags(&got), expect_tags("b2a", N), "callee -> caller");
+    assert!(
+        got.iter().all(|(_, from)| *from == ra),
+        "caller sees relay A only"
+    );
+
+    // RTCP on RTP+1: latched separately, relayed too.
+    rtcp_caller.send_to(b"rtcp-a", rtcp(ra)).expect("send");
+    std::thread::sleep(Duration::from_millis(200));
+    rtcp_callee.send_to(b"rtcp-b", rtcp(rb)).expect("send");
+    assert_eq!(
+        tags(&recv_n(&rtcp_caller, 1, Duration::from_secs(2))),
+        vec!["rtcp-b"]
+    );
+    rtcp_caller.send_to(b"rtcp-a2", rtcp(ra)).expect("send");
+    assert_eq!(
+        tags(&recv_n(&rtcp_callee, 1, Duration::from_secs(2))),
+        vec!["rtcp-a2"]
+    );
+
+    // After latching XDP forwarded the media: the kernel counters moved by exactly the
+    // media packets, the controller's by none of them.
+    let after = rig.stats();
+    assert_eq!(
+        after.forwarded_kernel_packets - before.forwarded_kernel_packets,
+        2 * N as u64 + 1,
+        "2N RTP + the last RTCP by XDP:\n{}",
+        rig.log()
+    );
+    assert_eq!(
+        after.forwarded_user_packets - before.forwarded_user_packets,
+        1,
+        "only the RTCP opener that arrived once the other side was known went through the controller"
+    );
+    let s = rig.session("call-1");
+    let legs = &s.streams[0].legs;
+    for (leg, nat) in legs.iter().zip([NAT_A_OUT_IP, NAT_B_OUT_IP]) {
+        assert!(leg.kernel, "leg {} in the kernel", leg.side);
+        let latched = leg.latched.expect("latched");
+        assert_eq!(
+            latched.ip(),
+            std::net::IpAddr::from(nat),
+            "latched to the NAT's mapping"
+        );
+    }
+    assert_eq!(legs[0].packets_kernel, N as u64 + 1);
+    assert_eq!(legs[1].packets_kernel, N as u64);
+    assert_eq!((legs[0].packets_user, legs[1].packets_user), (2, 2));
+    assert_eq!(rig.ctl("latch_total"), 4, "RTP and RTCP of both sides");
+
+    // The operator's view.
+    let out = rig.daemon.cli(api_addr(), &["sessions"]).expect("cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("call-1"), "{text}");
+    let out = rig
+        .daemon
+        .cli(api_addr(), &["session", "call-1"])
+        .expect("cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&ra.to_string()),
+        "{text}"
+    );
+
+    // Delete: kernel legs go, ports to quarantine, media stops.
+    let d = rig.api(|c| c.delete_session("call-1")).expect("delete");
+    assert_eq!(d.call_id, "call-1");
+    assert_eq!(rig.stats().kernel_legs, 0);
+    let p = rig.api(|c| c.get_ports()).expect("ports");
+    assert_eq!(p.pools.iter().map(|x| x.quarantined_pairs).sum::<u32>(), 2);
+    send_n(&caller, ra, "gone", 3);
+    assert!(recv_n(&callee, 1, Duration::from_millis(300)).is_empty());
+}
+
+#[test]
+fn strict_policy_rejects_a_third_party() {
+    let rig = Rig::start("strict", &[]);
+    // A proxy that knows the NATs' public side signals those addresses (strict checks IPs).
+    let mut req = call("strict-1", LatchPolicy::Strict);
+    req.streams[0].a.peer = Some(SocketAddr::from((NAT_A_OUT_IP, 1)));
+    req.streams[0].b.peer = Some(SocketAddr::from((NAT_B_OUT_IP, 1)));
+    let v = rig.create(req).expect("create");
+    let (ra, rb) = relays(&v);
+    // The third party: a host on the callee's side of the relay sends to A's port.
+    let intruder = rig
+        .topo
+        .nat_b
+        .udp_socket(SocketAddr::from((NAT_B_OUT_IP, 7777)))
+        .expect("socket");
+    send_n(&intruder, ra, "evil", 5);
+    assert!(wait_for(Duration::from_secs(2), || rig
+        .ctl("latch_rejected_strict")
+        >= 5));
+    assert_eq!(
+        rig.session("strict-1").streams[0].legs[0].latched,
+        None,
+        "not latched"
+    );
+
+    let caller = rig.caller(CALLER_PORT);
+    let callee = rig.callee(CALLEE_PORT);
+    open_call(&rig, &caller, &callee, &v);
+    send_n(&caller, ra, "ok", 20);
+    assert_eq!(
+        tags(&recv_n(&callee, 20, Duration::from_secs(2))),
+        expect_tags("ok", 20)
+    );
+    // The intruder still gets nowhere, now that the leg is latched and in XDP.
+    send_n(&intruder, ra, "evil2", 5);
+    assert!(recv_n(&callee, 1, Duration::from_millis(300)).is_empty());
+    assert!(rig.ctl("latch_rejected_strict") >= 10);
+    let _ = rb;
+}
+
+#[test]
+fn alternate_policy_writes_channel_1_then_channel_2_on_one_shared_port() {
+    let rig = Rig::start("alt", &["--relatch-holdoff-ms", "300"]);
+    let mut req = call("alt-1", LatchPolicy::Alternate);
+    // One shared port: both sides use the same relay address.
+    req.streams[0].b.relay_addr = req.streams[0].a.relay_addr;
+    let v = rig.create(req).expect("create");
+    assert!(v.streams[0].shared_port);
+    let (ra, rb) = relays(&v);
+    assert_eq!(ra, rb, "one port for both channels");
+    let caller = rig.caller(CALLER_PORT);
+    let callee = rig.callee(CALLEE_PORT);
+
+    // The callee speaks first: the seed's rule writes it into channel 1 regardless of role.
+    callee.send_to(b"first", rb).expect("send");
+    assert!(wait_for(Duration::from_secs(2), || rig
+        .session("alt-1")
+        .streams[0]
+        .legs[0]
+        .latched
+        .is_some()));
+    caller.send_to(b"second", ra).expect("send");
+    assert_eq!(
+        tags(&recv_n(&callee, 1, Duration::from_secs(2))),
+        vec!["second"]
+    );
+    let s = rig.session("alt-1");
+    let legs = &s.streams[0].legs;
+    assert_eq!(
+        legs[0].latched.map(|a| a.ip()),
+        Some(NAT_B_OUT_IP.into()),
+        "channel 1 = first source"
+    );
+    assert_eq!(
+        legs[1].latched.map(|a| a.ip()),
+        Some(NAT_A_OUT_IP.into()),
+        "channel 2 = second source"
+    );
+
+    // Both channels known: XDP relays between them on the shared port.
+    let before = rig.stats().forwarded_kernel_packets;
+    send_n(&caller, ra, "c", N);
+    assert_eq!(
+        tags(&recv_n(&callee, N, Duration::from_secs(2))),
+        expect_tags("c", N)
+    );
+    send_n(&callee, rb, "e", N);
+    assert_eq!(
+        tags(&recv_n(&caller, N, Duration::from_secs(2))),
+        expect_tags("e", N)
+    );
+    assert_eq!(
+        rig.stats().forwarded_kernel_packets - before,
+        2 * N as u64,
+        "{}",
+        rig.log()
+    );
+
+    // A third source, after the hold-off, is written into channel 1 again (the alternation
+    // continues where it left off), so the callee's old channel is overwritten.
+    std::thread::sleep(Duration::from_millis(400));
+    let third = rig
+        .topo
+        .nat_b
+        .udp_socket(SocketAddr::from((NAT_B_OUT_IP, 7000)))
+        .expect("socket");
+    third.send_to(b"third", ra).expect("send");
+    assert!(wait_for(Duration::from_secs(2), || rig
+        .session("alt-1")
+        .streams[0]
+        .legs[0]
+        .latched
+        == Some(SocketAddr::from((NAT_B_OUT_IP, 7000)))));
+    assert_eq!(
+        tags(&recv_n(&caller, 1, Duration::from_secs(2))),
+        vec!["third"]
+    );
+}
+
+#[test]
+fn handover_relatches_once_per_holdoff() {
+    let rig = Rig::start("hand", &["--relatch-holdoff-ms", "500"]);
+    let v = rig
+        .create(call("hand-1", LatchPolicy::Immediate))
+        .expect("create");
+    let (ra, _rb) = relays(&v);
+    let caller = rig.caller(CALLER_PORT);
+    let callee = rig.callee(CALLEE_PORT);
+    open_call(&rig, &caller, &callee, &v);
+    let old = rig.session("hand-1").streams[0].legs[0]
+        .latched
+        .expect("latched");
+    std::thread::sleep(Duration::from_millis(600));
+
+    // The caller moves (new socket = new NAT mapping): its media follows at once.
+    let moved = rig.caller(CALLER_PORT + 2);
+    send_n(&moved, ra, "new", 20);
+    assert_eq!(
+        tags(&recv_n(&callee, 20, Duration::from_secs(2))),
+        expect_tags("new", 20),
+        "{}",
+        rig.log()
+    );
+    let leg = rig.session("hand-1").streams[0].legs[0].clone();
+    assert_ne!(leg.latched, Some(old));
+    assert_eq!(leg.relatches, 1);
+    assert!(leg.kernel, "the new source is in XDP");
+
+    // The old source comes back within the hold-off: refused, the leg stays.
+    send_n(&caller, ra, "old", 5);
+    assert!(recv_n(&callee, 1, Duration::from_millis(300)).is_empty());
+    assert!(rig.ctl("latch_rejected_holdoff") >= 5);
+    assert_eq!(rig.session("hand-1").streams[0].legs[0].relatches, 1);
+}
+
+#[test]
+fn sessions_expire_on_timeouts_and_ports_go_to_quarantine() {
+    let rig = Rig::start("tmo", &["--timeout-secs", "2", "--offer-timeout-secs", "3"]);
+    rig.create(call("idle-1", LatchPolicy::Immediate))
+        .expect("create");
+    let mut offer = call("offer-1", LatchPolicy::Immediate);
+    offer.answered = Some(false);
+    let o = rig.create(offer).expect("create");
+    assert_eq!(o.state, SessionState::Offered);
+    assert!(
+        wait_for(Duration::from_secs(8), || rig
+            .api(|c| c.get_sessions())
+            .map(|s| s.is_empty())
+            .unwrap_or(false)),
+        "both expired:\n{}",
+        rig.log()
+    );
+    let log = rig.log();
+    assert!(
+        log.contains("session idle-1 expired: no media for 2 s"),
+        "{log}"
+    );
+    assert!(
+        log.contains("session offer-1 expired: not answered within 3 s"),
+        "{log}"
+    );
+    let st = rig.stats();
+    assert_eq!(st.controller.get("sessions_expired_no_media"), Some(&1));
+    assert_eq!(st.controller.get("sessions_expired_unanswered"), Some(&1));
+    let p = rig.api(|c| c.get_ports()).expect("ports");
+    assert_eq!(p.pools.iter().map(|x| x.quarantined_pairs).sum::<u32>(), 4);
+    assert_eq!(p.pools.iter().map(|x| x.used_pairs).sum::<u32>(), 0);
+}
+
+#[test]
+fn port_exhaustion_is_an_error_and_a_counter_and_leaks_nothing() {
+    // Two pairs on each relay address: one call.
+    let rig = Rig::start(
+        "exh",
+        &[
+            "--port-min",
+            "30000",
+            "--port-max",
+            "30003",
+            "--quarantine-secs",
+            "1",
+        ],
+    );
+    rig.create(call("x-1", LatchPolicy::Immediate))
+        .expect("first call fits");
+    rig.create(call("x-2", LatchPolicy::Immediate))
+        .expect("second call fits (second pair)");
+    match rig.create(call("x-3", LatchPolicy::Immediate)) {
+        Err(CliError::Api(e)) => {
+            assert_eq!(e.status, 503);
+            assert!(e.error.contains("no free relay port pair"), "{}", e.error);
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    let p = rig.api(|c| c.get_ports()).expect("ports");
+    assert_eq!(p.exhausted, 1);
+    assert!(
+        rig.api(|c| c.get_session("x-3")).is_err(),
+        "no half session"
+    );
+    assert!(
+        p.pools
+            .iter()
+            .all(|x| x.used_pairs == 2 && x.free_pairs == 0),
+        "the failed call took nothing: {p:?}"
+    );
+    let m = rig.api(|c| c.metrics()).expect("metrics");
+    assert!(
+        m.contains("media_relay_port_allocation_failures_total 1"),
+        "{m}"
+    );
+
+    rig.api(|c| c.delete_session("x-1")).expect("delete");
+    assert!(
+        rig.create(call("x-4", LatchPolicy::Immediate)).is_err(),
+        "quarantined"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    rig.create(call("x-4", LatchPolicy::Immediate))
+        .expect("after the quarantine");
+}
+
+#[test]
+fn api_and_cli_report_every_error_clearly() {
+    let mut rig = Rig::start("api", &[]);
+    let dup = rig
+        .create(call("dup", LatchPolicy::Immediate))
+        .expect("create");
+    assert_eq!(dup.streams.len(), 1);
+    let err = |r: Result<_, CliError>| match r {
+        Err(CliError::Api(e)) => (e.status, e.error),
+        other => panic!("expected an API error, got {other:?}"),
+    };
+    let (s, e) = err(rig.create(call("dup", LatchPolicy::Immediate)).map(|_| ()));
+    assert_eq!(s, 409, "{e}");
+    let mut bad = call("bad addr", LatchPolicy::Immediate);
+    assert_eq!(
+        err(rig.create(bad.clone()).map(|_| ())).0,
+        400,
+        "whitespace in call id"
+    );
+    bad.call_id = "bad-relay".into();
+    bad.streams[0].a.relay_addr = Some("203.0.113.1".parse().expect("ip"));
+    let (s, e) = err(rig.create(bad.clone()).map(|_| ()));
+    assert!(
+        s == 400 && e.contains("not one of this relay's addresses"),
+        "{e}"
+    );
+    bad.streams.clear();
+    assert_eq!(err(rig.create(bad).map(|_| ())).0, 400);
+    assert_eq!(err(rig.api(|c| c.get_session("nope")).map(|_| ())).0, 404);
+    assert_eq!(
+        err(rig.api(|c| c.delete_session("nope")).map(|_| ())).0,
+        404
+    );
+    // Raw bodies the typed client cannot send.
+    let raw = |body: &'static str| {
+        rig.api(|c| {
+            c.post::<serde_json::Value>(
+                "/v1/sessions",
+                &serde_json::from_str::<serde_json::Value>(body).unwrap_or_default(),
+            )
+        })
+    };
+    assert_eq!(
+        err(raw(r#"{"call_id": 5, "streams": []}"#).map(|_| ())).0,
+        400
+    );
+    assert_eq!(
+        err(raw(r#"{"call_id": "u", "streams": [{}], "bogus": 1}"#).map(|_| ())).0,
+        400
+    );
+
+    // Metrics and health.
+    let m = rig.api(|c| c.metrics()).expect("metrics");
+    for needle in [
+        "media_relay_sessions{state=\"answered\"} 1",
+        "media_relay_xdp_attached{iface=\"r0\",mode=\"native\"} 1",
+        "media_relay_forwarded_packets_total{path=\"kernel\"}",
+        "media_relay_port_pairs{addr=\"198.18.1.1\",state=\"used\"} 1",
+        "media_relay_xdp_pass_total{reason=",
+    ] {
+        assert!(m.contains(needle), "{needle} in\n{m}");
+    }
+    rig.api(|c| c.health()).expect("healthz");
+
+    // The CLI: tables, JSON, and its errors.
+    for args in [
+        &["sessions"][..],
+        &["stats"],
+        &["ports"],
+        &["session", "dup"],
+    ] {
+        let out = rig.daemon.cli(api_addr(), args).expect("cli");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut j = args.to_vec();
+        j.push("--json");
+        let out = rig.daemon.cli(api_addr(), &j).expect("cli");
+        assert!(out.status.success());
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("valid JSON");
+    }
+    let out = rig
+        .daemon
+        .cli(api_addr(), &["session", "nope"])
+        .expect("cli");
+    assert_eq!(out.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+    let out = rig.daemon.cli(api_addr(), &["delete", "dup"]).expect("cli");
+    assert!(out.status.success());
+    rig.daemon.stop().expect("clean stop");
+    let out = rig.daemon.cli(api_addr(), &["sessions"]).expect("cli");
+    assert_eq!(out.status.code(), Some(2));
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        msg.contains("cannot reach the daemon") && msg.trim().lines().count() == 1,
+        "{msg}"
+    );
+}
+
+#[test]
+fn kill_9_mid_call_loses_no_packet_and_the_new_daemon_adopts_the_session() {
+    use relay_ctl::testbed::DaemonProcess;
+    const M: usize = 2000;
+    let mut rig = Rig::start("rst", &[]);
+    let v = rig
+        .create(call("restart-1", LatchPolicy::Immediate))
+        .expect("create");
+    let (ra, rb) = relays(&v);
+    let caller = rig.caller(CALLER_PORT);
+    let callee = rig.callee(CALLEE_PORT);
+    open_call(&rig, &caller, &callee, &v);
+
+    // Media both ways, 1 packet per ms per direction, numbered, while the daemon is killed
+    // and restarted.
+    let stream =
+        |tx: std::net::UdpSocket, to: SocketAddr, rx: std::net::UdpSocket, tag: &'static str| {
+            let sender = std::thread::spawn(move || {
+                for i in 0..M {
+                    let mut p = format!("{tag}-{i}").into_bytes();
+                    p.resize(160, b'.');
+                    tx.send_to(&p, to).expect("send");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+            let receiver = std::thread::spawn(move || recv_n(&rx, M, Duration::from_secs(2)));
+            (sender, receiver)
+        };
+    let fwd = stream(
+        caller.try_clone().expect("clone"),
+        ra,
+        callee.try_clone().expect("clone"),
+        "fwd",
+    );
+    let rev = stream(callee, rb, caller, "rev");
+
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rig.session("restart-1");
+    rig.daemon.kill9().expect("kill -9");
+    std::thread::sleep(Duration::from_millis(300));
+    let args = daemon_args(&rig.state_file, &[]);
+    let new = DaemonProcess::start_with(
+        bin(),
+        &rig.topo.relay,
+        std::path::Path::new(BPFFS_ROOT),
+        &rig.name,
+        &args,
+        false,
+    )
+    .expect("restarted daemon adopts");
+    let _old = std::mem::replace(&mut rig.daemon, new);
+    assert!(
+        rig.log().contains("adopted pinned data plane"),
+        "{}",
+        rig.log()
+    );
+
+    for ((sender, receiver), tag) in [(fwd, "fwd"), (rev, "rev")] {
+        sender.join().expect("sender");
+        let got = receiver.join().expect("receiver");
+        assert_eq!(
+            tags(&got),
+            expect_tags(tag, M),
+            "{tag}: every packet, in order"
+        );
+    }
+    let st = rig.stats();
+    assert!(st.adopted);
+    let after = rig.session("restart-1");
+    assert_eq!(
+        after.streams[0].legs[0].latched,
+        before.streams[0].legs[0].latched
+    );
+    for x in 0..2 {
+        let (b, a) = (&before.streams[0].legs[x], &after.streams[0].legs[x]);
+        assert!(a.kernel);
+        assert!(
+            a.packets_kernel > b.packets_kernel && a.packets_kernel >= M as u64,
+            "side {x}: counters kept counting across the restart: {} -> {}",
+            b.packets_kernel,
+            a.packets_kernel
+        );
+        assert_eq!(
+            a.packets_user, b.packets_user,
+            "nothing went through the controller"
+        );
+    }
+    let out = rig.daemon.cli(api_addr(), &["sessions"]).expect("cli");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("restart-1"));
+}
