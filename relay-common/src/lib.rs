@@ -20,7 +20,8 @@ pub use leg::{LegKey, LegStats, LegValue, stream_legs};
 
 /// Names of the maps in the eBPF object (and of their pins under the instance directory).
 pub mod map_names {
-    /// `HashMap<LegKey, LegValue>`: relay legs keyed by (relay address, relay port).
+    /// `HashMap<LegKey, LegValue>`: relay legs keyed by (relay address:port, peer); the peer is
+    /// `Endpoint::NONE` except for the channels of a shared port (see `leg.rs`).
     pub const LEGS: &str = "RELAY_LEGS";
     /// `PerCpuArray<LegStats>` indexed by `LegValue::slot`.
     pub const LEG_STATS: &str = "RELAY_LEG_STATS";

@@ -59,6 +59,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     let t0 = Instant::now();
     let cfg = config::resolve(args, &inst.instance)?;
     let instance = inst.instance()?;
+    let _lock = lock_instance(&cfg.state_file, &inst.instance)?;
     let ifaces: Vec<(String, u32)> = cfg
         .ifaces
         .iter()
@@ -198,6 +199,9 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         drop(ctl);
         instance.remove()?;
         state::remove(&cfg.state_file)?;
+        let mut lock = cfg.state_file.as_os_str().to_owned();
+        lock.push(".lock");
+        let _ = fs::remove_file(lock);
         log::info!("detached and removed {}", instance.dir().display());
     } else {
         ctl.save_state();
@@ -208,6 +212,33 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One daemon per instance: two adopting the same pins would fight over the leg table.
+/// flock(2) is released by the kernel when the holder dies, so kill -9 never leaves a stale
+/// lock behind.
+fn lock_instance(state_file: &std::path::Path, name: &str) -> Result<fs::File> {
+    use std::os::fd::AsRawFd;
+    let mut path = state_file.as_os_str().to_owned();
+    path.push(".lock");
+    let path = PathBuf::from(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        anyhow::bail!(
+            "another daemon is running instance {name:?} (it holds {}); stop it first",
+            path.display()
+        );
+    }
+    Ok(f)
 }
 
 /// Load the object, pin it, attach to every interface. A failure removes what was pinned.

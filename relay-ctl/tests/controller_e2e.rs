@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use common::*;
 use relay_ctl::{
-    api::{LatchPolicy, SessionState},
+    api::{LatchPolicy, PeerUpdate, SessionState, StreamUpdate, UpdateSession},
     cli::CliError,
     testbed::{NAT_A_OUT_IP, NAT_B_OUT_IP},
 };
@@ -275,7 +275,16 @@ fn handover_relatches_once_per_holdoff() {
 
 #[test]
 fn sessions_expire_on_timeouts_and_ports_go_to_quarantine() {
-    let rig = Rig::start("tmo", &["--timeout-secs", "2", "--offer-timeout-secs", "3"]);
+    // Timeouts from a config file (the same keys as the flags); a flag overrides the file.
+    let conf = std::env::temp_dir().join(format!("mr-tmo-{}.toml", std::process::id()));
+    std::fs::write(
+        &conf,
+        "timeout-secs = 2\noffer-timeout-secs = 30\nport-min = 31000\n",
+    )
+    .expect("config file");
+    let conf_arg = conf.display().to_string();
+    let rig = Rig::start("tmo", &["--config", &conf_arg, "--offer-timeout-secs", "3"]);
+    let _ = std::fs::remove_file(&conf);
     rig.create(call("idle-1", LatchPolicy::Immediate))
         .expect("create");
     let mut offer = call("offer-1", LatchPolicy::Immediate);
@@ -303,6 +312,7 @@ fn sessions_expire_on_timeouts_and_ports_go_to_quarantine() {
     assert_eq!(st.controller.get("sessions_expired_no_media"), Some(&1));
     assert_eq!(st.controller.get("sessions_expired_unanswered"), Some(&1));
     let p = rig.api(|c| c.get_ports()).expect("ports");
+    assert_eq!(p.port_min, 31000, "from the file");
     assert_eq!(p.pools.iter().map(|x| x.quarantined_pairs).sum::<u32>(), 4);
     assert_eq!(p.pools.iter().map(|x| x.used_pairs).sum::<u32>(), 0);
 }
@@ -373,6 +383,49 @@ fn api_and_cli_report_every_error_clearly() {
     };
     let (s, e) = err(rig.create(call("dup", LatchPolicy::Immediate)).map(|_| ()));
     assert_eq!(s, 409, "{e}");
+
+    // Offer, then answer: the session waits as "offered" until the answer names side B.
+    let mut offer = call("offer-answer", LatchPolicy::Immediate);
+    offer.answered = None;
+    offer.streams[0].b.peer = None;
+    let o = rig.create(offer).expect("offer");
+    assert_eq!(o.state, SessionState::Offered);
+    let callee_sdp = SocketAddr::from((relay_ctl::testbed::CALLEE_IP, 6010));
+    let answer = UpdateSession {
+        streams: vec![Some(StreamUpdate {
+            a: None,
+            b: Some(PeerUpdate {
+                peer: Some(callee_sdp),
+                rtcp_peer: None,
+            }),
+        })],
+        answered: None,
+    };
+    let a = rig
+        .api(|c| c.update_session("offer-answer", answer.clone()))
+        .expect("answer");
+    assert_eq!(a.state, SessionState::Answered);
+    assert_eq!(a.streams[0].legs[1].signalled, Some(callee_sdp));
+    assert_eq!(
+        a.streams[0].legs[0].relay, o.streams[0].legs[0].relay,
+        "ports kept"
+    );
+    assert_eq!(
+        err(rig
+            .api(|c| c.update_session("nope", answer.clone()))
+            .map(|_| ()))
+        .0,
+        404
+    );
+    let mut two = answer.clone();
+    two.streams.push(None);
+    assert_eq!(
+        err(rig
+            .api(|c| c.update_session("offer-answer", two))
+            .map(|_| ()))
+        .0,
+        400
+    );
     let mut bad = call("bad addr", LatchPolicy::Immediate);
     assert_eq!(
         err(rig.create(bad.clone()).map(|_| ())).0,
@@ -414,15 +467,33 @@ fn api_and_cli_report_every_error_clearly() {
     // Metrics and health.
     let m = rig.api(|c| c.metrics()).expect("metrics");
     for needle in [
-        "media_relay_sessions{state=\"answered\"} 1",
+        "media_relay_sessions{state=\"answered\"} 2",
         "media_relay_xdp_attached{iface=\"r0\",mode=\"native\"} 1",
         "media_relay_forwarded_packets_total{path=\"kernel\"}",
-        "media_relay_port_pairs{addr=\"198.18.1.1\",state=\"used\"} 1",
+        "media_relay_port_pairs{addr=\"198.18.1.1\",state=\"used\"} 2",
         "media_relay_xdp_pass_total{reason=",
     ] {
         assert!(m.contains(needle), "{needle} in\n{m}");
     }
     rig.api(|c| c.health()).expect("healthz");
+
+    // A second daemon for the same instance is refused before it touches anything.
+    let mut second = daemon_args(&rig.state_file, &["--api-listen", "127.0.0.1:9902"]);
+    second.insert(0, "daemon".into());
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", rig.topo.relay.name()))
+        .arg(bin())
+        .args(["--instance", &rig.name, "--bpffs-root", BPFFS_ROOT])
+        .args(&second)
+        .output()
+        .expect("second daemon");
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("another daemon is running instance"), "{msg}");
+    assert_eq!(
+        rig.api(|c| c.get_sessions()).expect("still serving").len(),
+        2
+    );
 
     // The CLI: tables, JSON, and its errors.
     for args in [

@@ -41,6 +41,9 @@ pub struct Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.state_file);
+        let mut lock = self.state_file.as_os_str().to_owned();
+        lock.push(".lock");
+        let _ = std::fs::remove_file(lock);
     }
 }
 
