@@ -25,7 +25,23 @@ pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
         .map(|(i, (_, v))| (v.slot, i))
         .collect();
     let (mut adopted, mut dropped) = (0, 0);
+    let mono_now = super::now_ns();
     'session: for mut session in st.sessions {
+        // Monotonic times from another boot (a state file kept on disk across a reboot) lie
+        // in the future: restart the clocks rather than never expiring the session.
+        if session.created_ns > mono_now {
+            session.created_ns = mono_now;
+            session.answered_ns = session.answered_ns.map(|_| mono_now);
+            for comp in session.streams.iter_mut().flat_map(|s| s.comps.iter_mut()) {
+                for side in &mut comp.sides {
+                    side.user_last_ns = side.user_last_ns.min(mono_now);
+                    side.retired_last_ns = side.retired_last_ns.min(mono_now);
+                }
+                for ch in &mut comp.latch.channels {
+                    ch.changed_ns = ch.changed_ns.map(|t| t.min(mono_now));
+                }
+            }
+        }
         // Ports and slots first: if another process took a port meanwhile, the session
         // cannot be served and is dropped (its kernel entries become orphans, removed below).
         let mut socks = vec![];
