@@ -239,7 +239,9 @@ fn alternate_policy_writes_channel_1_then_channel_2_on_one_shared_port() {
 
 #[test]
 fn handover_relatches_once_per_holdoff() {
-    let rig = Rig::start("hand", &["--relatch-holdoff-ms", "500"]);
+    // A hold-off long enough that the checks below surely run inside it, even on a loaded
+    // machine.
+    let rig = Rig::start("hand", &["--relatch-holdoff-ms", "2000"]);
     let v = rig
         .create(call("hand-1", LatchPolicy::Immediate))
         .expect("create");
@@ -250,7 +252,7 @@ fn handover_relatches_once_per_holdoff() {
     let old = rig.session("hand-1").streams[0].legs[0]
         .latched
         .expect("latched");
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(2100));
 
     // The caller moves (new socket = new NAT mapping): its media follows at once.
     let moved = rig.caller(CALLER_PORT + 2);
