@@ -625,3 +625,36 @@ fn kill_9_mid_call_loses_no_packet_and_the_new_daemon_adopts_the_session() {
     let out = rig.daemon.cli(api_addr(), &["sessions"]).expect("cli");
     assert!(String::from_utf8_lossy(&out.stdout).contains("restart-1"));
 }
+
+#[test]
+fn one_sided_silence_expires_the_call() {
+    let rig = Rig::start("silent", &["--silent-timeout-secs", "2"]);
+    let v = rig
+        .create(call("quiet-1", LatchPolicy::Immediate))
+        .expect("create");
+    let (ra, _) = relays(&v);
+    let caller = rig.caller(CALLER_PORT);
+    let callee = rig.callee(CALLEE_PORT);
+    open_call(&rig, &caller, &callee, &v);
+    // The caller keeps talking (through XDP: the kernel's last-seen is what keeps its side
+    // alive), the callee never says another word.
+    let mut expired = false;
+    for i in 0..80 {
+        caller
+            .send_to(format!("talk-{i}").as_bytes(), ra)
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(100));
+        if rig.log().contains("session quiet-1 expired") {
+            expired = true;
+            break;
+        }
+    }
+    assert!(expired, "expired within 8 s:\n{}", rig.log());
+    assert!(
+        rig.log()
+            .contains("session quiet-1 expired: side b silent for 2 s"),
+        "{}",
+        rig.log()
+    );
+    assert_eq!(rig.ctl("sessions_expired_silent"), 1);
+}
