@@ -1,6 +1,7 @@
-//! The operator CLI end to end against the real HTTP router: `router::serve` on 127.0.0.1:0
-//! over an in-memory `Control`, and the real `relay-ctl` binary run with `--api`. (The real
-//! daemon's `Control` is tested by the daemon's own end-to-end tests.)
+//! The HTTP layer and the operator CLI binary over one in-memory `Control`: the real
+//! `router::serve` on 127.0.0.1:0, driven by raw HTTP requests (status codes, error bodies,
+//! content types, body limits, unknown routes) and by the real `relay-ctl` binary run with
+//! `--api`. (The real daemon's `Control` is tested by the daemon's own end-to-end tests.)
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
@@ -13,11 +14,12 @@ use relay_ctl::{
     api::{
         ApiError, Control, CreateSession, InterfaceView, LatchPolicy, LegView, PeerUpdate,
         PoolView, PortsView, SessionState, SessionView, SideRequest, StatsView, StreamRequest,
-        StreamUpdate, StreamView, UpdateSession, router,
+        StreamUpdate, StreamView, UpdateSession,
+        router::{self, MAX_BODY_BYTES},
     },
     cli::{ApiClient, CliError},
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const RELAY_IP: [u8; 4] = [198, 18, 1, 1];
 
@@ -277,6 +279,20 @@ impl Server {
         }
     }
 
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Shut down gracefully and return what `router::serve` returned.
+    fn stop(mut self) -> anyhow::Result<()> {
+        drop(self.stop.take());
+        self.thread
+            .take()
+            .expect("thread")
+            .join()
+            .expect("server thread panicked")
+    }
+
     /// A server with two sessions: "call-1@pbx" answered with media, "call-2" only offered.
     fn with_sessions() -> Server {
         let s = Server::start(MemControl::default());
@@ -334,6 +350,264 @@ impl Drop for Server {
         }
     }
 }
+
+// The HTTP layer: raw requests, so statuses, headers and error bodies are seen as sent.
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into()
+}
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+    /// Assert an ApiError body with `status` and return its message.
+    fn api_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "content type {:?}",
+            self.content_type
+        );
+        let e: ApiError = serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not an ApiError ({e}): {:?}", self.body));
+        assert_eq!(e.status, status);
+        assert!(!e.error.is_empty());
+        e.error
+    }
+}
+
+fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut r = r.expect("request failed");
+    Reply {
+        status: r.status().as_u16(),
+        content_type: r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        body: r.body_mut().read_to_string().expect("body"),
+    }
+}
+
+fn get(s: &Server, path: &str) -> Reply {
+    reply(agent().get(s.url(path)).call())
+}
+
+fn post(s: &Server, path: &str, content_type: Option<&str>, body: &str) -> Reply {
+    let mut req = agent().post(s.url(path));
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    reply(req.send(body))
+}
+
+const JSON: Option<&str> = Some("application/json");
+
+fn create(s: &Server, id: &str) -> Reply {
+    post(
+        s,
+        "/v1/sessions",
+        JSON,
+        &json!({"call_id": id, "streams": [{}]}).to_string(),
+    )
+}
+
+#[test]
+fn healthz_and_metrics() {
+    let s = Server::start(MemControl::default());
+    let r = get(&s, "/healthz");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"status": "ok"}));
+
+    let r = get(&s, "/metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "text/plain; version=0.0.4");
+    assert!(r.body.contains("relay_sessions 0"));
+    s.stop().expect("graceful shutdown");
+}
+
+#[test]
+fn session_lifecycle() {
+    let s = Server::start(MemControl::default());
+    assert_eq!(get(&s, "/v1/sessions").json(), json!([]));
+
+    let r = create(&s, "c1@example");
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.content_type.starts_with("application/json"));
+    let v: SessionView = serde_json::from_str(&r.body).expect("SessionView");
+    assert_eq!(v.call_id, "c1@example");
+    assert_eq!(v.state, SessionState::Offered);
+    // charset parameter and +json are still JSON.
+    let r = post(
+        &s,
+        "/v1/sessions",
+        Some("application/json; charset=utf-8"),
+        &json!({"call_id": "c2", "policy": "strict", "streams": [{}, {}]}).to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["policy"], "strict");
+
+    let list: Vec<SessionView> = serde_json::from_str(&get(&s, "/v1/sessions").body).expect("list");
+    assert_eq!(
+        list.iter().map(|v| v.call_id.as_str()).collect::<Vec<_>>(),
+        ["c1@example", "c2"]
+    );
+
+    let r = get(&s, "/v1/sessions/c1@example");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["call_id"], "c1@example");
+
+    // Percent-encoded ids are decoded (a '/' in a call id must be encoded by clients).
+    let r = create(&s, "x/y z");
+    assert_eq!(r.status, 201);
+    let r = get(&s, "/v1/sessions/x%2Fy%20z");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["call_id"], "x/y z");
+
+    let r = post(&s, "/v1/sessions/c1@example", JSON, r#"{"streams":[null]}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["state"], "answered");
+
+    let r = reply(agent().delete(s.url("/v1/sessions/c1@example")).call());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["call_id"], "c1@example");
+    let msg = get(&s, "/v1/sessions/c1@example").api_error(404);
+    assert!(msg.contains("c1@example"), "{msg}");
+    s.stop().expect("graceful shutdown");
+}
+
+#[test]
+fn stats_and_ports() {
+    let s = Server::start(MemControl::default());
+    let r = get(&s, "/v1/stats");
+    assert_eq!(r.status, 200);
+    let v: StatsView = serde_json::from_str(&r.body).expect("StatsView");
+    assert_eq!(v.instance, "default");
+    let r = get(&s, "/v1/ports");
+    assert_eq!(r.status, 200);
+    let v: PortsView = serde_json::from_str(&r.body).expect("PortsView");
+    assert_eq!(v.pools.len(), 1);
+
+    let s = Server::start(MemControl {
+        fail_stats: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        get(&s, "/v1/stats").api_error(500),
+        "cannot read the pinned maps"
+    );
+}
+
+#[test]
+fn control_errors_keep_their_status() {
+    let s = Server::start(MemControl::default());
+    assert_eq!(create(&s, "dup").status, 201);
+    let msg = create(&s, "dup").api_error(409);
+    assert!(msg.contains("exists"), "{msg}");
+    let r = post(
+        &s,
+        "/v1/sessions",
+        JSON,
+        r#"{"call_id":"none","streams":[]}"#,
+    );
+    assert_eq!(r.api_error(400), "a session needs at least one stream");
+    get(&s, "/v1/sessions/nope").api_error(404);
+    post(&s, "/v1/sessions/nope", JSON, "{}").api_error(404);
+    reply(agent().delete(s.url("/v1/sessions/nope")).call()).api_error(404);
+}
+
+#[test]
+fn bad_bodies_are_400_with_serdes_message() {
+    let s = Server::start(MemControl::default());
+    let cases = [
+        ("{", "EOF"),
+        ("", "EOF"),
+        (r#"{"call_id": 5, "streams": []}"#, "invalid type"),
+        (r#"{"streams": []}"#, "missing field `call_id`"),
+        (
+            r#"{"call_id": "x", "streams": [], "bogus": 1}"#,
+            "unknown field `bogus`",
+        ),
+        (
+            r#"{"call_id": "x", "policy": "sometimes", "streams": []}"#,
+            "unknown variant `sometimes`",
+        ),
+        (
+            r#"{"call_id": "x", "streams": [{"a": {"peer": "nonsense"}}]}"#,
+            "invalid socket address",
+        ),
+    ];
+    for (body, want) in cases {
+        let msg = post(&s, "/v1/sessions", JSON, body).api_error(400);
+        assert!(msg.contains(want), "{body:?}: {msg:?} lacks {want:?}");
+    }
+    let msg = post(&s, "/v1/sessions/x", JSON, r#"{"answered": "yes"}"#).api_error(400);
+    assert!(msg.contains("invalid type"), "{msg}");
+}
+
+#[test]
+fn content_type_must_be_json() {
+    let s = Server::start(MemControl::default());
+    let body = json!({"call_id": "c", "streams": [{}]}).to_string();
+    post(&s, "/v1/sessions", None, &body).api_error(415);
+    post(&s, "/v1/sessions", Some("text/plain"), &body).api_error(415);
+    post(
+        &s,
+        "/v1/sessions",
+        Some("application/x-www-form-urlencoded"),
+        &body,
+    )
+    .api_error(415);
+    post(&s, "/v1/sessions/c", Some("text/json"), "{}").api_error(415);
+}
+
+#[test]
+fn body_over_64k_is_413() {
+    let s = Server::start(MemControl::default());
+    let big = format!(
+        r#"{{"call_id": "{}", "streams": [{{}}]}}"#,
+        "x".repeat(MAX_BODY_BYTES)
+    );
+    post(&s, "/v1/sessions", JSON, &big).api_error(413);
+    // Just under the limit is fine.
+    let ok = format!(
+        r#"{{"call_id": "{}", "streams": [{{}}]}}"#,
+        "x".repeat(MAX_BODY_BYTES - 100)
+    );
+    assert_eq!(post(&s, "/v1/sessions", JSON, &ok).status, 201);
+}
+
+#[test]
+fn unknown_paths_and_methods() {
+    let s = Server::start(MemControl::default());
+    for path in ["/", "/v1", "/v1/session", "/v1/sessions/a/b", "/v2/stats"] {
+        get(&s, path).api_error(404);
+    }
+    post(&s, "/nope", JSON, "{}").api_error(404);
+
+    post(&s, "/healthz", JSON, "{}").api_error(405);
+    post(&s, "/v1/stats", JSON, "{}").api_error(405);
+    post(&s, "/v1/ports", JSON, "{}").api_error(405);
+    post(&s, "/metrics", JSON, "{}").api_error(405);
+    reply(agent().delete(s.url("/v1/sessions")).call()).api_error(405);
+    reply(agent().put(s.url("/v1/sessions/x")).send("{}")).api_error(405);
+    reply(agent().patch(s.url("/v1/sessions")).send("{}")).api_error(405);
+}
+
+// The CLI binary.
 
 struct Run {
     code: i32,
