@@ -32,6 +32,13 @@ rx_packets() {
     in_ns "$1" cat /proc/net/dev | sed 's/:/ /' | awk -v i="$2" '$1 == i { print $3 }'
 }
 
+# udp_stat NS FIELD: a field of the namespace's Udp line in /proc/net/snmp (e.g. RcvbufErrors).
+udp_stat() {
+    in_ns "$1" cat /proc/net/snmp | awk -v f="$2" '
+        $1 == "Udp:" && !h { for (i = 2; i <= NF; i++) if ($i == f) c = i; h = 1; next }
+        $1 == "Udp:" && h { print $c }'
+}
+
 mac_of() {
     ip -n "$1" -br link show dev "$2" | awk '{ print $3 }'
 }

@@ -32,55 +32,62 @@ pub fn run_vm_test(pins: &Pins, kernel: &str) -> Result<()> {
 fn run_phases(pins: &Pins, labels: &[&str], phases: &mut Phases) -> Result<()> {
     // QEMU, busybox-static, cpio and xz come from setup's Debian packages.
     phases.run("setup", || run_setup(pins))?;
+    run_kernels(pins, labels, phases)
+}
+
+/// Everything after setup; `test` runs it as its own phases for both kernels.
+pub fn run_kernels(pins: &Pins, labels: &[&str], phases: &mut Phases) -> Result<()> {
     let mut kernels = Vec::new();
-    phases.run("kernels", || {
+    phases.run("vm-kernels", || {
         for l in labels {
             kernels.push(kernel::fetch(l)?);
         }
         Ok(())
     })?;
     let mut bins = None;
-    phases.run("static-build", || {
+    phases.run("vm-static-build", || {
         bins = Some(initramfs::build_static(pins)?);
         Ok(())
     })?;
     let Some(bins) = bins else {
         bail!("static build produced nothing");
     };
-    let scenarios = initramfs::scenario_names()?;
-    let mut failed = Vec::new();
-    for k in &kernels {
-        let start = Instant::now();
-        let out_dir = repo_root().join("target/vm").join(&k.label);
-        fs::create_dir_all(&out_dir)?;
-        let initrd = initramfs::build(&bins, k, &out_dir)?;
-        println!("==> vm-test: booting {} ({})", k.label, k.vmlinuz.display());
-        let verdict = qemu::boot(&k.vmlinuz, &initrd, &scenarios)?;
-        let log_path = out_dir.join("console.log");
-        fs::write(&log_path, verdict.log.join("\n") + "\n")?;
-        if verdict.failures.is_empty() {
-            println!(
-                "vm-test {}: {} scenarios passed in {} (console: {})",
-                k.label,
-                scenarios.len(),
-                secs(start.elapsed()),
-                log_path.display()
-            );
-        } else {
-            // The whole console: a failure must be readable from CI's log alone.
-            println!("---- {} guest console ----", k.label);
-            for line in &verdict.log {
-                println!("{line}");
+    phases.run("vm-boot", || {
+        let scenarios = initramfs::scenario_names()?;
+        let mut failed = Vec::new();
+        for k in &kernels {
+            let start = Instant::now();
+            let out_dir = repo_root().join("target/vm").join(&k.label);
+            fs::create_dir_all(&out_dir)?;
+            let initrd = initramfs::build(&bins, k, &out_dir)?;
+            println!("==> vm-test: booting {} ({})", k.label, k.vmlinuz.display());
+            let verdict = qemu::boot(&k.vmlinuz, &initrd, &scenarios)?;
+            let log_path = out_dir.join("console.log");
+            fs::write(&log_path, verdict.log.join("\n") + "\n")?;
+            if verdict.failures.is_empty() {
+                println!(
+                    "vm-test {}: {} scenarios passed in {} (console: {})",
+                    k.label,
+                    scenarios.len(),
+                    secs(start.elapsed()),
+                    log_path.display()
+                );
+            } else {
+                // The whole console: a failure must be readable from CI's log alone.
+                println!("---- {} guest console ----", k.label);
+                for line in &verdict.log {
+                    println!("{line}");
+                }
+                println!("---- end of {} guest console ----", k.label);
+                for f in &verdict.failures {
+                    println!("vm-test {}: FAIL {f}", k.label);
+                }
+                failed.push(k.label.clone());
             }
-            println!("---- end of {} guest console ----", k.label);
-            for f in &verdict.failures {
-                println!("vm-test {}: FAIL {f}", k.label);
-            }
-            failed.push(k.label.clone());
         }
-    }
-    if !failed.is_empty() {
-        bail!("vm-test failed on kernel {}", failed.join(", "));
-    }
-    Ok(())
+        if !failed.is_empty() {
+            bail!("vm-test failed on kernel {}", failed.join(", "));
+        }
+        Ok(())
+    })
 }

@@ -27,9 +27,10 @@ pub fn boot(vmlinuz: &Path, initrd: &Path, scenarios: &[String]) -> Result<Verdi
         if v.log.iter().any(|l| l.starts_with("VMTEST BOOTED")) {
             return Ok(v);
         }
+        let tail = &v.log[v.log.len().saturating_sub(3)..];
         println!(
             "  KVM guest did not boot ({}); retrying under TCG",
-            v.log.join(" | ")
+            tail.join(" | ")
         );
     }
     boot_with(vmlinuz, initrd, scenarios, false)
