@@ -40,6 +40,10 @@ const APT_PACKAGES: &[&str] = &[
     "cpio",
     // 6.12's modules ship as .ko.xz; busybox's insmod needs them decompressed.
     "xz-utils",
+    // Run in the VM guests from the host's 9p-shared /usr: `curl` posts the session to the
+    // daemon's API, `python3` is the UDP sink and reads the API's JSON (vm-tests/guest).
+    "curl",
+    "python3",
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";
