@@ -7,6 +7,7 @@ mod lint;
 mod setup;
 mod test;
 mod util;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,12 @@ enum Task {
     Test,
     /// Setup, then run the relay-ctl demo example (needs root).
     Demo,
+    /// Setup, then boot Debian's kernels under QEMU and run the scenarios in vm-tests/ in them.
+    VmTest {
+        /// Which guest kernel: 6.1, 6.12 or all.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,5 +64,6 @@ fn run(task: Task) -> Result<()> {
         Task::Lint => lint::run_lint(&pins),
         Task::Test => test::run_test(&pins),
         Task::Demo => demo::run_demo(&pins),
+        Task::VmTest { kernel } => vm::run_vm_test(&pins, &kernel),
     }
 }

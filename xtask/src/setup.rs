@@ -32,6 +32,18 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     // `nft`: the NAT test topology's namespaces masquerade like home routers (testbed/nat.rs).
     "nftables",
+    // `vm-test` boots Debian's kernels under QEMU (TCG where KVM is unavailable).
+    "qemu-system-x86",
+    // The guest's userland before the host's /usr is mounted: a static busybox as PID 1.
+    "busybox-static",
+    // `vm-test` packs the guest's initramfs (newc format).
+    "cpio",
+    // 6.12's modules ship as .ko.xz; busybox's insmod needs them decompressed.
+    "xz-utils",
+    // Run in the VM guests from the host's 9p-shared /usr: `curl` posts the session to the
+    // daemon's API, `python3` is the UDP sink and reads the API's JSON (vm-tests/guest).
+    "curl",
+    "python3",
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";

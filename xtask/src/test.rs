@@ -34,7 +34,8 @@ fn run_phases(pins: &Pins, phases: &mut Phases, tally: &Cell<Tally>) -> Result<(
         tally.set(t);
         result
     })?;
-    Ok(())
+    // Both guest kernels; ~45 s with the kernels cached, see vm-tests/README.md.
+    crate::vm::run_kernels(pins, crate::vm::KERNELS, phases)
 }
 
 #[derive(Clone, Copy, Default)]

@@ -1,0 +1,176 @@
+//! Boots one guest under QEMU with a hard timeout and judges it from the console markers the
+//! guest prints (`VMTEST PASS|FAIL <scenario>`, `VMTEST DONE`), never from throughput.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Whole-guest limit: boot (~5 s under TCG) plus every scenario's own 120 s limit is far
+/// above a normal run (~30 s), yet keeps both kernels together under CI's 10 minutes.
+pub const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// What the console showed.
+pub struct Verdict {
+    pub log: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+/// Boots with KVM where it works, else (or if the KVM guest never reached its init: nested
+/// KVM can open /dev/kvm and still fail on the first vCPU) under TCG.
+pub fn boot(vmlinuz: &Path, initrd: &Path, scenarios: &[String]) -> Result<Verdict> {
+    if kvm_openable() {
+        let v = boot_with(vmlinuz, initrd, scenarios, true)?;
+        if v.log.iter().any(|l| l.starts_with("VMTEST BOOTED")) {
+            return Ok(v);
+        }
+        let tail = &v.log[v.log.len().saturating_sub(3)..];
+        println!(
+            "  KVM guest did not boot ({}); retrying under TCG",
+            tail.join(" | ")
+        );
+    }
+    boot_with(vmlinuz, initrd, scenarios, false)
+}
+
+fn kvm_openable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+fn boot_with(vmlinuz: &Path, initrd: &Path, scenarios: &[String], kvm: bool) -> Result<Verdict> {
+    let (accel, cpu) = if kvm {
+        ("q35,accel=kvm", "host")
+    } else {
+        ("q35,accel=tcg", "max")
+    };
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", accel, "-cpu", cpu, "-smp", "2", "-m", "1024"])
+        .args(["-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        // panic=-1: a guest panic reboots at once, and -no-reboot turns that into an exit.
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 oops=panic quiet loglevel=4",
+        ])
+        // The host's /usr, read-only: ip, ethtool, nsenter, curl, python3 run unchanged.
+        .args([
+            "-virtfs",
+            "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+    let (tx, rx) = mpsc::channel();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + GUEST_TIMEOUT;
+    let mut log = Vec::new();
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                // Control characters from the serial line (e.g. \r) only clutter the log.
+                let line: String = line.chars().filter(|c| !c.is_control()).collect();
+                if line.starts_with("VMTEST") || line.starts_with("== scenario") {
+                    println!("  guest: {line}");
+                }
+                log.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // Killed on expiry; also reaps QEMU when the pipes closed first.
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut failures = judge(&log, scenarios);
+    if timed_out {
+        failures.insert(0, format!("guest hung: no exit within {GUEST_TIMEOUT:?}"));
+    }
+    Ok(Verdict { log, failures })
+}
+
+/// Every expected scenario passed, none failed, the guest said DONE, and no panic or BUG.
+fn judge(log: &[String], scenarios: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for line in log {
+        if line.contains("Kernel panic") || line.contains("BUG:") || line.contains("Oops") {
+            failures.push(format!("kernel: {line}"));
+        }
+        if let Some(why) = line.strip_prefix("VMTEST FAIL ") {
+            failures.push(why.to_string());
+        }
+    }
+    for s in scenarios {
+        let pass = format!("VMTEST PASS {s}");
+        if !log.contains(&pass) {
+            failures.push(format!("{s}: no PASS marker"));
+        }
+    }
+    if !log.iter().any(|l| l == "VMTEST DONE") {
+        failures.push("the guest never printed VMTEST DONE".to_string());
+    }
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judge;
+
+    fn v(lines: &[&str]) -> Vec<String> {
+        lines.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn judges_markers() {
+        let names = v(&["10-a", "20-b"]);
+        let ok = v(&["VMTEST PASS 10-a", "VMTEST PASS 20-b", "VMTEST DONE"]);
+        assert!(judge(&ok, &names).is_empty());
+        let no_done = v(&["VMTEST PASS 10-a", "VMTEST PASS 20-b"]);
+        assert_eq!(judge(&no_done, &names).len(), 1);
+        let panic = v(&[
+            "VMTEST PASS 10-a",
+            "Kernel panic - not syncing",
+            "VMTEST DONE",
+        ]);
+        assert_eq!(judge(&panic, &names).len(), 2);
+        let failed = v(&["VMTEST FAIL 10-a: x", "VMTEST PASS 20-b", "VMTEST DONE"]);
+        assert_eq!(judge(&failed, &names).len(), 2);
+    }
+}
