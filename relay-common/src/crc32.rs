@@ -8,9 +8,15 @@ const POLY: u32 = 0xedb8_8320;
 /// CRC-32 of `N` bytes.
 #[inline(always)]
 pub fn crc32<const N: usize>(data: &[u8; N]) -> u32 {
+    crc32_prefix::<N, N>(data)
+}
+
+/// CRC-32 of the first `N` of `M` bytes (no copy of the prefix).
+#[inline(always)]
+pub fn crc32_prefix<const N: usize, const M: usize>(data: &[u8; M]) -> u32 {
     let mut crc = !0u32;
     let mut i = 0;
-    while i < N {
+    while i < N && i < M {
         crc ^= data[i] as u32;
         let mut b = 0;
         while b < 8 {

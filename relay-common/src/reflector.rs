@@ -130,8 +130,14 @@ impl ReflectHeader {
 
     /// The header as wire bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        *self.as_bytes()
+    }
+
+    /// The header's wire bytes in place (no copy: the data plane's stack is 512 bytes).
+    #[inline(always)]
+    pub fn as_bytes(&self) -> &[u8; HEADER_LEN] {
         // SAFETY: repr(C) of byte arrays only: 56 bytes, alignment 1, no padding.
-        unsafe { core::mem::transmute_copy(self) }
+        unsafe { &*(self as *const ReflectHeader as *const [u8; HEADER_LEN]) }
     }
 
     /// The header at the start of `b`, if `b` is long enough (no field is checked).
@@ -145,15 +151,15 @@ impl ReflectHeader {
     /// IPv4-mapped, `outer_port_be` its source port as in the UDP header.
     #[inline(always)]
     pub fn mac_blocks(&self, outer_addr: &[u8; 16], outer_port_be: u16) -> [u64; MAC_BLOCKS] {
-        let h = self.to_bytes();
+        let h = self.as_bytes();
         let p = outer_port_be.to_ne_bytes();
         [
-            le64(&h, 0),
-            le64(&h, 8),
-            le64(&h, 16),
-            le64(&h, 24),
-            le64(&h, 32),
-            le64(&h, 40),
+            le64(h, 0),
+            le64(h, 8),
+            le64(h, 16),
+            le64(h, 24),
+            le64(h, 32),
+            le64(h, 40),
             le64(outer_addr, 0),
             le64(outer_addr, 8),
             u64::from_le_bytes([p[0], p[1], 0, 0, 0, 0, 0, 0]),

@@ -1,7 +1,7 @@
 //! STUN Binding (RFC 8489) as far as the data plane answers it: a Binding request with no
 //! attribute, or with only FINGERPRINT, gets a success response carrying XOR-MAPPED-ADDRESS
 //! (and FINGERPRINT if the request had one). Everything else is the userspace server's.
-use crate::crc32::crc32;
+use crate::crc32::crc32_prefix;
 
 pub const HEADER_LEN: usize = 20;
 pub const MAGIC_COOKIE: u32 = 0x2112_a442;
@@ -59,13 +59,7 @@ pub fn classify(head: &[u8; HEADER_LEN + FINGERPRINT_LEN], len: usize) -> Reques
     if msg_len != FINGERPRINT_LEN || attr != ATTR_FINGERPRINT || attr_len != 4 {
         return Request::Unsupported;
     }
-    let mut covered = [0u8; HEADER_LEN];
-    let mut i = 0;
-    while i < HEADER_LEN {
-        covered[i] = head[i];
-        i += 1;
-    }
-    let want = crc32(&covered) ^ FINGERPRINT_XOR;
+    let want = crc32_prefix::<HEADER_LEN, { HEADER_LEN + FINGERPRINT_LEN }>(head) ^ FINGERPRINT_XOR;
     if u32::from_be_bytes([head[24], head[25], head[26], head[27]]) != want {
         return Request::Malformed;
     }
@@ -119,17 +113,12 @@ pub fn binding_response(
         i += 1;
     }
     if fingerprint {
-        let mut covered = [0u8; HEADER_LEN + XMA_V4_LEN];
-        i = 0;
-        while i < HEADER_LEN + XMA_V4_LEN {
-            covered[i] = r[i];
-            i += 1;
-        }
         let f = ATTR_FINGERPRINT.to_be_bytes();
         r[32] = f[0];
         r[33] = f[1];
         r[35] = 4;
-        let crc = (crc32(&covered) ^ FINGERPRINT_XOR).to_be_bytes();
+        let crc = crc32_prefix::<{ HEADER_LEN + XMA_V4_LEN }, MAX_RESPONSE_LEN>(&r);
+        let crc = (crc ^ FINGERPRINT_XOR).to_be_bytes();
         r[36] = crc[0];
         r[37] = crc[1];
         r[38] = crc[2];

@@ -13,7 +13,7 @@ use aya::programs::{TestRun, TestRunOptions};
 use cases::*;
 use relay_common::Counter;
 use relay_ctl::{
-    dataplane::{DataPlane, EgressMap, load, relay_program},
+    dataplane::{DataPlane, EgressMap, Reflector, load, relay_program},
     netns::ifindex,
     testbed::Netns,
 };
@@ -110,6 +110,8 @@ fn xdp_fixture_table() {
                     .add(ifindex(dev).expect("ifindex"))
                     .expect("devmap insert");
             }
+            let mut rfl = Reflector::from_ebpf(&mut ebpf).expect("reflector maps");
+            setup_reflector(&mut rfl);
             let prog = relay_program(&mut ebpf).expect("program");
 
             let mut failures = vec![];
@@ -128,6 +130,29 @@ fn xdp_fixture_table() {
         "fixture failures:\n{}",
         failures.join("\n")
     );
+}
+
+/// The reflector maps' typed access round-trips (the XDP paths reading them come next).
+fn setup_reflector(rfl: &mut Reflector) {
+    rfl.set_key(1, [0x5a; 16]).expect("key");
+    rfl.set_key(9, [0x99; 16]).expect("key 9");
+    assert!(rfl.remove_key(9).expect("remove key 9"));
+    assert!(!rfl.remove_key(9).expect("remove key 9 again"));
+    assert_eq!(rfl.key_ids().expect("key ids"), vec![1]);
+    rfl.set_clock(1_800_000_000).expect("clock");
+    assert_eq!(rfl.clock().expect("clock"), 1_800_000_000);
+    for a in [RELAY_A, RELAY_B, RELAY_C] {
+        rfl.add_own_addr(a.into()).expect("own address");
+    }
+    assert_eq!(rfl.own_addrs().expect("own").len(), 3);
+    let net = |a: [u8; 4], l: u8| (std::net::IpAddr::from(a), l);
+    rfl.set_deny_prefixes(&[net([198, 18, 2, 64], 26), net([203, 0, 113, 0], 24)])
+        .expect("deny prefixes");
+    rfl.set_deny_prefixes(&[net([198, 18, 2, 64], 26)])
+        .expect("deny prefixes replaced");
+    // Reflector and STUN stay off: the relay cases must not see them.
+    let cfg = rfl.config().expect("config");
+    assert_eq!((cfg.reflector_port, cfg.stun_port), (0, 0));
 }
 
 fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(), String> {
