@@ -151,19 +151,30 @@ impl ReflectHeader {
     /// IPv4-mapped, `outer_port_be` its source port as in the UDP header.
     #[inline(always)]
     pub fn mac_blocks(&self, outer_addr: &[u8; 16], outer_port_be: u16) -> [u64; MAC_BLOCKS] {
+        let mut b = [0u64; MAC_BLOCKS];
+        self.write_mac_blocks(outer_addr, outer_port_be, &mut b);
+        b
+    }
+
+    /// [`Self::mac_blocks`] written into `out` (the data plane passes per-CPU map memory:
+    /// 72 bytes on its 512-byte stack would not fit next to the rest of the path).
+    #[inline(always)]
+    pub fn write_mac_blocks(
+        &self,
+        outer_addr: &[u8; 16],
+        outer_port_be: u16,
+        out: &mut [u64; MAC_BLOCKS],
+    ) {
         let h = self.as_bytes();
         let p = outer_port_be.to_ne_bytes();
-        [
-            le64(h, 0),
-            le64(h, 8),
-            le64(h, 16),
-            le64(h, 24),
-            le64(h, 32),
-            le64(h, 40),
-            le64(outer_addr, 0),
-            le64(outer_addr, 8),
-            u64::from_le_bytes([p[0], p[1], 0, 0, 0, 0, 0, 0]),
-        ]
+        let mut i = 0;
+        while i < 6 {
+            out[i] = le64(h, 8 * i);
+            i += 1;
+        }
+        out[6] = le64(outer_addr, 0);
+        out[7] = le64(outer_addr, 8);
+        out[8] = u64::from_le_bytes([p[0], p[1], 0, 0, 0, 0, 0, 0]);
     }
 
     /// The tag for this header sent from `outer_addr`:`outer_port_be`.

@@ -6,8 +6,10 @@ use aya_ebpf::{
 };
 use relay_common::{
     DEFAULT_MAX_LEGS, LegKey, LegStats, LegValue, MAX_EGRESS_IFACES, MAX_OWN_ADDRS,
-    MAX_RATE_SOURCES, MAX_REFLECT_DENY, MAX_REFLECT_KEYS, counters::NUM_COUNTERS,
-    reflector::DataPlaneConfig, siphash::SipKey,
+    MAX_RATE_SOURCES, MAX_REFLECT_DENY, MAX_REFLECT_KEYS,
+    counters::NUM_COUNTERS,
+    reflector::{DataPlaneConfig, MAC_BLOCKS},
+    siphash::SipKey,
 };
 
 #[map]
@@ -57,3 +59,14 @@ pub static RELAY_REFLECT_DENY: LpmTrie<[u8; 16], u8> =
 #[map]
 pub static RELAY_REFLECT_RATE: LruHashMap<u32, u64> =
     LruHashMap::with_max_entries(MAX_RATE_SOURCES, 0);
+
+/// Per-CPU scratch memory for buffers too big for the 512-byte stack next to the rest of a
+/// path (one entry; XDP runs to completion on its CPU, so nothing else uses it meanwhile).
+#[repr(C)]
+pub struct Scratch {
+    /// SipHash input of a reflector ticket's MAC.
+    pub mac_blocks: [u64; MAC_BLOCKS],
+}
+
+#[map]
+pub static RELAY_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
