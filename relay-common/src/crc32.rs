@@ -1,9 +1,29 @@
 //! CRC-32 (ISO-HDLC / IEEE 802.3, reflected polynomial 0xEDB88320): the STUN FINGERPRINT
-//! (RFC 8489 section 14.7). Bitwise, over fixed-length inputs: the data plane only ever sums
-//! a 20-byte request header and a 32-byte response, and a constant trip count keeps the
-//! verifier's job trivial (no table map needed).
+//! (RFC 8489 section 14.7), over fixed-length inputs (the data plane sums a 20-byte request
+//! header and a 32-byte response). Byte-wise with a 256-entry table: in the eBPF object the
+//! table is read-only global data, and one load per byte keeps the verifier's walk short
+//! (the bitwise form cost it over 500k processed instructions).
 
 const POLY: u32 = 0xedb8_8320;
+
+const fn make_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut b = 0;
+        while b < 8 {
+            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+            b += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+/// CRC of every byte value (a static, so the eBPF object holds one copy in .rodata).
+pub static TABLE: [u32; 256] = make_table();
 
 /// CRC-32 of `N` bytes.
 #[inline(always)]
@@ -17,14 +37,8 @@ pub fn crc32_prefix<const N: usize, const M: usize>(data: &[u8; M]) -> u32 {
     let mut crc = !0u32;
     let mut i = 0;
     while i < N && i < M {
-        crc ^= data[i] as u32;
-        let mut b = 0;
-        while b < 8 {
-            // Branch-free: mask is all ones when the low bit is set.
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (POLY & mask);
-            b += 1;
-        }
+        // The mask keeps the index provably inside the table (no bounds branch).
+        crc = TABLE[((crc ^ data[i] as u32) & 0xff) as usize] ^ (crc >> 8);
         i += 1;
     }
     !crc

@@ -2,7 +2,7 @@
 //!
 //! One program, `relay_xdp`, sees every frame on the relay's interfaces. Files by concern:
 //! `parse` (bounds-checked header access), `relay` (dispatch, leg lookup, latch check,
-//! rewrite), `reflect` (ticket checks, header strip),
+//! rewrite), `reflect` (ticket checks, header strip), `stun` (Binding answered in place),
 //! `fib` (next hop and MACs), `maps` (map declarations), `stats` (counters, rate-limited logs).
 //! Checksum arithmetic lives in `relay_common::csum` so it is unit-tested on the host.
 #![no_std]
@@ -14,6 +14,7 @@ mod parse;
 mod reflect;
 mod relay;
 mod stats;
+mod stun;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 

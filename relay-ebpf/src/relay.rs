@@ -18,6 +18,7 @@ use crate::{
     parse::{Frame, parse},
     reflect,
     stats::{add, count, count_leg},
+    stun,
 };
 
 pub enum Out {
@@ -30,6 +31,7 @@ pub enum Out {
 pub enum Kind {
     Relay,
     Reflect,
+    Stun,
 }
 
 /// A rewritten frame and how it leaves; `payload_len` feeds `FwdBytes` once the verdict is
@@ -47,7 +49,7 @@ enum Refused {
 }
 
 /// Entry point: always returns a verdict, counting it (and, for a pass or drop, its reason).
-/// The reflector port (when configured, and only on our own addresses: transit
+/// The reflector and STUN ports (when configured, and only on our own addresses: transit
 /// traffic to those ports is not ours) take precedence over relay legs.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
@@ -57,11 +59,13 @@ pub fn run(ctx: &XdpContext) -> u32 {
     };
     if let Some(cfg) = RELAY_CONFIG.get(0) {
         let dport = u16::from_be(unsafe { (*f.udp).dest });
-        // STUN is not answered in XDP yet: its port goes the relay way (to the stack).
-        let ours = dport != 0 && dport == cfg.reflector_port;
+        let ours = dport != 0 && (dport == cfg.reflector_port || dport == cfg.stun_port);
         let daddr = unsafe { (*f.ip).daddr };
         if ours && unsafe { RELAY_OWN_ADDRS.get(&v4_mapped(daddr.to_ne_bytes())) }.is_some() {
-            return reflect_path(ctx, &f, cfg);
+            if dport == cfg.reflector_port {
+                return reflect_path(ctx, &f, cfg);
+            }
+            return stun_path(ctx, &f);
         }
     }
     relay_path(ctx, &f)
@@ -77,6 +81,11 @@ fn relay_path(ctx: &XdpContext, f: &Frame) -> u32 {
 #[inline(never)]
 fn reflect_path(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> u32 {
     finish(reflect::reflect(ctx, f, cfg).map_err(Refused::Drop))
+}
+
+#[inline(never)]
+fn stun_path(ctx: &XdpContext, f: &Frame) -> u32 {
+    finish(stun::answer(ctx, f).map_err(Refused::Pass))
 }
 
 /// Count and return the verdict for a forwarded or refused frame.
@@ -107,8 +116,12 @@ fn finish(r: Result<Fwd, Refused>) -> u32 {
     match fwd.kind {
         Kind::Relay => {}
         Kind::Reflect => count(Counter::Reflected),
+        Kind::Stun => count(Counter::StunAnswered),
     }
-    add(Counter::FwdBytes, fwd.payload_len as u64);
+    // An answer is not forwarded traffic.
+    if fwd.kind != Kind::Stun {
+        add(Counter::FwdBytes, fwd.payload_len as u64);
+    }
     action
 }
 

@@ -7,6 +7,7 @@
 mod cases;
 mod frames;
 mod reflect_cases;
+mod stun_cases;
 
 use std::collections::HashMap;
 
@@ -120,6 +121,7 @@ fn xdp_fixture_table() {
             let mut failures = vec![];
             let mut all = cases::all();
             all.extend(reflect_cases::all());
+            all.extend(stun_cases::all());
             for c in &all {
                 if let Err(e) = rfl
                     .set_config(&c.config)
