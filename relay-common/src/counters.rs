@@ -2,8 +2,10 @@
 //!
 //! Every packet increments exactly one verdict counter ([`Counter::is_verdict`]); a passed
 //! packet also increments exactly one reason counter ([`Counter::is_pass_reason`]), so
-//! `pass == sum(reasons)` holds (the fixture table checks it for every case). The other
-//! counters (`leg_slot_invalid`, `fwd_bytes`) are neither and stay out of both sums.
+//! `pass == sum(reasons)` holds (the fixture table checks it for every case); likewise a
+//! dropped packet increments exactly one drop reason ([`Counter::is_drop_reason`]). The other
+//! counters (`leg_slot_invalid`, `fwd_bytes`, `reflected`, `stun_answered`) are none of these
+//! and stay out of the sums. New counters are appended: indices never change.
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident = $idx:literal => $label:literal, )*) => {
@@ -70,46 +72,98 @@ counters! {
     /// UDP payload bytes of every packet XDP forwarded (TX or REDIRECT). Not a verdict nor a
     /// pass reason: it grows by bytes, not by one per packet.
     FwdBytes = 20 => "fwd_bytes",
+    /// Verdict: dropped (reflector refusals; every drop has exactly one drop reason).
+    VerdictDrop = 21 => "verdict_drop",
+    /// Drop: reflector packet shorter than its header.
+    DropReflectTruncated = 22 => "drop_reflect_truncated",
+    /// Drop: reflector packet without the magic.
+    DropReflectBadMagic = 23 => "drop_reflect_bad_magic",
+    /// Drop: unknown header version or reserved flags set.
+    DropReflectBadVersion = 24 => "drop_reflect_bad_version",
+    /// Drop: key id not in the key map.
+    DropReflectUnknownKey = 25 => "drop_reflect_unknown_key",
+    /// Drop: ticket expired (or the clock was never written).
+    DropReflectExpired = 26 => "drop_reflect_expired",
+    /// Drop: MAC does not match the header and the outer source address:port.
+    DropReflectBadMac = 27 => "drop_reflect_bad_mac",
+    /// Drop: requested source is not one of this box's addresses.
+    DropReflectSrcNotAllowed = 28 => "drop_reflect_src_not_allowed",
+    /// Drop: destination is loopback, this-network, multicast, reserved/broadcast, one of this
+    /// box's addresses, port 0, or in the operator's deny trie.
+    DropReflectDstDenied = 29 => "drop_reflect_dst_denied",
+    /// Drop: the outer source is over its reflect rate.
+    DropReflectRateLimited = 30 => "drop_reflect_rate_limited",
+    /// Drop: no route or neighbour for the destination, or the route leaves by an interface
+    /// XDP cannot send on.
+    DropReflectNoRoute = 31 => "drop_reflect_no_route",
+    /// Packets reflected (also counted as TX or REDIRECT). Neither verdict nor reason.
+    Reflected = 32 => "reflected",
+    /// Pass: well-formed STUN on the STUN port that XDP does not answer (other method or
+    /// class, attributes other than FINGERPRINT); the userspace server's.
+    PassStunUnsupported = 33 => "pass_stun_unsupported",
+    /// Pass: not STUN, truncated, or a wrong FINGERPRINT on the STUN port.
+    PassStunMalformed = 34 => "pass_stun_malformed",
+    /// Binding requests answered by XDP (also counted as TX). Neither verdict nor reason.
+    StunAnswered = 35 => "stun_answered",
 }
 
 /// Number of entries in the counters array.
-pub const NUM_COUNTERS: u32 = 21;
+pub const NUM_COUNTERS: u32 = 36;
 
 impl Counter {
     /// One of the three verdicts: every packet increments exactly one.
     pub const fn is_verdict(self) -> bool {
         matches!(
             self,
-            Counter::VerdictPass | Counter::VerdictTx | Counter::VerdictRedirect
+            Counter::VerdictPass
+                | Counter::VerdictTx
+                | Counter::VerdictRedirect
+                | Counter::VerdictDrop
         )
     }
 
     /// A pass reason: every passed packet increments exactly one, so `verdict_pass` equals
-    /// their sum. Exhaustive on purpose, so a new counter must be classified here.
+    /// their sum. The classification test ties it to the `pass_` names.
     pub const fn is_pass_reason(self) -> bool {
-        match self {
+        matches!(
+            self,
             Counter::PassNotIpv4
-            | Counter::PassNotUdp
-            | Counter::PassIpOptions
-            | Counter::PassFragment
-            | Counter::PassTruncated
-            | Counter::PassUnknownLeg
-            | Counter::PassUnlatched
-            | Counter::PassSrcMismatch
-            | Counter::PassTtlExpired
-            | Counter::PassFibNoNeigh
-            | Counter::PassFibFailed
-            | Counter::PassEgressNotAttached
-            | Counter::PassFamilyMismatch
-            | Counter::PassVlanCrossIf
-            | Counter::PassFibFwdDisabled
-            | Counter::PassSharedNoChannel => true,
-            Counter::VerdictPass
-            | Counter::VerdictTx
-            | Counter::VerdictRedirect
-            | Counter::LegSlotInvalid
-            | Counter::FwdBytes => false,
-        }
+                | Counter::PassNotUdp
+                | Counter::PassIpOptions
+                | Counter::PassFragment
+                | Counter::PassTruncated
+                | Counter::PassUnknownLeg
+                | Counter::PassUnlatched
+                | Counter::PassSrcMismatch
+                | Counter::PassTtlExpired
+                | Counter::PassFibNoNeigh
+                | Counter::PassFibFailed
+                | Counter::PassEgressNotAttached
+                | Counter::PassFamilyMismatch
+                | Counter::PassVlanCrossIf
+                | Counter::PassFibFwdDisabled
+                | Counter::PassSharedNoChannel
+                | Counter::PassStunUnsupported
+                | Counter::PassStunMalformed
+        )
+    }
+
+    /// A drop reason: every dropped packet increments exactly one, so `verdict_drop` equals
+    /// their sum.
+    pub const fn is_drop_reason(self) -> bool {
+        matches!(
+            self,
+            Counter::DropReflectTruncated
+                | Counter::DropReflectBadMagic
+                | Counter::DropReflectBadVersion
+                | Counter::DropReflectUnknownKey
+                | Counter::DropReflectExpired
+                | Counter::DropReflectBadMac
+                | Counter::DropReflectSrcNotAllowed
+                | Counter::DropReflectDstDenied
+                | Counter::DropReflectRateLimited
+                | Counter::DropReflectNoRoute
+        )
     }
 }
 
@@ -130,14 +184,16 @@ mod tests {
 
     #[test]
     fn classification() {
-        let verdicts: [Counter; 3] = [
+        let verdicts: [Counter; 4] = [
             Counter::VerdictPass,
             Counter::VerdictTx,
             Counter::VerdictRedirect,
+            Counter::VerdictDrop,
         ];
         for c in Counter::ALL {
             assert_eq!(c.is_verdict(), verdicts.contains(c), "{}", c.name());
-            assert!(!(c.is_verdict() && c.is_pass_reason()), "{}", c.name());
+            let kinds = [c.is_verdict(), c.is_pass_reason(), c.is_drop_reason()];
+            assert!(kinds.iter().filter(|k| **k).count() <= 1, "{}", c.name());
             // Reasons are exactly the `pass_*` names other than the verdict.
             assert_eq!(
                 c.is_pass_reason(),
@@ -145,10 +201,22 @@ mod tests {
                 "{}",
                 c.name()
             );
+            assert_eq!(
+                c.is_drop_reason(),
+                c.name().starts_with("drop_"),
+                "{}",
+                c.name()
+            );
         }
         // Neither: they must not enter the per-packet sums.
-        for c in [Counter::LegSlotInvalid, Counter::FwdBytes] {
-            assert!(!c.is_verdict() && !c.is_pass_reason(), "{}", c.name());
+        for c in [
+            Counter::LegSlotInvalid,
+            Counter::FwdBytes,
+            Counter::Reflected,
+            Counter::StunAnswered,
+        ] {
+            let kinds = [c.is_verdict(), c.is_pass_reason(), c.is_drop_reason()];
+            assert!(kinds.iter().all(|k| !k), "{}", c.name());
         }
         assert!(Counter::PassSharedNoChannel.is_pass_reason());
     }

@@ -8,11 +8,15 @@
 extern crate std;
 
 pub mod counters;
+pub mod crc32;
 pub mod csum;
 pub mod endpoint;
 pub mod leg;
 #[cfg(feature = "user")]
 mod pod;
+pub mod reflector;
+pub mod siphash;
+pub mod stun;
 
 pub use counters::Counter;
 pub use endpoint::{Endpoint, Family};
@@ -29,7 +33,28 @@ pub mod map_names {
     pub const COUNTERS: &str = "RELAY_COUNTERS";
     /// `DevMapHash` keyed by ifindex: interfaces XDP may redirect to.
     pub const EGRESS: &str = "RELAY_EGRESS";
+    /// `Array<DataPlaneConfig>`, one entry: reflector and STUN ports, reflect rate limit.
+    pub const CONFIG: &str = "RELAY_CONFIG";
+    /// `HashMap<u32, SipKey>`: reflector MAC keys by key id.
+    pub const REFLECT_KEYS: &str = "RELAY_REFLECT_KEYS";
+    /// `Array<u64>`, one entry: unix seconds, written by the controller once a second.
+    pub const CLOCK: &str = "RELAY_CLOCK";
+    /// `HashMap<[u8; 16], u8>`: this box's own addresses (IPv4-mapped).
+    pub const OWN_ADDRS: &str = "RELAY_OWN_ADDRS";
+    /// `LpmTrie<[u8; 16], u8>`: operator-denied reflect destinations (IPv4-mapped prefixes).
+    pub const REFLECT_DENY: &str = "RELAY_REFLECT_DENY";
+    /// `LruHashMap<u32, u64>`: per outer source IPv4, the rate limiter's next-allowed time.
+    pub const REFLECT_RATE: &str = "RELAY_REFLECT_RATE";
 }
+
+/// Capacity of the reflector key map (key ids in use at once, e.g. current and next).
+pub const MAX_REFLECT_KEYS: u32 = 16;
+/// Capacity of the own-addresses map.
+pub const MAX_OWN_ADDRS: u32 = 256;
+/// Capacity of the deny trie.
+pub const MAX_REFLECT_DENY: u32 = 1024;
+/// Sources the reflect rate limiter remembers (least recently used evicted).
+pub const MAX_RATE_SOURCES: u32 = 65_536;
 
 /// Name of the XDP program in the eBPF object.
 pub const PROGRAM_NAME: &str = "relay_xdp";

@@ -1,8 +1,10 @@
 //! `aya::Pod` for the map types: sound because each is `repr(C)`, `Copy`, and has no padding
 //! bytes (the size tests in each module pin the layouts).
-use crate::{Endpoint, LegKey, LegStats, LegValue};
+use crate::{Endpoint, LegKey, LegStats, LegValue, reflector::DataPlaneConfig, siphash::SipKey};
 
 unsafe impl aya::Pod for Endpoint {}
 unsafe impl aya::Pod for LegKey {}
 unsafe impl aya::Pod for LegValue {}
 unsafe impl aya::Pod for LegStats {}
+unsafe impl aya::Pod for DataPlaneConfig {}
+unsafe impl aya::Pod for SipKey {}

@@ -21,7 +21,7 @@ pub use crate::config::DaemonArgs;
 use crate::{
     api::{self, InterfaceView},
     config::{self, Config},
-    dataplane::{self, DataPlane, EgressMap, Instance},
+    dataplane::{self, DataPlane, EgressMap, Instance, Reflector},
     netlink,
     netns::ifindex,
     ports::{PortAllocator, PortRange},
@@ -48,6 +48,9 @@ impl InstanceArgs {
 /// The data plane this daemon runs with, fresh or adopted.
 struct Plane {
     dp: DataPlane,
+    /// Reflector/STUN maps, pinned with the rest; the controller's ticket, key and clock
+    /// tasks (not written yet) will use them.
+    _reflector: Reflector,
     interfaces: Vec<InterfaceView>,
     adopted: bool,
     /// Keeps the freshly loaded object (and its log map reader) alive.
@@ -247,10 +250,12 @@ fn fresh(instance: &Instance, ifaces: &[(String, u32)], cfg: &Config) -> Result<
     let log_task = start_ebpf_logger(&mut ebpf);
     let dp = DataPlane::from_ebpf(&mut ebpf)?;
     let mut egress = EgressMap::from_ebpf(&mut ebpf)?;
+    let reflector = Reflector::from_ebpf(&mut ebpf)?;
     instance.create_dirs()?;
     let result = (|| {
         dp.pin(instance)?;
         egress.pin(instance)?;
+        reflector.pin(instance)?;
         let prog = dataplane::relay_program(&mut ebpf)?;
         prog.pin(instance.prog_path())
             .context("pinning the XDP program")?;
@@ -263,6 +268,7 @@ fn fresh(instance: &Instance, ifaces: &[(String, u32)], cfg: &Config) -> Result<
     match result {
         Ok(interfaces) => Ok(Plane {
             dp,
+            _reflector: reflector,
             interfaces,
             adopted: false,
             _ebpf: Some(ebpf),
@@ -291,6 +297,7 @@ fn adopt(
         )
     })?;
     let mut egress = EgressMap::open(instance)?;
+    let reflector = Reflector::open(instance)?;
     let pinned = instance.pinned_links()?;
     let mut views = vec![];
     let mut prog: Option<Xdp> = None;
@@ -334,6 +341,7 @@ fn adopt(
     );
     Ok(Plane {
         dp,
+        _reflector: reflector,
         interfaces: views,
         adopted: true,
         _ebpf: None,

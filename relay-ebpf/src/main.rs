@@ -1,7 +1,8 @@
 //! XDP fast path of the media relay.
 //!
 //! One program, `relay_xdp`, sees every frame on the relay's interfaces. Files by concern:
-//! `parse` (bounds-checked header access), `relay` (leg lookup, latch check, rewrite),
+//! `parse` (bounds-checked header access), `relay` (dispatch, leg lookup, latch check,
+//! rewrite), `reflect` (ticket checks, header strip), `stun` (Binding answered in place),
 //! `fib` (next hop and MACs), `maps` (map declarations), `stats` (counters, rate-limited logs).
 //! Checksum arithmetic lives in `relay_common::csum` so it is unit-tested on the host.
 #![no_std]
@@ -10,8 +11,10 @@
 mod fib;
 mod maps;
 mod parse;
+mod reflect;
 mod relay;
 mod stats;
+mod stun;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 

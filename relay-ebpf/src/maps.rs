@@ -2,10 +2,14 @@
 //! `RELAY_LEGS` and `RELAY_LEG_STATS` (max legs) before loading.
 use aya_ebpf::{
     macros::map,
-    maps::{DevMapHash, HashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use relay_common::{
-    DEFAULT_MAX_LEGS, LegKey, LegStats, LegValue, MAX_EGRESS_IFACES, counters::NUM_COUNTERS,
+    DEFAULT_MAX_LEGS, LegKey, LegStats, LegValue, MAX_EGRESS_IFACES, MAX_OWN_ADDRS,
+    MAX_RATE_SOURCES, MAX_REFLECT_DENY, MAX_REFLECT_KEYS,
+    counters::NUM_COUNTERS,
+    reflector::{DataPlaneConfig, MAC_BLOCKS},
+    siphash::SipKey,
 };
 
 #[map]
@@ -24,3 +28,45 @@ pub static RELAY_EGRESS: DevMapHash = DevMapHash::with_max_entries(MAX_EGRESS_IF
 /// Per-CPU time of the last rare-path log line (rate limit for aya-log).
 #[map]
 pub static RELAY_LOG_LIMIT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// One entry: reflector and STUN ports (0 = off) and the reflect rate limit.
+#[map]
+pub static RELAY_CONFIG: Array<DataPlaneConfig> = Array::with_max_entries(1, 0);
+
+/// Reflector MAC keys by key id (the controller rotates them).
+#[map]
+pub static RELAY_REFLECT_KEYS: HashMap<u32, SipKey> =
+    HashMap::with_max_entries(MAX_REFLECT_KEYS, 0);
+
+/// One entry: unix seconds, written by the controller once a second (XDP has no wall clock
+/// on 6.1: bpf_ktime_get_tai_ns is 6.1 but TAI is not what tickets carry, and this keeps
+/// the controller the single authority on time).
+#[map]
+pub static RELAY_CLOCK: Array<u64> = Array::with_max_entries(1, 0);
+
+/// This box's addresses, IPv4-mapped: allowed reflect sources, denied destinations, and the
+/// addresses XDP answers STUN and reflector packets on.
+#[map]
+pub static RELAY_OWN_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(MAX_OWN_ADDRS, 0);
+
+/// Operator-denied reflect destinations (IPv4-mapped prefixes, so /8 is prefix length 104).
+#[map]
+pub static RELAY_REFLECT_DENY: LpmTrie<[u8; 16], u8> =
+    LpmTrie::with_max_entries(MAX_REFLECT_DENY, 0);
+
+/// Rate limiter state per outer source IPv4: the next time (monotonic ns) at which one more
+/// packet conforms (GCRA). LRU: a flood of sources evicts old entries instead of failing.
+#[map]
+pub static RELAY_REFLECT_RATE: LruHashMap<u32, u64> =
+    LruHashMap::with_max_entries(MAX_RATE_SOURCES, 0);
+
+/// Per-CPU scratch memory for buffers too big for the 512-byte stack next to the rest of a
+/// path (one entry; XDP runs to completion on its CPU, so nothing else uses it meanwhile).
+#[repr(C)]
+pub struct Scratch {
+    /// SipHash input of a reflector ticket's MAC.
+    pub mac_blocks: [u64; MAC_BLOCKS],
+}
+
+#[map]
+pub static RELAY_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -59,13 +59,15 @@ pub struct Frame {
     pub ip: *mut Ipv4Hdr,
     pub udp: *mut UdpHdr,
     pub vlan_tagged: bool,
+    /// Offset of the IPv4 header (14, or 18 behind a VLAN tag).
+    pub l3: usize,
     /// Bytes of UDP payload according to the IP total length (for per-leg byte counters).
     pub payload_len: u16,
 }
 
 /// A pointer to a `T` at `offset`, or `PassTruncated` if the frame is too short.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Counter> {
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Counter> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + offset + size_of::<T>() > end {
@@ -124,6 +126,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Frame, Counter> {
         ip,
         udp,
         vlan_tagged,
+        l3,
         payload_len: tot_len - (IPV4_HLEN + UDP_HLEN) as u16,
     })
 }

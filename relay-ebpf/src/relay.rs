@@ -3,56 +3,126 @@
 //! checksums and MACs, then XDP_TX or XDP_REDIRECT.
 //!
 //! Every check happens before the first write, so a packet that goes to the stack is always
-//! the packet that arrived.
+//! the packet that arrived. `run` also dispatches the reflector and STUN ports.
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use relay_common::{Counter, Endpoint, LegKey, csum::CsumDelta, leg::LEG_F_SHARED};
+use relay_common::{
+    Counter, Endpoint, LegKey,
+    csum::CsumDelta,
+    leg::LEG_F_SHARED,
+    reflector::{DataPlaneConfig, v4_mapped},
+};
 
 use crate::{
     fib::{self, V4Flow},
-    maps::{RELAY_EGRESS, RELAY_LEGS},
+    maps::{RELAY_CONFIG, RELAY_EGRESS, RELAY_LEGS, RELAY_OWN_ADDRS},
     parse::{Frame, parse},
+    reflect,
     stats::{add, count, count_leg},
+    stun,
 };
 
-enum Out {
+pub enum Out {
     Tx,
     Redirect(u32),
 }
 
-/// A rewritten frame and how it leaves; `payload_len` feeds `FwdBytes` once the verdict is
-/// final (a failed redirect turns into a pass).
-struct Fwd {
-    out: Out,
-    payload_len: u16,
+/// Which path produced a frame: decides the extra counter and what a failed redirect means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Relay,
+    Reflect,
+    Stun,
 }
 
-/// Entry point: always returns a verdict, counting it (and, for a pass, its reason).
+/// A rewritten frame and how it leaves; `payload_len` feeds `FwdBytes` once the verdict is
+/// final (a failed redirect turns into a pass, or for the reflector a drop).
+pub struct Fwd {
+    pub out: Out,
+    pub payload_len: u16,
+    pub kind: Kind,
+}
+
+/// Not forwarded: to the stack or dropped, with the reason.
+enum Refused {
+    Pass(Counter),
+    Drop(Counter),
+}
+
+/// Entry point: always returns a verdict, counting it (and, for a pass or drop, its reason).
+/// The reflector and STUN ports (when configured, and only on our own addresses: transit
+/// traffic to those ports is not ours) take precedence over relay legs.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
-    match relay(ctx) {
-        Ok(Fwd {
-            out: Out::Tx,
-            payload_len,
-        }) => {
+    let f = match parse(ctx) {
+        Ok(f) => f,
+        Err(reason) => return pass(reason),
+    };
+    if let Some(cfg) = RELAY_CONFIG.get(0) {
+        let dport = u16::from_be(unsafe { (*f.udp).dest });
+        let ours = dport != 0 && (dport == cfg.reflector_port || dport == cfg.stun_port);
+        let daddr = unsafe { (*f.ip).daddr };
+        if ours && unsafe { RELAY_OWN_ADDRS.get(&v4_mapped(daddr.to_ne_bytes())) }.is_some() {
+            if dport == cfg.reflector_port {
+                return reflect_path(ctx, &f, cfg);
+            }
+            return stun_path(ctx, &f);
+        }
+    }
+    relay_path(ctx, &f)
+}
+
+// The paths are BPF subprograms, not inlined: each gets its own stack frame, so their
+// buffers do not add up in one frame (the verifier allows 512 bytes along a call chain).
+#[inline(never)]
+fn relay_path(ctx: &XdpContext, f: &Frame) -> u32 {
+    finish(relay(ctx, f).map_err(Refused::Pass))
+}
+
+#[inline(never)]
+fn reflect_path(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> u32 {
+    finish(reflect::reflect(ctx, f, cfg).map_err(Refused::Drop))
+}
+
+#[inline(never)]
+fn stun_path(ctx: &XdpContext, f: &Frame) -> u32 {
+    finish(stun::answer(ctx, f).map_err(Refused::Pass))
+}
+
+/// Count and return the verdict for a forwarded or refused frame.
+#[inline(always)]
+fn finish(r: Result<Fwd, Refused>) -> u32 {
+    let fwd = match r {
+        Ok(fwd) => fwd,
+        Err(Refused::Pass(reason)) => return pass(reason),
+        Err(Refused::Drop(reason)) => return drop(reason),
+    };
+    let action = match fwd.out {
+        Out::Tx => {
             count(Counter::VerdictTx);
-            add(Counter::FwdBytes, payload_len as u64);
             xdp_action::XDP_TX
         }
-        Ok(Fwd {
-            out: Out::Redirect(ifindex),
-            payload_len,
-        }) => match RELAY_EGRESS.redirect(ifindex, 0) {
+        Out::Redirect(ifindex) => match RELAY_EGRESS.redirect(ifindex, 0) {
             Ok(action) => {
                 count(Counter::VerdictRedirect);
-                add(Counter::FwdBytes, payload_len as u64);
                 action
             }
             // The interface left the devmap between the check and now: the frame is already
-            // rewritten, so the stack may route it like any other transit packet.
-            Err(_) => pass(Counter::PassEgressNotAttached),
+            // rewritten, so the stack may route a relayed one like any other transit packet;
+            // a reflected one is refused like any other unroutable ticket.
+            Err(_) if fwd.kind == Kind::Reflect => return drop(Counter::DropReflectNoRoute),
+            Err(_) => return pass(Counter::PassEgressNotAttached),
         },
-        Err(reason) => pass(reason),
+    };
+    match fwd.kind {
+        Kind::Relay => {}
+        Kind::Reflect => count(Counter::Reflected),
+        Kind::Stun => count(Counter::StunAnswered),
     }
+    // An answer is not forwarded traffic.
+    if fwd.kind != Kind::Stun {
+        add(Counter::FwdBytes, fwd.payload_len as u64);
+    }
+    action
 }
 
 #[inline(always)]
@@ -63,8 +133,14 @@ fn pass(reason: Counter) -> u32 {
 }
 
 #[inline(always)]
-fn relay(ctx: &XdpContext) -> Result<Fwd, Counter> {
-    let f = parse(ctx)?;
+fn drop(reason: Counter) -> u32 {
+    count(Counter::VerdictDrop);
+    count(reason);
+    xdp_action::XDP_DROP
+}
+
+#[inline(always)]
+fn relay(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
     let (saddr, daddr, ttl, tos, tot_len) = unsafe {
         let ip = &*f.ip;
         (ip.saddr, ip.daddr, ip.ttl, ip.tos, u16::from_be(ip.tot_len))
@@ -121,13 +197,14 @@ fn relay(ctx: &XdpContext) -> Result<Fwd, Counter> {
         Out::Redirect(hop.ifindex)
     };
 
-    rewrite(&f, nsrc, ndst, nsport, ndport, &hop);
+    rewrite(f, nsrc, ndst, nsport, ndport, &hop);
     if !count_leg(slot, f.payload_len as u64) {
         count(Counter::LegSlotInvalid);
     }
     Ok(Fwd {
         out,
         payload_len: f.payload_len,
+        kind: Kind::Relay,
     })
 }
 

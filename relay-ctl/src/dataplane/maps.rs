@@ -23,12 +23,12 @@ pub struct DataPlane {
 /// Interfaces XDP may redirect to (ifindex -> ifindex).
 pub struct EgressMap(DevMapHash<MapData>);
 
-fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+pub(super) fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
     ebpf.take_map(name)
         .with_context(|| format!("map {name} missing from the object"))
 }
 
-fn open_pinned(instance: &Instance, name: &str) -> Result<Map> {
+pub(super) fn open_pinned(instance: &Instance, name: &str) -> Result<Map> {
     let path = instance.map_path(name);
     let data = MapData::from_pin(&path)
         .with_context(|| format!("opening pinned map {}", path.display()))?;

@@ -6,11 +6,13 @@ mod link_detach;
 mod load;
 mod maps;
 mod pins;
+mod reflector;
 
 pub use attach::{AttachedMode, XdpModeChoice, attach_xdp};
 pub use load::{RELAY_OBJECT, load, relay_program};
 pub use maps::{DataPlane, EgressMap};
 pub use pins::{DEFAULT_ROOT, Instance};
+pub use reflector::Reflector;
 
 /// Default bpffs root, for clap defaults.
 pub const fn pins_root() -> &'static str {

@@ -1,8 +1,13 @@
 //! The fixture table: input frame, map state, expected verdict and exact output frame.
 use etherparse::{EtherType, IpNumber};
-use relay_common::{Counter, Endpoint, LegKey, LegValue, leg::shared_port_legs};
+use relay_common::{
+    Counter, Endpoint, LegKey, LegValue, leg::shared_port_legs, reflector::DataPlaneConfig,
+};
 
-use crate::frames::{Udp4, raw_l2};
+use crate::{
+    frames::{Udp4, raw_l2},
+    reflect_cases::CONFIG,
+};
 
 // The fixture namespace (see main.rs): the relay has three links, fx0 and fx1 attached to the
 // egress devmap, fx2 not (and with forwarding off). Neighbours are permanent, so the FIB answers
@@ -34,6 +39,8 @@ pub enum Expect {
     Tx(Vec<u8>),
     /// XDP_REDIRECT with this exact frame.
     Redirect(Vec<u8>),
+    /// XDP_DROP with this reason.
+    Drop(Counter),
 }
 
 pub struct Case {
@@ -48,6 +55,12 @@ pub struct Case {
     pub also_counts: Vec<Counter>,
     /// Leg slot whose stats must show this packet (slot, payload bytes).
     pub leg_stats: Option<(u32, u64)>,
+    /// The data-plane config for this case (reflector and STUN ports, rate limit).
+    pub config: DataPlaneConfig,
+    /// Run the same frame this many times first, unchecked (e.g. to use up a burst).
+    pub runs_before: u32,
+    /// Expected `fwd_bytes` growth if not the output frame's UDP payload (STUN answers: 0).
+    pub fwd_bytes: Option<u64>,
 }
 
 fn leg(
@@ -149,7 +162,15 @@ fn case(name: &str, legs: Vec<(LegKey, LegValue)>, input: Vec<u8>, expect: Expec
         expect,
         also_counts: vec![],
         leg_stats: None,
+        config: CONFIG,
+        runs_before: 0,
+        fwd_bytes: None,
     }
+}
+
+/// A case with no legs, arriving on fx0.
+pub fn plain_case(name: &str, input: Vec<u8>, expect: Expect) -> Case {
+    case(name, vec![], input, expect)
 }
 
 fn forward(

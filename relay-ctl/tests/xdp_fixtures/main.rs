@@ -6,6 +6,8 @@
 //! `bpf_fib_lookup` answers from a real FIB with permanent neighbours (deterministic MACs).
 mod cases;
 mod frames;
+mod reflect_cases;
+mod stun_cases;
 
 use std::collections::HashMap;
 
@@ -13,11 +15,12 @@ use aya::programs::{TestRun, TestRunOptions};
 use cases::*;
 use relay_common::Counter;
 use relay_ctl::{
-    dataplane::{DataPlane, EgressMap, load, relay_program},
+    dataplane::{DataPlane, EgressMap, Reflector, load, relay_program},
     netns::ifindex,
     testbed::Netns,
 };
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
@@ -110,12 +113,21 @@ fn xdp_fixture_table() {
                     .add(ifindex(dev).expect("ifindex"))
                     .expect("devmap insert");
             }
+            let mut rfl = Reflector::from_ebpf(&mut ebpf).expect("reflector maps");
+            setup_reflector(&mut rfl);
             let prog = relay_program(&mut ebpf).expect("program");
+            check_verifier_budget(prog);
 
             let mut failures = vec![];
-            let all = cases::all();
+            let mut all = cases::all();
+            all.extend(reflect_cases::all());
+            all.extend(stun_cases::all());
             for c in &all {
-                if let Err(e) = run_case(prog, &mut dp, c) {
+                if let Err(e) = rfl
+                    .set_config(&c.config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| run_case(prog, &mut dp, c))
+                {
                     failures.push(format!("[{}] {e}", c.name));
                 }
             }
@@ -128,6 +140,35 @@ fn xdp_fixture_table() {
         "fixture failures:\n{}",
         failures.join("\n")
     );
+}
+
+/// Instructions the verifier processed (kernel 5.16+ reports it): the budget keeps the
+/// reflector's SipHash and STUN's CRC-32 cheap to verify, far below the 1M limit of 6.1.
+const VERIFIER_BUDGET: u32 = 200_000;
+
+fn check_verifier_budget(prog: &aya::programs::Xdp) {
+    let info = prog.info().expect("program info");
+    let n = info.verified_instruction_count().expect("verified_insns");
+    eprintln!("verifier processed {n} instructions (budget {VERIFIER_BUDGET})");
+    assert!(n < VERIFIER_BUDGET, "verifier processed {n} instructions");
+}
+
+/// Reflector state shared by every case: one key, the clock, our addresses, a deny prefix.
+fn setup_reflector(rfl: &mut Reflector) {
+    use reflect_cases::*;
+    rfl.set_key(KEY_ID, KEY).expect("key");
+    // A second key id that is installed then removed: its tickets must be refused.
+    rfl.set_key(9, [0x99; 16]).expect("key 9");
+    assert!(rfl.remove_key(9).expect("remove key 9"));
+    rfl.set_clock(NOW).expect("clock");
+    for a in OWN {
+        rfl.add_own_addr(a.into()).expect("own address");
+    }
+    rfl.set_deny_prefixes(&[(DENY_NET.0.into(), DENY_NET.1)])
+        .expect("deny prefixes");
+    assert_eq!(rfl.key_ids().expect("key ids"), vec![KEY_ID]);
+    assert_eq!(rfl.clock().expect("clock"), NOW);
+    assert_eq!(rfl.own_addrs().expect("own").len(), OWN.len());
 }
 
 fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(), String> {
@@ -143,11 +184,6 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
         }
         .map_err(|e| format!("install: {e:#}"))?;
     }
-    let before: HashMap<Counter, u64> = dp
-        .counters()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .collect();
     let stats_before = match c.leg_stats {
         Some((slot, _)) => Some(dp.leg_stats(slot).map_err(|e| e.to_string())?),
         None => None,
@@ -155,6 +191,22 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
 
     let ingress = ifindex(c.ingress).map_err(|e| e.to_string())?;
     let ctx = xdp_md(c.input.len(), ingress);
+    for _ in 0..c.runs_before {
+        let mut out = vec![0u8; c.input.len() + 256];
+        prog.test_run(TestRunOptions {
+            data_in: Some(&c.input),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        })
+        .map_err(|e| format!("test_run (before): {e}"))?;
+    }
+    // Counters are read after the warm-up runs: the deltas are the checked run's alone.
+    let before: HashMap<Counter, u64> = dp
+        .counters()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
     let mut out = vec![0u8; c.input.len() + 256];
     let res = prog
         .test_run(TestRunOptions {
@@ -171,11 +223,13 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
         Expect::Pass(reason) => (XDP_PASS, &c.input, vec![Counter::VerdictPass, *reason]),
         Expect::Tx(f) => (XDP_TX, f, vec![Counter::VerdictTx]),
         Expect::Redirect(f) => (XDP_REDIRECT, f, vec![Counter::VerdictRedirect]),
+        Expect::Drop(reason) => (XDP_DROP, &c.input, vec![Counter::VerdictDrop, *reason]),
     };
     if res.return_value != want_rc {
         return Err(format!("verdict {} want {want_rc}", res.return_value));
     }
-    if &out != want_frame {
+    // A dropped frame's bytes do not matter; every other verdict's do.
+    if !matches!(c.expect, Expect::Drop(_)) && &out != want_frame {
         return Err(format!(
             "output frame differs: {}",
             frames::diff(&out, want_frame)
@@ -186,8 +240,10 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
     // counter) by the payload of a forwarded packet, 0 for a passed one.
     want_counts.extend(&c.also_counts);
     let want_fwd_bytes = match &c.expect {
-        Expect::Pass(_) => 0,
-        Expect::Tx(_) | Expect::Redirect(_) => frames::udp_payload_len(&c.input),
+        Expect::Pass(_) | Expect::Drop(_) => 0,
+        Expect::Tx(f) | Expect::Redirect(f) => {
+            c.fwd_bytes.unwrap_or_else(|| frames::udp_payload_len(f))
+        }
     };
     let after = dp.counters().map_err(|e| e.to_string())?;
     let deltas: Vec<(Counter, u64)> = after
@@ -207,7 +263,8 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
         }
     }
     // The documented invariants, on the measured deltas: one verdict per packet, and
-    // verdict_pass = sum of pass reasons (fwd_bytes and leg_slot_invalid are in neither sum).
+    // verdict_pass = sum of pass reasons, verdict_drop = sum of drop reasons (fwd_bytes,
+    // leg_slot_invalid, reflected and stun_answered are in no sum).
     let sum = |pick: fn(Counter) -> bool| -> u64 {
         deltas
             .iter()
@@ -215,11 +272,16 @@ fn run_case(prog: &aya::programs::Xdp, dp: &mut DataPlane, c: &Case) -> Result<(
             .map(|(_, d)| d)
             .sum()
     };
-    let pass = deltas
-        .iter()
-        .find(|(c, _)| *c == Counter::VerdictPass)
-        .map_or(0, |(_, d)| *d);
-    if sum(Counter::is_verdict) != 1 || sum(Counter::is_pass_reason) != pass {
+    let delta_of = |which: Counter| {
+        deltas
+            .iter()
+            .find(|(c, _)| *c == which)
+            .map_or(0, |(_, d)| *d)
+    };
+    if sum(Counter::is_verdict) != 1
+        || sum(Counter::is_pass_reason) != delta_of(Counter::VerdictPass)
+        || sum(Counter::is_drop_reason) != delta_of(Counter::VerdictDrop)
+    {
         return Err(format!("counter invariants broken: {deltas:?}"));
     }
 

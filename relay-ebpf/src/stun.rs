@@ -1,0 +1,134 @@
+//! STUN Binding answered in XDP (docs/stun.md): a Binding request with no attribute, or only
+//! FINGERPRINT, to the STUN port of one of our addresses gets its success response built in
+//! place and sent back out (XDP_TX). Anything else on that port goes to the stack, for the
+//! userspace server, with its own pass reason.
+use aya_ebpf::{
+    helpers::{bpf_xdp_adjust_tail, bpf_xdp_get_buff_len},
+    programs::XdpContext,
+};
+use relay_common::{
+    Counter,
+    csum::fold,
+    stun::{FINGERPRINT_LEN, HEADER_LEN, MAX_RESPONSE_LEN, Request, binding_response, classify},
+};
+
+use crate::{
+    parse::{EthHdr, Frame, IPV4_HLEN, Ipv4Hdr, UDP_HLEN, UdpHdr, ptr_at},
+    reflect::ipv4_checksum,
+    relay::{Fwd, Kind, Out},
+};
+
+const RESPONSE_TTL: u8 = 64;
+const SHORT_RESPONSE_LEN: usize = MAX_RESPONSE_LEN - FINGERPRINT_LEN;
+
+/// Answer a Binding request. `Err` is the pass reason.
+#[inline(always)]
+pub fn answer(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
+    let len = f.payload_len as usize;
+    let at = f.l3 + IPV4_HLEN + UDP_HLEN;
+    // The first 28 bytes (zero-padded) are all `classify` needs.
+    let mut head = [0u8; HEADER_LEN + FINGERPRINT_LEN];
+    if len >= HEADER_LEN + FINGERPRINT_LEN {
+        let p: *const [u8; HEADER_LEN + FINGERPRINT_LEN] =
+            ptr_at(ctx, at).map_err(|_| Counter::PassStunMalformed)?;
+        head = unsafe { *p };
+    } else if len >= HEADER_LEN {
+        let p: *const [u8; HEADER_LEN] = ptr_at(ctx, at).map_err(|_| Counter::PassStunMalformed)?;
+        let h = unsafe { *p };
+        let mut i = 0;
+        while i < HEADER_LEN {
+            head[i] = h[i];
+            i += 1;
+        }
+    }
+    let fingerprint = match classify(&head, len) {
+        Request::Plain => false,
+        Request::WithFingerprint => true,
+        Request::Unsupported => return Err(Counter::PassStunUnsupported),
+        Request::Malformed => return Err(Counter::PassStunMalformed),
+    };
+    let (saddr, daddr, sport, dport) =
+        unsafe { ((*f.ip).saddr, (*f.ip).daddr, (*f.udp).source, (*f.udp).dest) };
+    let mut txid = [0u8; 12];
+    let mut i = 0;
+    while i < 12 {
+        txid[i] = head[8 + i];
+        i += 1;
+    }
+    let (resp, rlen) =
+        binding_response(&txid, saddr.to_ne_bytes(), u16::from_be(sport), fingerprint);
+    let udp_len = ((UDP_HLEN + rlen) as u16).to_be();
+    let tot_len = ((IPV4_HLEN + UDP_HLEN + rlen) as u16).to_be();
+
+    // UDP checksum over the whole response: pseudo-header, header, message (the buffer's
+    // unused tail is zero, so summing all of it is the same).
+    let mut sum = 0u32;
+    for w in [
+        daddr as u16,
+        (daddr >> 16) as u16,
+        saddr as u16,
+        (saddr >> 16) as u16,
+        17u16.to_be(),
+        udp_len,
+        dport,
+        sport,
+        udp_len,
+    ] {
+        sum += w as u32;
+    }
+    let mut i = 0;
+    while i < MAX_RESPONSE_LEN {
+        sum += u16::from_ne_bytes([resp[i], resp[i + 1]]) as u32;
+        i += 2;
+    }
+    let check = match !fold(sum) {
+        0 => 0xffff,
+        c => c,
+    };
+
+    // First write: resize the frame to exactly the response (drops any trailer). On failure
+    // the frame is untouched and the userspace server answers.
+    let l3 = f.l3;
+    let want = l3 + IPV4_HLEN + UDP_HLEN + rlen;
+    // From the helper (5.18+), not data_end - data: LLVM folds that subtraction into
+    // arithmetic on pkt_end, which the verifier refuses.
+    let have = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+        return Err(Counter::PassStunUnsupported);
+    }
+    // The frame is now exactly `want` bytes, so these checks (the verifier's) cannot fail.
+    let eth: *mut EthHdr = ptr_at(ctx, 0).map_err(|_| Counter::PassStunMalformed)?;
+    let ip: *mut Ipv4Hdr = ptr_at(ctx, l3).map_err(|_| Counter::PassStunMalformed)?;
+    let udp: *mut UdpHdr = ptr_at(ctx, l3 + IPV4_HLEN).map_err(|_| Counter::PassStunMalformed)?;
+    unsafe {
+        if fingerprint {
+            let m: *mut [u8; MAX_RESPONSE_LEN] =
+                ptr_at(ctx, at).map_err(|_| Counter::PassStunMalformed)?;
+            *m = resp;
+        } else {
+            let m: *mut [u8; SHORT_RESPONSE_LEN] =
+                ptr_at(ctx, at).map_err(|_| Counter::PassStunMalformed)?;
+            // The response's first bytes, read in place from the full buffer.
+            *m = *(resp.as_ptr() as *const [u8; SHORT_RESPONSE_LEN]);
+        }
+        let eth = &mut *eth;
+        core::mem::swap(&mut eth.src, &mut eth.dst);
+        let ip = &mut *ip;
+        ip.tot_len = tot_len;
+        ip.ttl = RESPONSE_TTL;
+        ip.saddr = daddr;
+        ip.daddr = saddr;
+        ip.check = 0;
+        ip.check = ipv4_checksum(ip);
+        let udp = &mut *udp;
+        udp.source = dport;
+        udp.dest = sport;
+        udp.len = udp_len;
+        udp.check = check;
+    }
+    Ok(Fwd {
+        out: Out::Tx,
+        payload_len: 0,
+        kind: Kind::Stun,
+    })
+}
