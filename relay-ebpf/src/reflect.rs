@@ -18,11 +18,11 @@ use relay_common::{
 use crate::{
     fib::{self, V4Flow},
     maps::{
-        RELAY_CLOCK, RELAY_EGRESS, RELAY_OWN_ADDRS, RELAY_REFLECT_DENY, RELAY_REFLECT_KEYS,
-        RELAY_REFLECT_RATE, RELAY_SCRATCH,
+        RELAY_CLOCK, RELAY_OWN_ADDRS, RELAY_REFLECT_DENY, RELAY_REFLECT_KEYS, RELAY_REFLECT_RATE,
+        RELAY_SCRATCH,
     },
     parse::{ETH_HLEN, EthHdr, Frame, IPV4_HLEN, Ipv4Hdr, UDP_HLEN, UdpHdr, ptr_at},
-    relay::{Fwd, Kind, Out},
+    relay::{self, Fwd, Kind},
 };
 
 /// TTL of a reflected packet: it is a new packet from this box, not a forwarded one.
@@ -107,14 +107,9 @@ pub fn reflect(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> Result<Fwd
         },
     )
     .map_err(|_| Counter::DropReflectNoRoute)?;
-    let out = if hop.ifindex == ctx.ingress_ifindex() as u32 {
-        Out::Tx
-    } else if f.vlan_tagged || RELAY_EGRESS.get(hop.ifindex).is_none() {
-        // A tag belongs to the ingress link; other interfaces must be in the devmap.
-        return Err(Counter::DropReflectNoRoute);
-    } else {
-        Out::Redirect(hop.ifindex)
-    };
+    // Either refusal (a tag of the ingress link, an interface we are not attached to) means
+    // there is no way out for the reflected packet.
+    let out = relay::egress(ctx, f.vlan_tagged, &hop).map_err(|_| Counter::DropReflectNoRoute)?;
 
     // UDP checksum, incrementally: new pseudo-header and ports, both length fields, and the
     // stripped header's words taken out (the payload stays word-aligned: 56 is even).

@@ -26,6 +26,29 @@ pub enum Out {
     Redirect(u32),
 }
 
+/// Why a rewritten frame cannot leave by the next hop's interface.
+pub enum NoEgress {
+    /// VLAN-tagged, but the route leaves by another interface (the tag belongs to ingress).
+    VlanCrossIf,
+    /// The interface is not in the egress devmap (the relay is not attached there).
+    NotAttached,
+}
+
+/// How a frame for `hop` leaves: back out the ingress (XDP_TX) or redirected through the
+/// devmap. Shared by the relay and reflector paths, which count the refusals differently.
+#[inline(always)]
+pub fn egress(ctx: &XdpContext, vlan_tagged: bool, hop: &fib::NextHop) -> Result<Out, NoEgress> {
+    if hop.ifindex == ctx.ingress_ifindex() as u32 {
+        Ok(Out::Tx)
+    } else if vlan_tagged {
+        Err(NoEgress::VlanCrossIf)
+    } else if RELAY_EGRESS.get(hop.ifindex).is_none() {
+        Err(NoEgress::NotAttached)
+    } else {
+        Ok(Out::Redirect(hop.ifindex))
+    }
+}
+
 /// Which path produced a frame: decides the extra counter and what a failed redirect means.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -185,17 +208,10 @@ fn relay(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
             tot_len,
         },
     )?;
-    let ingress = ctx.ingress_ifindex() as u32;
-    let out = if hop.ifindex == ingress {
-        Out::Tx
-    } else if f.vlan_tagged {
-        // The tag belongs to the ingress link; another interface would need another tag.
-        return Err(Counter::PassVlanCrossIf);
-    } else if RELAY_EGRESS.get(hop.ifindex).is_none() {
-        return Err(Counter::PassEgressNotAttached);
-    } else {
-        Out::Redirect(hop.ifindex)
-    };
+    let out = egress(ctx, f.vlan_tagged, &hop).map_err(|e| match e {
+        NoEgress::VlanCrossIf => Counter::PassVlanCrossIf,
+        NoEgress::NotAttached => Counter::PassEgressNotAttached,
+    })?;
 
     rewrite(f, nsrc, ndst, nsport, ndport, &hop);
     if !count_leg(slot, f.payload_len as u64) {
