@@ -84,6 +84,9 @@ pub struct Controller {
     rt: tokio::runtime::Handle,
     /// Wakes the state writer after a latch change (written off the packet path, coalesced).
     latch_changed: tokio::sync::Notify,
+    /// Generation of the snapshot last written; held while writing, so writes are ordered
+    /// and an older snapshot never lands after a newer one.
+    written_gen: Mutex<u64>,
 }
 
 struct Inner {
@@ -94,8 +97,10 @@ struct Inner {
     slots: Slots,
     dp: DataPlane,
     counters: BTreeMap<&'static str, u64>,
-    /// Session table changed since the state file was written.
+    /// Session table changed since the last state snapshot was taken.
     dirty: bool,
+    /// Generation of the last snapshot taken.
+    state_gen: u64,
 }
 
 struct Sock {
@@ -140,11 +145,13 @@ impl Controller {
                 dp,
                 counters: BTreeMap::new(),
                 dirty: true,
+                state_gen: 0,
             }),
             started: Instant::now(),
             me: me.clone(),
             rt,
             latch_changed: tokio::sync::Notify::new(),
+            written_gen: Mutex::new(0),
         })
     }
 
@@ -412,7 +419,9 @@ impl Controller {
                 inner.count(why.counter());
             }
         }
-        self.save_state_locked(&mut inner);
+        let snap = self.snapshot(&mut inner);
+        drop(inner);
+        self.write_snapshot(snap);
     }
 
     fn state_file(&self, inner: &Inner) -> state::StateFile {
@@ -424,17 +433,33 @@ impl Controller {
         }
     }
 
-    /// Write the state file if anything changed. Counters move with every packet the
-    /// controller forwards; they ride along with the next structural change or sweep.
-    fn save_state_locked(&self, inner: &mut Inner) {
+    /// Take a snapshot of the table if anything changed. Counters move with every packet the
+    /// controller forwards; they ride along with the next structural change or sweep. The
+    /// file is written by `write_snapshot` after the controller's lock is released, so no
+    /// packet waits for a file write.
+    fn snapshot(&self, inner: &mut Inner) -> Option<(u64, state::StateFile)> {
         if !inner.dirty {
+            return None;
+        }
+        inner.dirty = false;
+        inner.state_gen += 1;
+        Some((inner.state_gen, self.state_file(inner)))
+    }
+
+    /// Write a snapshot unless a newer one is already on disk. Never call with the
+    /// controller's lock held (on failure it takes it to mark the table dirty again).
+    fn write_snapshot(&self, snap: Option<(u64, state::StateFile)>) {
+        let Some((gen_, st)) = snap else { return };
+        let mut written = self.written_gen.lock().unwrap_or_else(|e| e.into_inner());
+        if gen_ <= *written {
             return;
         }
-        let st = self.state_file(inner);
         match state::save(&self.cfg.state_file, &st) {
-            Ok(()) => inner.dirty = false,
+            Ok(()) => *written = gen_,
             Err(e) => {
                 log::warn!("state file: {e:#}");
+                let mut inner = self.lock();
+                inner.dirty = true;
                 inner.count("state_write_errors");
             }
         }
@@ -445,16 +470,19 @@ impl Controller {
     pub async fn state_writer(self: Arc<Self>) {
         loop {
             self.latch_changed.notified().await;
-            let mut inner = self.lock();
-            self.save_state_locked(&mut inner);
+            let snap = self.snapshot(&mut self.lock());
+            self.write_snapshot(snap);
         }
     }
 
     /// Write the state file now (shutdown).
     pub fn save_state(&self) {
-        let mut inner = self.lock();
-        inner.dirty = true;
-        self.save_state_locked(&mut inner);
+        let snap = {
+            let mut inner = self.lock();
+            inner.dirty = true;
+            self.snapshot(&mut inner)
+        };
+        self.write_snapshot(snap);
     }
 
     /// Adopt sessions from a state file (see `restore.rs`).
@@ -562,7 +590,9 @@ impl Control for Controller {
         inner.sessions.insert(session.call_id.clone(), session);
         inner.count("sessions_created");
         inner.dirty = true;
-        self.save_state_locked(&mut inner);
+        let snap = self.snapshot(&mut inner);
+        drop(inner);
+        self.write_snapshot(snap);
         Ok(view)
     }
 
@@ -601,7 +631,9 @@ impl Control for Controller {
         let view = view::session_view(&inner.dp, session, now_ns());
         inner.count_by("kernel_errors", errors);
         inner.dirty = true;
-        self.save_state_locked(inner);
+        let snap = self.snapshot(inner);
+        drop(guard);
+        self.write_snapshot(snap);
         Ok(view)
     }
 
@@ -616,7 +648,9 @@ impl Control for Controller {
             v.packets_user
         );
         inner.count("sessions_deleted");
-        self.save_state_locked(&mut inner);
+        let snap = self.snapshot(&mut inner);
+        drop(inner);
+        self.write_snapshot(snap);
         Ok(v)
     }
 
