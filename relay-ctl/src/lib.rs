@@ -10,4 +10,5 @@ pub mod netlink;
 pub mod netns;
 pub mod ports;
 pub mod sessions;
+pub mod sip;
 pub mod testbed;

@@ -245,6 +245,7 @@ impl Control for MemControl {
     fn metrics(&self) -> Result<String, ApiError> {
         Ok("relay_sessions 0\n".into())
     }
+    fn count(&self, _event: &'static str) {}
 }
 
 /// `router::serve` on its own runtime thread; stopped (gracefully) on drop.

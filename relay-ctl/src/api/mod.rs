@@ -18,4 +18,7 @@ pub trait Control: Send + Sync + 'static {
     fn ports(&self) -> PortsView;
     /// Prometheus text exposition (format 0.0.4).
     fn metrics(&self) -> Result<String, ApiError>;
+    /// Count an event of a signalling front end (SIP relay interface, ...) among the
+    /// controller's counters, so it shows in /v1/stats and /metrics.
+    fn count(&self, event: &'static str);
 }

@@ -674,4 +674,8 @@ impl Control for Controller {
         };
         crate::metrics::render(&stats, &ports).map_err(|e| ApiError::internal(format!("{e:#}")))
     }
+
+    fn count(&self, event: &'static str) {
+        self.lock().count(event);
+    }
 }
