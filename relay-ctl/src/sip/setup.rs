@@ -161,6 +161,7 @@ impl SessionSetup {
         let key: TxKey = (id.clone(), cseq, req.branch().unwrap_or("").to_owned());
         if let Some(r) = self.cached(&key) {
             self.count("sip_retransmissions");
+            self.count("sip_tx_3xx");
             return Some(r);
         }
         if !req.has_sdp() {
