@@ -383,3 +383,49 @@ fn bad_requests_get_clear_errors_and_install_nothing() {
     assert_eq!(rig.session("ok1").streams.len(), 1);
     assert_eq!(used_pairs(&rig), (1, 0));
 }
+
+/// Interop: SIPp (a SIP tool nobody here wrote) plays the proxy for 20 calls: its parser
+/// must accept our 302, find the relay address and even audio/video ports in its SDP and a
+/// To tag (the scenario fails the call otherwise), and its BYEs must free every port.
+#[test]
+fn sipp_as_the_proxy_gets_302s_and_frees_with_bye() {
+    const CALLS: u32 = 20;
+    let rig = Rig::start("sipp", &["--sip-private-net", PRIVATE]);
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp/relay_invite.xml");
+    let dir = std::env::temp_dir().join(format!("mr-sipp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("work dir");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", rig.topo.relay.name(), "sipp"])
+        .arg(format!("{RELAY_A_IP}:{SIP_PORT}"))
+        .args(["-sf", scenario, "-i", &RELAY_A_IP.to_string(), "-p", "5070"])
+        .args(["-m", &CALLS.to_string(), "-r", "20", "-l", "5"])
+        .args([
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("run sipp");
+    let errors: String = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "sipp exit {:?}\n{}\n{errors}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        rig.log()
+    );
+    assert_eq!(rig.ctl("sip_sessions_created"), u64::from(CALLS));
+    assert_eq!(rig.ctl("sip_sessions_deleted"), u64::from(CALLS));
+    assert!(rig.api(|c| c.get_sessions()).expect("list").is_empty());
+    // Two pairs (audio, video) per call, all in quarantine now.
+    assert_eq!(used_pairs(&rig), (0, 2 * CALLS));
+}

@@ -44,6 +44,8 @@ const APT_PACKAGES: &[&str] = &[
     // daemon's API, `python3` is the UDP sink and reads the API's JSON (vm-tests/guest).
     "curl",
     "python3",
+    // SIPp plays the SIP proxy against seed 003's relay interface (tests/sip_relay.rs).
+    "sip-tester",
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";
