@@ -171,6 +171,16 @@ mod tests {
         assert_eq!(o[1].addr, None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn damaged_sdp_never_panics(cut in 0usize..OFFER.len(), pos in 0usize..OFFER.len(), b in proptest::prelude::any::<u8>()) {
+            let mut bytes = OFFER.as_bytes().to_vec();
+            bytes[pos] = b;
+            bytes.truncate(cut);
+            let _ = offered(&bytes);
+        }
+    }
+
     #[test]
     fn errors() {
         assert!(matches!(offered(b"garbage"), Err(MediaError::Parse(_))));

@@ -306,6 +306,30 @@ mod tests {
         assert_eq!(back.status, Some(302));
     }
 
+    proptest::proptest! {
+        /// Whatever arrives on the SIP port, parsing and reading it never panics.
+        #[test]
+        fn arbitrary_datagrams_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            if let Ok(m) = Message::parse(&bytes) {
+                let _ = (m.session_id(), m.cseq(), m.branch(), m.has_sdp());
+                let _ = response(&m, 400, "t", &[], None);
+            }
+        }
+
+        /// Nor does a real INVITE cut anywhere or with a byte changed.
+        #[test]
+        fn damaged_invites_never_panic(cut in 0usize..INVITE.len(), pos in 0usize..INVITE.len(), b in proptest::prelude::any::<u8>()) {
+            let mut bytes = INVITE.as_bytes().to_vec();
+            bytes[pos] = b;
+            bytes.truncate(cut);
+            if let Ok(m) = Message::parse(&bytes) {
+                let _ = (m.session_id(), m.cseq(), m.branch(), m.has_sdp());
+                let _ = response(&m, 302, "t", &[], Some(b"v=0\r\n"));
+                let _ = crate::sip::media::offered(&m.body);
+            }
+        }
+    }
+
     #[test]
     fn errors_are_named() {
         assert!(matches!(
