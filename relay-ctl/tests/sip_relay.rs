@@ -242,20 +242,31 @@ fn relay_server_invite_gets_a_302_and_the_call_goes_through_xdp() {
         rig.log()
     );
 
-    // A re-INVITE (new CSeq) with the same media keeps the ports.
+    // A re-INVITE (new CSeq) with the same media keeps the ports; this time the offer names
+    // a routable address, which the record keeps as the first channel's (step 64).
     let re = exchange(
         &proxy,
-        &invite(
-            id,
-            2,
-            "z9hG4bK-inv2",
-            &sdp(&CALLER_IP.to_string(), 5004, Some(5006)),
-        ),
+        &invite(id, 2, "z9hG4bK-inv2", &sdp("203.0.113.7", 5004, Some(5006))),
     );
     let re_offered = media::offered(&parse(&re).body).expect("SDP");
     assert_eq!(re_offered[0].addr, Some(audio));
     assert_eq!(re_offered[1].addr, Some(video));
     assert_eq!(used_pairs(&rig), (2, 0));
+    let s = rig.session(id);
+    assert_eq!(
+        s.streams[0].legs[0].signalled,
+        "203.0.113.7:5004".parse().ok()
+    );
+    assert_eq!(
+        s.streams[1].legs[0].signalled,
+        "203.0.113.7:5006".parse().ok()
+    );
+    // Latches are untouched: media keeps flowing through XDP.
+    send_n(&caller, audio, "r", 5);
+    assert_eq!(
+        tags(&recv_n(&callee, 5, Duration::from_secs(2))),
+        expect_tags("r", 5)
+    );
 
     // BYE frees the ports (quarantine) and a second BYE finds nothing.
     let bye = parse(&exchange(&proxy, &request("BYE", id, 3)));
@@ -268,6 +279,7 @@ fn relay_server_invite_gets_a_302_and_the_call_goes_through_xdp() {
     let metrics = rig.api(|c| c.metrics()).expect("metrics");
     for line in [
         "media_relay_sip_relay_events_total{event=\"rx_invite\"} 3",
+        "media_relay_sip_relay_events_total{event=\"reinvites\"} 1",
         "media_relay_sip_relay_events_total{event=\"tx_3xx\"} 3",
         "media_relay_sip_relay_events_total{event=\"sessions_created\"} 1",
         "media_relay_sip_relay_events_total{event=\"sessions_deleted\"} 1",
