@@ -33,13 +33,14 @@ counters! {
     VerdictTx = 1 => "verdict_tx",
     /// Verdict: rewritten and redirected to another interface through the devmap.
     VerdictRedirect = 2 => "verdict_redirect",
-    /// Pass: not IPv4 (ARP, IPv6 until its fast path lands, ...).
-    PassNotIpv4 = 3 => "pass_not_ipv4",
-    /// Pass: IPv4 but not UDP.
+    /// Pass: neither IPv4 nor IPv6 (ARP, LLDP, ...), or an IP header whose version field
+    /// disagrees with the EtherType.
+    PassNotIp = 3 => "pass_not_ip",
+    /// Pass: IP but not UDP (for IPv6: the first next header is not UDP nor an extension).
     PassNotUdp = 4 => "pass_not_udp",
-    /// Pass: IPv4 header with options (IHL > 5).
+    /// Pass: IPv4 header with options (IHL > 5), or IPv6 extension headers before UDP.
     PassIpOptions = 5 => "pass_ip_options",
-    /// Pass: IPv4 fragment (MF set or offset non-zero).
+    /// Pass: IPv4 fragment (MF set or offset non-zero), or an IPv6 fragment header.
     PassFragment = 6 => "pass_fragment",
     /// Pass: frame shorter than the headers it announces.
     PassTruncated = 7 => "pass_truncated",
@@ -49,7 +50,7 @@ counters! {
     PassUnlatched = 9 => "pass_unlatched",
     /// Pass: leg is latched to another source.
     PassSrcMismatch = 10 => "pass_src_mismatch",
-    /// Pass: TTL would expire on forwarding.
+    /// Pass: TTL (IPv6: hop limit) would expire on forwarding.
     PassTtlExpired = 11 => "pass_ttl_expired",
     /// Pass: route found but no neighbour entry yet (the stack resolves it).
     PassFibNoNeigh = 12 => "pass_fib_no_neigh",
@@ -57,7 +58,8 @@ counters! {
     PassFibFailed = 13 => "pass_fib_failed",
     /// Pass: the egress interface is not one the relay is attached to.
     PassEgressNotAttached = 14 => "pass_egress_not_attached",
-    /// Pass: leg rewrite is not IPv4-to-IPv4 (bridging is not on the fast path yet).
+    /// Pass: the leg's rewrite changes the address family (v4/v6 bridging is not on the fast
+    /// path yet: the controller's socket relays it).
     PassFamilyMismatch = 15 => "pass_family_mismatch",
     /// Pass: VLAN-tagged frame whose route leaves by another interface (tag would be wrong).
     PassVlanCrossIf = 16 => "pass_vlan_cross_if",
@@ -105,10 +107,13 @@ counters! {
     PassStunMalformed = 34 => "pass_stun_malformed",
     /// Binding requests answered by XDP (also counted as TX). Neither verdict nor reason.
     StunAnswered = 35 => "stun_answered",
+    /// Pass: IPv6 UDP with checksum 0, which RFC 8200 forbids: an incremental update of it
+    /// would be wrong, so the stack decides (and drops it).
+    PassUdp6ZeroChecksum = 36 => "pass_udp6_zero_checksum",
 }
 
 /// Number of entries in the counters array.
-pub const NUM_COUNTERS: u32 = 36;
+pub const NUM_COUNTERS: u32 = 37;
 
 impl Counter {
     /// One of the three verdicts: every packet increments exactly one.
@@ -127,7 +132,7 @@ impl Counter {
     pub const fn is_pass_reason(self) -> bool {
         matches!(
             self,
-            Counter::PassNotIpv4
+            Counter::PassNotIp
                 | Counter::PassNotUdp
                 | Counter::PassIpOptions
                 | Counter::PassFragment
@@ -145,6 +150,7 @@ impl Counter {
                 | Counter::PassSharedNoChannel
                 | Counter::PassStunUnsupported
                 | Counter::PassStunMalformed
+                | Counter::PassUdp6ZeroChecksum
         )
     }
 

@@ -13,6 +13,7 @@ mod maps;
 mod parse;
 mod reflect;
 mod relay;
+mod relay6;
 mod stats;
 mod stun;
 

@@ -1,5 +1,5 @@
 //! Bounds-checked header parsing: Ethernet, one optional 802.1Q tag, IPv4 without options or
-//! fragmentation, UDP. Every access is checked against `data_end` right before it, which is the
+//! fragmentation or IPv6 without extension headers, UDP. Every access is checked against `data_end` right before it, which is the
 //! shape the verifier accepts on 6.1+.
 use core::mem::size_of;
 
@@ -10,8 +10,10 @@ pub const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
 pub const IPV4_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
+pub const IPV6_HLEN: usize = 40;
 
 const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const IPPROTO_UDP: u8 = 17;
 /// More-fragments flag and fragment offset bits of `frag_off`.
@@ -46,6 +48,17 @@ pub struct Ipv4Hdr {
 }
 
 #[repr(C)]
+pub struct Ipv6Hdr {
+    /// Version, traffic class, flow label (network byte order).
+    pub vtc_flow: u32,
+    pub payload_len: u16,
+    pub nexthdr: u8,
+    pub hop_limit: u8,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+#[repr(C)]
 pub struct UdpHdr {
     pub source: u16,
     pub dest: u16,
@@ -65,6 +78,21 @@ pub struct Frame {
     pub payload_len: u16,
 }
 
+/// An IPv6 frame: the same, with the IPv6 header.
+pub struct Frame6 {
+    pub eth: *mut EthHdr,
+    pub ip6: *mut Ipv6Hdr,
+    pub udp: *mut UdpHdr,
+    pub vlan_tagged: bool,
+    /// Bytes of UDP payload according to the IPv6 payload length.
+    pub payload_len: u16,
+}
+
+pub enum Parsed {
+    V4(Frame),
+    V6(Frame6),
+}
+
 /// A pointer to a `T` at `offset`, or `PassTruncated` if the frame is too short.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Counter> {
@@ -78,7 +106,7 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*mut T, Counter> {
 
 /// Parse a frame that could be ours. `Err` carries the reason it goes to the stack.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<Frame, Counter> {
+pub fn parse(ctx: &XdpContext) -> Result<Parsed, Counter> {
     let eth: *mut EthHdr = ptr_at(ctx, 0)?;
     let mut ether_type = unsafe { (*eth).ether_type };
     let mut l3 = ETH_HLEN;
@@ -88,8 +116,11 @@ pub fn parse(ctx: &XdpContext) -> Result<Frame, Counter> {
         ether_type = unsafe { (*vlan).ether_type };
         l3 += VLAN_HLEN;
     }
+    if ether_type == ETH_P_IPV6.to_be() {
+        return parse_v6(ctx, eth, l3, vlan_tagged).map(Parsed::V6);
+    }
     if ether_type != ETH_P_IP.to_be() {
-        return Err(Counter::PassNotIpv4);
+        return Err(Counter::PassNotIp);
     }
 
     let ip: *mut Ipv4Hdr = ptr_at(ctx, l3)?;
@@ -102,7 +133,7 @@ pub fn parse(ctx: &XdpContext) -> Result<Frame, Counter> {
         )
     };
     if version_ihl >> 4 != 4 {
-        return Err(Counter::PassNotIpv4);
+        return Err(Counter::PassNotIp);
     }
     if protocol != IPPROTO_UDP {
         return Err(Counter::PassNotUdp);
@@ -121,12 +152,65 @@ pub fn parse(ctx: &XdpContext) -> Result<Frame, Counter> {
     if (tot_len as usize) < IPV4_HLEN + UDP_HLEN || l3 + tot_len as usize > frame_len {
         return Err(Counter::PassTruncated);
     }
-    Ok(Frame {
+    Ok(Parsed::V4(Frame {
         eth,
         ip,
         udp,
         vlan_tagged,
         l3,
         payload_len: tot_len - (IPV4_HLEN + UDP_HLEN) as u16,
+    }))
+}
+
+/// IPv6 extension headers (RFC 8200 4.1 and the IANA list) that may precede UDP: walking
+/// them is not worth the fast path's instructions; media does not carry them.
+#[inline(always)]
+fn is_extension(nexthdr: u8) -> bool {
+    matches!(nexthdr, 0 | 43 | 51 | 60 | 135 | 139 | 140 | 253 | 254)
+}
+
+const IPPROTO_FRAGMENT: u8 = 44;
+
+#[inline(always)]
+fn parse_v6(
+    ctx: &XdpContext,
+    eth: *mut EthHdr,
+    l3: usize,
+    vlan_tagged: bool,
+) -> Result<Frame6, Counter> {
+    let ip6: *mut Ipv6Hdr = ptr_at(ctx, l3)?;
+    let (first, nexthdr, plen) = unsafe {
+        (
+            // The version is the top nibble of the first byte, whatever the byte order.
+            *(ip6 as *const u8),
+            (*ip6).nexthdr,
+            u16::from_be((*ip6).payload_len),
+        )
+    };
+    if first >> 4 != 6 {
+        return Err(Counter::PassNotIp);
+    }
+    if nexthdr != IPPROTO_UDP {
+        return Err(if nexthdr == IPPROTO_FRAGMENT {
+            Counter::PassFragment
+        } else if is_extension(nexthdr) {
+            Counter::PassIpOptions
+        } else {
+            Counter::PassNotUdp
+        });
+    }
+    let udp: *mut UdpHdr = ptr_at(ctx, l3 + IPV6_HLEN)?;
+    // Payload length 0 would be a jumbogram (hop-by-hop option, never here); it must cover
+    // the UDP header and fit in the frame.
+    let frame_len = ctx.data_end() - ctx.data();
+    if (plen as usize) < UDP_HLEN || l3 + IPV6_HLEN + plen as usize > frame_len {
+        return Err(Counter::PassTruncated);
+    }
+    Ok(Frame6 {
+        eth,
+        ip6,
+        udp,
+        vlan_tagged,
+        payload_len: plen - UDP_HLEN as u16,
     })
 }

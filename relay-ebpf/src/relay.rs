@@ -15,8 +15,8 @@ use relay_common::{
 use crate::{
     fib::{self, V4Flow},
     maps::{RELAY_CONFIG, RELAY_EGRESS, RELAY_LEGS, RELAY_OWN_ADDRS},
-    parse::{Frame, parse},
-    reflect,
+    parse::{Frame, Frame6, Parsed, parse},
+    reflect, relay6,
     stats::{add, count, count_leg},
     stun,
 };
@@ -77,7 +77,9 @@ enum Refused {
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
     let f = match parse(ctx) {
-        Ok(f) => f,
+        Ok(Parsed::V4(f)) => f,
+        // The reflector and STUN responder are IPv4 (their headers carry room for IPv6).
+        Ok(Parsed::V6(f)) => return relay6_path(ctx, &f),
         Err(reason) => return pass(reason),
     };
     if let Some(cfg) = RELAY_CONFIG.get(0) {
@@ -99,6 +101,11 @@ pub fn run(ctx: &XdpContext) -> u32 {
 #[inline(never)]
 fn relay_path(ctx: &XdpContext, f: &Frame) -> u32 {
     finish(relay(ctx, f).map_err(Refused::Pass))
+}
+
+#[inline(never)]
+fn relay6_path(ctx: &XdpContext, f: &Frame6) -> u32 {
+    finish(relay6::relay6(ctx, f).map_err(Refused::Pass))
 }
 
 #[inline(never)]

@@ -1,8 +1,8 @@
 //! Test frames built with etherparse, an independent packet library: every checksum in an
 //! expected frame is computed by it, never by the code under test.
 use etherparse::{
-    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, SingleVlanHeader, SlicedPacket,
-    TransportSlice, UdpHeader, VlanId, VlanPcp,
+    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header,
+    SingleVlanHeader, SlicedPacket, TransportSlice, UdpHeader, VlanId, VlanPcp,
 };
 
 /// An Ethernet (+ optional 802.1Q) / IPv4 / UDP frame described field by field.
@@ -155,4 +155,106 @@ pub fn diff(got: &[u8], want: &[u8]) -> String {
         hex(&got[first.saturating_sub(4)..got.len().min(first + 24)]),
         hex(&want[first.saturating_sub(4)..want.len().min(first + 24)]),
     )
+}
+
+/// An Ethernet (+ optional 802.1Q) / IPv6 / UDP frame, or another next header with a raw
+/// body (extension headers, fragments, TCP) to test what the fast path refuses.
+#[derive(Clone, Debug)]
+pub struct Udp6 {
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub vlan: Option<u16>,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub hop_limit: u8,
+    pub flow_label: u32,
+    pub payload: Vec<u8>,
+    /// Send UDP checksum 0 (forbidden over IPv6, RFC 8200 8.1).
+    pub zero_udp_csum: bool,
+    /// Next header; anything but UDP writes `payload` directly after the IPv6 header.
+    pub next_header: IpNumber,
+    /// Lie in the payload length, to test length checks.
+    pub payload_len_override: Option<u16>,
+}
+
+impl Udp6 {
+    pub fn new(
+        src: ([u8; 16], u16),
+        dst: ([u8; 16], u16),
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+    ) -> Udp6 {
+        Udp6 {
+            src_mac,
+            dst_mac,
+            vlan: None,
+            src: src.0,
+            dst: dst.0,
+            sport: src.1,
+            dport: dst.1,
+            hop_limit: 64,
+            flow_label: 0x12345,
+            payload: (0..172u32).map(|i| (i * 5 + 1) as u8).collect(),
+            zero_udp_csum: false,
+            next_header: IpNumber::UDP,
+            payload_len_override: None,
+        }
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let l4_len = if self.next_header == IpNumber::UDP {
+            UdpHeader::LEN + self.payload.len()
+        } else {
+            self.payload.len()
+        };
+        let ip = Ipv6Header {
+            traffic_class: 0xb8,
+            flow_label: Ipv6FlowLabel::try_new(self.flow_label).expect("flow label"),
+            payload_length: self.payload_len_override.unwrap_or(l4_len as u16),
+            next_header: self.next_header,
+            hop_limit: self.hop_limit,
+            source: self.src,
+            destination: self.dst,
+        };
+        let mut out = Vec::new();
+        let outer_type = match self.vlan {
+            Some(_) => EtherType::VLAN_TAGGED_FRAME,
+            None => EtherType::IPV6,
+        };
+        Ethernet2Header {
+            source: self.src_mac,
+            destination: self.dst_mac,
+            ether_type: outer_type,
+        }
+        .write(&mut out)
+        .expect("eth");
+        if let Some(id) = self.vlan {
+            SingleVlanHeader {
+                pcp: VlanPcp::try_new(5).expect("pcp"),
+                drop_eligible_indicator: false,
+                vlan_id: VlanId::try_new(id).expect("vlan id"),
+                ether_type: EtherType::IPV6,
+            }
+            .write(&mut out)
+            .expect("vlan");
+        }
+        ip.write(&mut out).expect("ipv6");
+        if self.next_header == IpNumber::UDP {
+            let true_ip = Ipv6Header {
+                payload_length: l4_len as u16,
+                ..ip.clone()
+            };
+            let mut udp =
+                UdpHeader::with_ipv6_checksum(self.sport, self.dport, &true_ip, &self.payload)
+                    .expect("udp");
+            if self.zero_udp_csum {
+                udp.checksum = 0;
+            }
+            udp.write(&mut out).expect("udp");
+        }
+        out.extend_from_slice(&self.payload);
+        out
+    }
 }

@@ -7,6 +7,7 @@
 mod cases;
 mod frames;
 mod reflect_cases;
+mod relay6_cases;
 mod stun_cases;
 
 use std::collections::HashMap;
@@ -36,11 +37,11 @@ fn mac(m: [u8; 6]) -> String {
 fn fixture_netns() -> Netns {
     let ns = Netns::add(&format!("mr-fx-{}", std::process::id())).expect("netns");
     let links = [
-        ("fx0", FX0_MAC, "198.18.1.1/24"),
-        ("fx1", FX1_MAC, "198.18.2.1/24"),
-        ("fx2", FX2_MAC, "198.18.3.1/24"),
+        ("fx0", FX0_MAC, "198.18.1.1/24", "2001:db8:1::1/64"),
+        ("fx1", FX1_MAC, "198.18.2.1/24", "2001:db8:2::1/64"),
+        ("fx2", FX2_MAC, "198.18.3.1/24", "2001:db8:3::1/64"),
     ];
-    for (i, (name, m, cidr)) in links.iter().enumerate() {
+    for (i, (name, m, cidr, cidr6)) in links.iter().enumerate() {
         let peer = format!("fxp{i}");
         ns.ip(&[
             "link",
@@ -56,6 +57,9 @@ fn fixture_netns() -> Netns {
         ])
         .expect("veth");
         ns.ip(&["addr", "add", cidr, "dev", name]).expect("addr");
+        // nodad: usable at once, no duplicate address detection delay.
+        ns.ip(&["-6", "addr", "add", cidr6, "dev", name, "nodad"])
+            .expect("addr6");
         ns.ip(&["link", "set", name, "up"]).expect("up");
         ns.ip(&["link", "set", &peer, "up"]).expect("peer up");
     }
@@ -79,14 +83,32 @@ fn fixture_netns() -> Netns {
         ])
         .expect("neigh");
     }
+    for (ip, m, dev) in relay6_cases::NEIGHBOURS6 {
+        let ip = std::net::Ipv6Addr::from(ip).to_string();
+        ns.ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            &ip,
+            "lladdr",
+            &mac(m),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])
+        .expect("neigh6");
+    }
     // bpf_fib_lookup needs forwarding on the ingress link (the daemon turns it on); fx2 keeps
     // it off to exercise that refusal.
     for dev in ["fx0", "fx1"] {
-        ns.exec(
-            "sysctl",
-            &["-qw", &format!("net.ipv4.conf.{dev}.forwarding=1")],
-        )
-        .expect("sysctl");
+        for family in ["ipv4", "ipv6"] {
+            ns.exec(
+                "sysctl",
+                &["-qw", &format!("net.{family}.conf.{dev}.forwarding=1")],
+            )
+            .expect("sysctl");
+        }
     }
     ns
 }
@@ -122,6 +144,7 @@ fn xdp_fixture_table() {
             let mut all = cases::all();
             all.extend(reflect_cases::all());
             all.extend(stun_cases::all());
+            all.extend(relay6_cases::all());
             for c in &all {
                 if let Err(e) = rfl
                     .set_config(&c.config)
