@@ -403,17 +403,31 @@ fn attach_one(
     })
 }
 
-/// bpf_fib_lookup refuses (FWD_DISABLED) on an interface with IPv4 forwarding off. Turning it
-/// on per interface also lets the stack route transit packets arriving there: filter those in
-/// nftables' forward hook if the box must not route (XDP-forwarded media never reaches it).
+/// bpf_fib_lookup refuses (FWD_DISABLED) on an interface with forwarding off, per family.
+/// Turning it on per interface also lets the stack route transit packets arriving there:
+/// filter those in nftables' forward hook if the box must not route (XDP-forwarded media never
+/// reaches it). For IPv6 it also makes the interface ignore router advertisements (a router
+/// does not autoconfigure): give the relay interfaces static addresses. An interface without
+/// IPv6 (disabled, or no such sysctl) is left as it is: IPv6 legs just stay in userspace.
 fn enable_forwarding(ifname: &str) -> Result<()> {
-    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding");
-    let cur = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    if cur.trim() != "1" {
-        fs::write(&path, "1").with_context(|| format!("writing {path}"))?;
-        log::info!(
-            "{ifname}: enabled net.ipv4.conf.{ifname}.forwarding (needed by bpf_fib_lookup)"
-        );
+    for family in ["ipv4", "ipv6"] {
+        let path = format!("/proc/sys/net/{family}/conf/{ifname}/forwarding");
+        let cur = match fs::read_to_string(&path) {
+            Ok(c) => c,
+            Err(e) if family == "ipv6" => {
+                log::info!(
+                    "{ifname}: no IPv6 forwarding sysctl ({e}); IPv6 media stays in userspace"
+                );
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+        };
+        if cur.trim() != "1" {
+            fs::write(&path, "1").with_context(|| format!("writing {path}"))?;
+            log::info!(
+                "{ifname}: enabled net.{family}.conf.{ifname}.forwarding (needed by bpf_fib_lookup)"
+            );
+        }
     }
     Ok(())
 }

@@ -28,8 +28,9 @@ mod nat;
 
 pub use daemon::DaemonProcess;
 pub use nat::{
-    CALLEE_IF, CALLEE_IP, CALLER_IF, CALLER_IP, NAT_A_IN_IF, NAT_A_IN_IP, NAT_A_OUT_IF,
-    NAT_A_OUT_IP, NAT_B_IN_IF, NAT_B_IN_IP, NAT_B_OUT_IF, NAT_B_OUT_IP, NatTopology,
+    CALLEE_IF, CALLEE_IP, CALLEE_IP6, CALLER_IF, CALLER_IP, CALLER_IP6, NAT_A_IN_IF, NAT_A_IN_IP,
+    NAT_A_OUT_IF, NAT_A_OUT_IP, NAT_A_OUT_IP6, NAT_B_IN_IF, NAT_B_IN_IP, NAT_B_OUT_IF,
+    NAT_B_OUT_IP, NAT_B_OUT_IP6, NatTopology, RELAY_A_IP6, RELAY_B_IP6,
 };
 
 /// Run a command, failing with its stderr.

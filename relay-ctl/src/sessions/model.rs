@@ -82,15 +82,17 @@ impl Stream {
     }
 }
 
-fn v4(a: SocketAddr) -> bool {
-    a.is_ipv4()
+/// The address family as the data plane sees it (an IPv4-mapped IPv6 address is IPv4).
+fn family(a: SocketAddr) -> u8 {
+    Endpoint::from(a).family
 }
 
 impl Component {
     /// The kernel entries this component should have now, in install order (shared port:
     /// the channels first, the port entry last). A side gets an entry once it is latched and
-    /// the other side has a destination (latched, else signalled). Only IPv4 end to end: the
-    /// XDP fast path does not rewrite IPv6 yet, so those stay with the controller.
+    /// the other side has a destination (latched, else signalled). One family end to end
+    /// (IPv4 or IPv6): the XDP fast path does not translate between them, so a v4/v6 bridge
+    /// stays with the controller.
     pub fn desired(&self, shared: bool) -> Vec<(LegKey, LegValue)> {
         let mut out = Vec::with_capacity(3);
         for x in 0..2 {
@@ -102,7 +104,8 @@ impl Component {
                 continue;
             };
             let (own, other) = (self.sides[x].relay(), self.sides[y].relay());
-            if !(v4(from) && v4(to) && v4(own) && v4(other)) {
+            let f = family(from);
+            if family(to) != f || family(own) != f || family(other) != f {
                 continue;
             }
             let key = if shared {
@@ -204,10 +207,31 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_stays_in_userspace() {
+    fn ipv6_goes_to_the_kernel() {
         let mut c = comp("[2001:db8::1]:30000", "[2001:db8::1]:30002");
         c.latch.channels[0].latched = Some(sa("[2001:db8::2]:5000"));
         c.latch.channels[1].latched = Some(sa("[2001:db8::3]:5000"));
+        let d = c.desired(false);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            d[0].0,
+            LegKey::port(Endpoint::from(sa("[2001:db8::1]:30000")))
+        );
+        assert_eq!(d[0].1.latched, Endpoint::from(sa("[2001:db8::2]:5000")));
+        assert_eq!(d[0].1.new_src, Endpoint::from(sa("[2001:db8::1]:30002")));
+        assert_eq!(d[0].1.new_dst, Endpoint::from(sa("[2001:db8::3]:5000")));
+    }
+
+    #[test]
+    fn v4_v6_bridge_stays_in_userspace() {
+        let mut c = comp("198.18.1.1:30000", "[2001:db8::1]:30002");
+        c.latch.channels[0].latched = Some(sa("198.18.1.2:5000"));
+        c.latch.channels[1].latched = Some(sa("[2001:db8::3]:5000"));
         assert!(c.desired(false).is_empty());
+        // An IPv4-mapped IPv6 source is IPv4.
+        let mut c = comp("198.18.1.1:30000", "198.18.2.1:30002");
+        c.latch.channels[0].latched = Some(sa("[::ffff:198.18.1.2]:5000"));
+        c.latch.channels[1].latched = Some(sa("198.18.2.2:5000"));
+        assert_eq!(c.desired(false).len(), 2);
     }
 }

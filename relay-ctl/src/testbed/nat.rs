@@ -12,7 +12,7 @@
 //! has no default route: it knows its two /24s, on which the NATs' outside addresses are.
 use std::{
     io::Write,
-    net::{Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     process::{Command, Stdio},
 };
 
@@ -26,6 +26,16 @@ pub const NAT_A_OUT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 pub const NAT_B_OUT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 pub const NAT_B_IN_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub const CALLEE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+/// IPv6 (`add_ipv6`): routed, not translated, as IPv6 usually is; the NATs' IPv6 firewall
+/// lets in only replies, so the relay is still what connects the two.
+pub const CALLER_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, 2);
+pub const NAT_A_IN_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, 1);
+pub const NAT_A_OUT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+pub const RELAY_A_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const RELAY_B_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+pub const NAT_B_OUT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+pub const NAT_B_IN_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1);
+pub const CALLEE_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 2);
 pub const CALLER_IF: &str = "c0";
 pub const NAT_A_IN_IF: &str = "n0";
 pub const NAT_A_OUT_IF: &str = "n1";
@@ -126,6 +136,70 @@ impl NatTopology {
         Ok(t)
     }
 
+    /// Add IPv6 on every link (before the daemon starts, so it finds the relay's IPv6
+    /// addresses): /64s from 2001:db8::/32, default routes towards the relay, the relay's
+    /// routes to the two inside networks via the NATs, forwarding on the NATs, and a stateful
+    /// IPv6 firewall on each NAT that admits only replies (RFC 6092's recommended default).
+    pub fn add_ipv6(&self) -> Result<()> {
+        let links: [(&Netns, &str, Ipv6Addr); 8] = [
+            (&self.caller, CALLER_IF, CALLER_IP6),
+            (&self.nat_a, NAT_A_IN_IF, NAT_A_IN_IP6),
+            (&self.nat_a, NAT_A_OUT_IF, NAT_A_OUT_IP6),
+            (&self.relay, RELAY_IF_A, RELAY_A_IP6),
+            (&self.relay, RELAY_IF_B, RELAY_B_IP6),
+            (&self.nat_b, NAT_B_OUT_IF, NAT_B_OUT_IP6),
+            (&self.nat_b, NAT_B_IN_IF, NAT_B_IN_IP6),
+            (&self.callee, CALLEE_IF, CALLEE_IP6),
+        ];
+        for (ns, ifname, ip) in links {
+            // nodad: usable at once (duplicate address detection would hold it ~1 s).
+            ns.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{ip}/64"),
+                "dev",
+                ifname,
+                "nodad",
+            ])?;
+        }
+        for (ns, gw) in [
+            (&self.caller, NAT_A_IN_IP6),
+            (&self.nat_a, RELAY_A_IP6),
+            (&self.nat_b, RELAY_B_IP6),
+            (&self.callee, NAT_B_IN_IP6),
+        ] {
+            ns.ip(&["-6", "route", "add", "default", "via", &gw.to_string()])?;
+        }
+        for (net, via) in [
+            ("2001:db8:a::/64", NAT_A_OUT_IP6),
+            ("2001:db8:b::/64", NAT_B_OUT_IP6),
+        ] {
+            self.relay
+                .ip(&["-6", "route", "add", net, "via", &via.to_string()])?;
+        }
+        for (nat, out_if) in [(&self.nat_a, NAT_A_OUT_IF), (&self.nat_b, NAT_B_OUT_IF)] {
+            nat.exec("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"])?;
+            nft(nat, &firewall6(out_if))?;
+        }
+        Ok(())
+    }
+
+    /// `prime_neighbours` for IPv6 (neighbour discovery for both NATs' outside addresses).
+    pub fn prime_neighbours6(&self) -> Result<()> {
+        for (nat, ip) in [(&self.nat_a, NAT_A_OUT_IP6), (&self.nat_b, NAT_B_OUT_IP6)] {
+            let sink = nat.udp_socket(SocketAddr::from((ip, 9)))?;
+            let src = self
+                .relay
+                .udp_socket(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))?;
+            src.send_to(b"nd", sink.local_addr()?)?;
+            let mut buf = [0u8; 8];
+            sink.recv_from(&mut buf)
+                .with_context(|| format!("priming the neighbour entry for {ip}"))?;
+        }
+        Ok(())
+    }
+
     /// Resolve the relay's neighbours (ARP for both NATs' outside addresses) by sending one
     /// datagram from the relay to a socket in each NAT namespace and waiting for it to arrive.
     /// XDP only forwards once the neighbour is known.
@@ -155,6 +229,19 @@ fn nat_ruleset(out_if: &str) -> String {
     }}
 }}
 table ip filter {{
+    chain forward {{
+        type filter hook forward priority filter; policy accept;
+        iifname "{out_if}" ct state new drop
+    }}
+}}
+"#
+    )
+}
+
+/// The NAT box's IPv6 firewall: nothing new from outside is routed inside.
+fn firewall6(out_if: &str) -> String {
+    format!(
+        r#"table ip6 filter {{
     chain forward {{
         type filter hook forward priority filter; policy accept;
         iifname "{out_if}" ct state new drop

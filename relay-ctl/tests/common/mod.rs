@@ -60,8 +60,14 @@ pub fn daemon_args(state_file: &Path, extra: &[&str]) -> Vec<String> {
 
 impl Rig {
     pub fn start(tag: &str, extra: &[&str]) -> Rig {
+        Rig::start_with(tag, extra, |_| {})
+    }
+
+    /// `start`, with `prepare` run on the topology before the daemon starts.
+    pub fn start_with(tag: &str, extra: &[&str], prepare: impl FnOnce(&NatTopology)) -> Rig {
         let name = format!("{tag}{}", std::process::id());
         let topo = NatTopology::build(&name).expect("topology");
+        prepare(&topo);
         topo.prime_neighbours().expect("neighbours");
         let state_file = std::env::temp_dir().join(format!("mr-state-{name}.json"));
         let _ = std::fs::remove_file(&state_file);
