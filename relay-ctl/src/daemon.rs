@@ -100,6 +100,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await
         .with_context(|| format!("binding the HTTP API to {}", cfg.api_listen))?;
+    let ng_sock = crate::ng::bind(cfg.ng_listen).await?;
 
     let saved = match state::load(&cfg.state_file) {
         Ok(s) => s.filter(|s| s.instance == inst.instance),
@@ -165,6 +166,15 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         }))
     };
 
+    let ng_task = crate::ng::spawn(
+        ng_sock,
+        ctl.clone(),
+        crate::ng::NgConfig {
+            relay_addrs: relay_addrs.clone(),
+            interfaces: addrs_by_if.clone(),
+        },
+    );
+
     log::info!(
         "ready: instance {:?} {} at {} (max legs {}), relay addresses {}, ports {}-{}, policy {}, API http://{}, {} session(s), started in {} ms",
         inst.instance,
@@ -191,6 +201,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         _ = int.recv() => log::info!("SIGINT"),
     }
     sweeper.abort();
+    ng_task.abort();
     writer.abort();
     let _ = stop_api.send(());
     match tokio::time::timeout(Duration::from_secs(5), api_task).await {

@@ -8,6 +8,8 @@ pub mod dataplane;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;
+pub mod ng;
 pub mod ports;
+pub mod sdp;
 pub mod sessions;
 pub mod testbed;

@@ -18,4 +18,7 @@ pub trait Control: Send + Sync + 'static {
     fn ports(&self) -> PortsView;
     /// Prometheus text exposition (format 0.0.4).
     fn metrics(&self) -> Result<String, ApiError>;
+    /// Add `n` to the controller counter `name` (shown in /v1/stats and /metrics): how the
+    /// signalling front ends (ng) count their requests and errors next to the controller's.
+    fn count(&self, name: &'static str, n: u64);
 }

@@ -674,4 +674,8 @@ impl Control for Controller {
         };
         crate::metrics::render(&stats, &ports).map_err(|e| ApiError::internal(format!("{e:#}")))
     }
+
+    fn count(&self, name: &'static str, n: u64) {
+        self.lock().count_by(name, n);
+    }
 }
