@@ -11,6 +11,22 @@ pub mod request;
 
 pub use commands::{Ng, NgConfig};
 
+/// `relay-ctl daemon --help`: how a SIP proxy drives the relay (the lines the Kamailio test
+/// config, relay-ctl/tests/kamailio/kamailio.cfg, uses).
+pub const DAEMON_HELP: &str = "\
+SIP proxies: the daemon speaks rtpengine's ng protocol on udp:127.0.0.1:2223 (--ng-listen), so
+Kamailio's or OpenSIPS' stock rtpengine module drives it unchanged. Kamailio:
+
+    loadmodule \"rtpengine.so\"
+    modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:2223\")
+    # INVITE, its SDP replies and re-INVITEs (offer/answer); BYE, CANCEL, failures (delete):
+    rtpengine_manage(\"trust-address replace-origin replace-session-connection ICE=remove RTP/AVP direction=r0 direction=r1\");
+
+OpenSIPS: modparam(\"rtpengine\", \"rtpengine_sock\", \"udp:127.0.0.1:2223\") and the same
+rtpengine_manage()/rtpengine_offer()/rtpengine_answer()/rtpengine_delete() calls. `direction`
+names the relay interface (or address) facing the caller, then the callee. Supported commands,
+keys, flags and differences from rtpengine: docs/ng.md.";
+
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
@@ -49,4 +65,20 @@ pub fn spawn(
             () = pruner => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The help text quotes the Kamailio config the end-to-end test runs; keep them equal.
+    #[test]
+    fn help_quotes_the_tested_kamailio_config() {
+        let cfg = include_str!("../../tests/kamailio/kamailio.cfg");
+        let sock = r#"modparam("rtpengine", "rtpengine_sock", "udp:127.0.0.1:2223")"#;
+        assert!(cfg.contains(sock) && super::DAEMON_HELP.contains(sock));
+        let flags = "trust-address replace-origin replace-session-connection ICE=remove RTP/AVP direction=r0 direction=r1";
+        assert!(cfg.contains(&format!("#!define RTPENGINE_FLAGS \"{flags}\"")));
+        assert!(super::DAEMON_HELP.contains(&format!("rtpengine_manage(\"{flags}\")")));
+        let readme = include_str!("../../../README.md");
+        assert!(readme.contains(sock) && readme.contains(flags));
+    }
 }
