@@ -452,3 +452,49 @@ fn rtpengine_ng_client_drives_offer_answer_query_delete() {
     assert!(rig.api(|c| c.get_session("cli-1")).is_err());
     assert_eq!(used_pairs(&rig), 0);
 }
+
+/// After a daemon restart the sessions are adopted from the state file; the ng layer adopts
+/// them on the proxy's next request: a re-INVITE keeps the ports, BYE deletes.
+#[test]
+fn ng_calls_survive_a_daemon_restart() {
+    let mut rig = Rig::start("ngrst", &[]);
+    let mut ng = Client::new(&rig);
+    let to_callee = sdp_of(&ng.req(&offer("rst-1", &caller_sdp(5004, 5006))));
+    sdp_of(&ng.req(&answer("rst-1", &callee_sdp(6004, 6006))));
+    rig.daemon.stop().expect("stop");
+    let new = relay_ctl::testbed::DaemonProcess::start_with(
+        bin(),
+        &rig.topo.relay,
+        std::path::Path::new(BPFFS_ROOT),
+        &rig.name,
+        &daemon_args(&rig.state_file, &[]),
+        false,
+    )
+    .expect("restarted daemon adopts");
+    let _old = std::mem::replace(&mut rig.daemon, new);
+    let mut ng = Client::new(&rig);
+    let again = sdp_of(&ng.req(&offer("rst-1", &caller_sdp(5004, 5006))));
+    assert_eq!(
+        again
+            .media
+            .iter()
+            .map(|m| (m.addr, m.port))
+            .collect::<Vec<_>>(),
+        to_callee
+            .media
+            .iter()
+            .map(|m| (m.addr, m.port))
+            .collect::<Vec<_>>(),
+        "same relay ports after the restart"
+    );
+    assert_eq!(rig.ctl("ng_adopted_calls"), 1);
+    sdp_of(&ng.req(&answer("rst-1", &callee_sdp(6004, 6006))));
+    let d = ng.req(
+        &DictBuilder::new()
+            .str("command", "delete")
+            .str("call-id", "rst-1")
+            .build(),
+    );
+    assert_eq!(s(&d, "result"), "ok", "{d:?}");
+    assert_eq!(used_pairs(&rig), 0);
+}

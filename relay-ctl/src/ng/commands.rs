@@ -224,6 +224,11 @@ impl Ng {
             ));
         }
         let mut calls = self.calls();
+        if !calls.contains_key(call_id)
+            && let Some(call) = self.adopt(call_id, from_tag, to_tag)
+        {
+            calls.insert(call_id.to_owned(), call);
+        }
         let view = if is_answer {
             let call = calls
                 .get_mut(call_id)
@@ -254,6 +259,30 @@ impl Ng {
             .str("result", "ok")
             .put("sdp", Value::Bytes(out))
             .build())
+    }
+
+    /// A session the ng layer has no record of, but the controller has: one adopted from the
+    /// state file after a daemon restart (ng call state is not persisted), or one created over
+    /// HTTP with a call-id as its id. Its streams map one to one onto the m= sections.
+    fn adopt(&self, call_id: &str, from_tag: &str, to_tag: Option<&str>) -> Option<Call> {
+        let session = session_id(call_id);
+        let view = self.ctl.session(&session).ok()?;
+        self.ctl.count("ng_adopted_calls", 1);
+        log::info!("ng: adopting session {session:?} (no ng record: daemon restarted?)");
+        let now = unix_now();
+        Some(Call {
+            session,
+            tags: [from_tag.to_owned(), to_tag.unwrap_or_default().to_owned()],
+            created: view.created_unix,
+            last_signal: now,
+            streams: (0..view.streams.len()).map(Some).collect(),
+            media: view
+                .streams
+                .iter()
+                .map(|s| (s.media.clone(), "RTP/AVP".to_owned()))
+                .collect(),
+            offerer: 0,
+        })
     }
 
     /// The signalled peer of one m= section, as this side's SDP names it.
@@ -496,6 +525,10 @@ impl Ng {
     fn query(&self, req: &Value) -> Result<Value, NgError> {
         let call_id = request::get_str(req, "call-id").ok_or(NgError::missing("call-id"))?;
         let call = self.calls().get(call_id).cloned();
+        let call = call.or_else(|| {
+            let from = request::get_str(req, "from-tag").unwrap_or("a");
+            self.adopt(call_id, from, request::get_str(req, "to-tag"))
+        });
         let session = call
             .as_ref()
             .map_or_else(|| session_id(call_id), |c| c.session.clone());

@@ -67,6 +67,7 @@ pub fn register(reg: &Registry, s: &StatsView) -> Result<()> {
         "reoffer_new_media",
         "unknown_direction",
         "tag_mismatch",
+        "adopted_calls",
     ] {
         let key = format!("ng_{e}");
         ev.with_label_values(&[e]).inc_by(ctl(s, &key));
