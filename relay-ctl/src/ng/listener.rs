@@ -109,3 +109,239 @@ pub async fn serve(sock: UdpSocket, ng: Arc<Ng>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::BTreeMap,
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+
+    use super::*;
+    use crate::{
+        api::{
+            ApiError, Control, CreateSession, LatchPolicy, LegView, PortsView, SessionState,
+            SessionView, StatsView, StreamView, UpdateSession,
+        },
+        ng::{Ng, NgConfig, bencode::DictBuilder},
+    };
+
+    /// Records what the ng layer asked of the controller; allocates fake relay ports. The
+    /// real controller is exercised by tests/ng_e2e.rs; this one isolates the framing.
+    #[derive(Default)]
+    struct Recorder {
+        created: Mutex<Vec<CreateSession>>,
+        counters: Mutex<BTreeMap<&'static str, u64>>,
+    }
+
+    impl Recorder {
+        fn counter(&self, k: &str) -> u64 {
+            self.counters
+                .lock()
+                .map(|c| c.get(k).copied().unwrap_or(0))
+                .unwrap_or(0)
+        }
+    }
+
+    fn view(req: &CreateSession) -> SessionView {
+        let leg = |side: &str, port: u16| LegView {
+            side: side.into(),
+            relay: SocketAddr::from(([198, 18, 1, 1], port)),
+            signalled: None,
+            latched: None,
+            rtcp_latched: None,
+            kernel: false,
+            packets_kernel: 0,
+            bytes_kernel: 0,
+            packets_user: 0,
+            bytes_user: 0,
+            idle_secs: None,
+            relatches: 0,
+        };
+        SessionView {
+            call_id: req.call_id.clone(),
+            policy: LatchPolicy::Immediate,
+            state: SessionState::Offered,
+            created_unix: 0,
+            age_secs: 0,
+            idle_secs: None,
+            streams: (0..req.streams.len())
+                .map(|i| StreamView {
+                    index: i as u32,
+                    media: "audio".into(),
+                    shared_port: false,
+                    legs: vec![leg("a", 30000), leg("b", 30002)],
+                })
+                .collect(),
+            packets_kernel: 0,
+            bytes_kernel: 0,
+            packets_user: 0,
+            bytes_user: 0,
+        }
+    }
+
+    fn none(id: &str) -> ApiError {
+        ApiError::not_found(format!("no session {id:?}"))
+    }
+
+    impl Control for Recorder {
+        fn sessions(&self) -> Vec<SessionView> {
+            vec![]
+        }
+        fn session(&self, id: &str) -> Result<SessionView, ApiError> {
+            Err(none(id))
+        }
+        fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError> {
+            let v = view(&req);
+            if let Ok(mut c) = self.created.lock() {
+                c.push(req);
+            }
+            Ok(v)
+        }
+        fn update_session(&self, id: &str, _: UpdateSession) -> Result<SessionView, ApiError> {
+            Err(none(id))
+        }
+        fn delete_session(&self, id: &str) -> Result<SessionView, ApiError> {
+            Err(none(id))
+        }
+        fn stats(&self) -> Result<StatsView, ApiError> {
+            Err(ApiError::internal("not recorded"))
+        }
+        fn ports(&self) -> PortsView {
+            PortsView {
+                port_min: 0,
+                port_max: 0,
+                quarantine_secs: 0,
+                exhausted: 0,
+                pools: vec![],
+            }
+        }
+        fn metrics(&self) -> Result<String, ApiError> {
+            Ok(String::new())
+        }
+        fn count(&self, name: &'static str, n: u64) {
+            if let Ok(mut c) = self.counters.lock() {
+                *c.entry(name).or_insert(0) += n;
+            }
+        }
+    }
+
+    fn framing() -> (Arc<Recorder>, Framing) {
+        let rec = Arc::new(Recorder::default());
+        let ng = Ng::new(rec.clone(), NgConfig::default());
+        (rec, Framing::new(Arc::new(ng)))
+    }
+
+    fn peer(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    fn msg(cookie: &str, v: &Value) -> Vec<u8> {
+        let mut d = format!("{cookie} ").into_bytes();
+        d.extend(bencode::encode(v));
+        d
+    }
+
+    fn reply_of(cookie: &str, out: &[u8]) -> Value {
+        let body = out
+            .strip_prefix(format!("{cookie} ").as_bytes())
+            .expect("cookie echoed");
+        bencode::decode(body).expect("bencode reply")
+    }
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
+
+    fn offer() -> Value {
+        DictBuilder::new()
+            .str("command", "offer")
+            .str("call-id", "c1")
+            .str("from-tag", "f")
+            .str("sdp", SDP)
+            .build()
+    }
+
+    #[test]
+    fn duplicate_cookie_gets_the_cached_reply_without_a_second_allocation() {
+        let (rec, mut f) = framing();
+        let t0 = Instant::now();
+        let a = f
+            .on_datagram(peer(1), &msg("k1", &offer()), t0)
+            .expect("reply");
+        let b = f
+            .on_datagram(peer(1), &msg("k1", &offer()), t0 + Duration::from_secs(1))
+            .expect("reply");
+        assert_eq!(a, b);
+        assert_eq!(rec.created.lock().map(|c| c.len()).unwrap_or(0), 1);
+        assert_eq!(rec.counter("ng_retransmits"), 1);
+        let r = reply_of("k1", &a);
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"));
+        // The same cookie from another proxy is a new request (here: the call exists now,
+        // so a re-offer, which the recorder refuses with 404 -> an error reply).
+        let c = f
+            .on_datagram(peer(2), &msg("k1", &offer()), t0)
+            .expect("reply");
+        assert_ne!(c, a);
+        // After the cache's lifetime the cookie is new again.
+        let later = t0 + super::DEFAULT_TTL + Duration::from_secs(1);
+        let d = f
+            .on_datagram(peer(1), &msg("k1", &offer()), later)
+            .expect("reply");
+        assert_ne!(d, a);
+    }
+
+    #[test]
+    fn framing_errors() {
+        let (rec, mut f) = framing();
+        let t = Instant::now();
+        assert_eq!(f.on_datagram(peer(1), b"nocookie", t), None);
+        assert_eq!(
+            f.on_datagram(peer(1), b" d4:pingi1ee", t),
+            None,
+            "empty cookie"
+        );
+        let long = format!("{} d7:command4:pinge", "x".repeat(MAX_COOKIE + 1));
+        assert_eq!(f.on_datagram(peer(1), long.as_bytes(), t), None);
+        assert_eq!(rec.counter("ng_bad_frames"), 3);
+        let r = f.on_datagram(peer(1), b"c i1e", t).expect("reply");
+        let r = reply_of("c", &r);
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("error"));
+        let r = f.on_datagram(peer(1), b"c2 d7:command", t).expect("reply");
+        let r = reply_of("c2", &r);
+        assert!(
+            r.get("error-reason")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.contains("bencode"))
+        );
+        // A cookie may be anything but a space; the reply echoes it byte for byte.
+        let ping = bencode::encode(&DictBuilder::new().str("command", "ping").build());
+        let mut d = b"\xff\x00ab ".to_vec();
+        d.extend(&ping);
+        let out = f.on_datagram(peer(1), &d, t).expect("reply");
+        assert!(out.starts_with(b"\xff\x00ab d6:result4:ponge"));
+        assert_eq!(rec.counter("ng_cmd_ping"), 1);
+    }
+
+    #[test]
+    fn malformed_sdp_allocates_nothing() {
+        let (rec, mut f) = framing();
+        let bad = DictBuilder::new()
+            .str("command", "offer")
+            .str("call-id", "c1")
+            .str("from-tag", "f")
+            .str("sdp", "v=0\r\nthis is not sdp\r\n")
+            .build();
+        let out = f
+            .on_datagram(peer(1), &msg("s", &bad), Instant::now())
+            .expect("reply");
+        let r = reply_of("s", &out);
+        assert!(
+            r.get("error-reason")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.contains("SDP")),
+            "{r:?}"
+        );
+        assert!(rec.created.lock().map(|c| c.is_empty()).unwrap_or(false));
+        assert_eq!(rec.counter("ng_error_sdp"), 1);
+    }
+}
