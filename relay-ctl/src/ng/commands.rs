@@ -616,5 +616,5 @@ fn rewrite_for(
         strip_ice: opts.ice_remove,
         strip_rtcp: opts.no_rtcp_attribute,
     };
-    crate::sdp::rewrite::rewrite(sdp, &plan)
+    sdp.rewrite(&plan)
 }

@@ -323,6 +323,32 @@ mod tests {
     }
 
     #[test]
+    fn savp_passes_through_with_its_crypto_lines() {
+        let (rec, mut f) = framing();
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n\
+m=audio 5004 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n";
+        let req = DictBuilder::new()
+            .str("command", "offer")
+            .str("call-id", "srtp")
+            .str("from-tag", "f")
+            .str("sdp", sdp)
+            .str("transport-protocol", "RTP/SAVP")
+            .build();
+        let out = f
+            .on_datagram(peer(1), &msg("p", &req), Instant::now())
+            .expect("reply");
+        let r = reply_of("p", &out);
+        let got = r.get("sdp").and_then(Value::as_str).expect("sdp");
+        assert_eq!(
+            got,
+            sdp.replace("c=IN IP4 192.0.2.2", "c=IN IP4 198.18.1.1")
+                .replace("m=audio 5004", "m=audio 30002"),
+            "only c= and the port change (no origin replacement asked); RTP/SAVP and a=crypto pass"
+        );
+        assert_eq!(rec.created.lock().map(|c| c.len()).unwrap_or(0), 1);
+    }
+
+    #[test]
     fn malformed_sdp_allocates_nothing() {
         let (rec, mut f) = framing();
         let bad = DictBuilder::new()

@@ -159,6 +159,12 @@ impl Sdp {
         &self.raw
     }
 
+    /// The body with `plan` applied (see `rewrite.rs`); everything not named there is kept
+    /// byte for byte.
+    pub fn rewrite(&self, plan: &super::Plan) -> Vec<u8> {
+        super::rewrite::rewrite(self, plan)
+    }
+
     /// Media kinds of the active (port != 0) sections, in order: what a re-INVITE compares.
     pub fn active_kinds(&self) -> Vec<&str> {
         self.media
