@@ -224,6 +224,12 @@ impl Ng {
             ));
         }
         let mut calls = self.calls();
+        // The controller may have expired the session since (timeouts): forget the call.
+        if let Some(c) = calls.get(call_id)
+            && self.ctl.session(&c.session).is_err()
+        {
+            calls.remove(call_id);
+        }
         if !calls.contains_key(call_id)
             && let Some(call) = self.adopt(call_id, from_tag, to_tag)
         {

@@ -132,6 +132,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         created: Mutex<Vec<CreateSession>>,
+        live: Mutex<BTreeMap<String, SessionView>>,
         counters: Mutex<BTreeMap<&'static str, u64>>,
     }
 
@@ -190,20 +191,31 @@ mod tests {
             vec![]
         }
         fn session(&self, id: &str) -> Result<SessionView, ApiError> {
-            Err(none(id))
+            let live = self
+                .live
+                .lock()
+                .map_err(|_| ApiError::internal("poisoned"))?;
+            live.get(id).cloned().ok_or_else(|| none(id))
         }
         fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError> {
             let v = view(&req);
+            if let Ok(mut l) = self.live.lock() {
+                l.insert(req.call_id.clone(), v.clone());
+            }
             if let Ok(mut c) = self.created.lock() {
                 c.push(req);
             }
             Ok(v)
         }
         fn update_session(&self, id: &str, _: UpdateSession) -> Result<SessionView, ApiError> {
-            Err(none(id))
+            self.session(id)
         }
         fn delete_session(&self, id: &str) -> Result<SessionView, ApiError> {
-            Err(none(id))
+            let mut live = self
+                .live
+                .lock()
+                .map_err(|_| ApiError::internal("poisoned"))?;
+            live.remove(id).ok_or_else(|| none(id))
         }
         fn stats(&self) -> Result<StatsView, ApiError> {
             Err(ApiError::internal("not recorded"))
@@ -276,18 +288,21 @@ mod tests {
         assert_eq!(rec.counter("ng_retransmits"), 1);
         let r = reply_of("k1", &a);
         assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"));
-        // The same cookie from another proxy is a new request (here: the call exists now,
-        // so a re-offer, which the recorder refuses with 404 -> an error reply).
+        assert_eq!(rec.counter("ng_cmd_offer"), 1);
+        // The same cookie from another proxy is a new request: handled (a re-offer of the
+        // same media, same ports), not answered from the cache.
         let c = f
             .on_datagram(peer(2), &msg("k1", &offer()), t0)
             .expect("reply");
-        assert_ne!(c, a);
+        assert_eq!(reply_of("k1", &c).get("sdp"), r.get("sdp"));
+        assert_eq!(rec.counter("ng_cmd_offer"), 2);
+        assert_eq!(rec.counter("ng_reoffer_same_ports"), 1);
         // After the cache's lifetime the cookie is new again.
         let later = t0 + super::DEFAULT_TTL + Duration::from_secs(1);
-        let d = f
-            .on_datagram(peer(1), &msg("k1", &offer()), later)
+        f.on_datagram(peer(1), &msg("k1", &offer()), later)
             .expect("reply");
-        assert_ne!(d, a);
+        assert_eq!(rec.counter("ng_cmd_offer"), 3);
+        assert_eq!(rec.created.lock().map(|c| c.len()).unwrap_or(0), 1);
     }
 
     #[test]
@@ -346,6 +361,22 @@ m=audio 5004 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCF
             "only c= and the port change (no origin replacement asked); RTP/SAVP and a=crypto pass"
         );
         assert_eq!(rec.created.lock().map(|c| c.len()).unwrap_or(0), 1);
+    }
+
+    #[test]
+    fn a_call_whose_session_expired_is_offered_afresh() {
+        let (rec, mut f) = framing();
+        let t = Instant::now();
+        f.on_datagram(peer(1), &msg("e1", &offer()), t)
+            .expect("reply");
+        // The controller expires the session (timeouts) behind the ng layer's back.
+        rec.delete_session("c1").expect("live");
+        let out = f
+            .on_datagram(peer(1), &msg("e2", &offer()), t)
+            .expect("reply");
+        let r = reply_of("e2", &out);
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"), "{r:?}");
+        assert_eq!(rec.created.lock().map(|c| c.len()).unwrap_or(0), 2);
     }
 
     #[test]
