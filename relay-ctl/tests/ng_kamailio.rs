@@ -274,11 +274,21 @@ fn kamailio_and_sipp_call_through_two_nats_with_media_in_xdp() {
         assert!(rig.ctl(cmd) >= 1, "{cmd}: {:?}", rig.stats().controller);
     }
     assert_eq!(rig.ctl("ng_errors"), 0, "{}", diag("no ng errors"));
+    // Everything Kamailio's module sends with these flags is understood.
+    assert_eq!(
+        (rig.ctl("ng_unknown_keys"), rig.ctl("ng_unknown_flags")),
+        (0, 0)
+    );
     // Each side streamed 3 s of 20 ms packets (150); all but the first few went through XDP.
     let st = rig.stats();
     eprintln!(
-        "XDP forwarded {} packets, the controller {}",
-        st.forwarded_kernel_packets, st.forwarded_user_packets
+        "XDP forwarded {} packets, the controller {}; ng counters {:?}",
+        st.forwarded_kernel_packets,
+        st.forwarded_user_packets,
+        st.controller
+            .iter()
+            .filter(|(k, _)| k.starts_with("ng_"))
+            .collect::<Vec<_>>()
     );
     assert!(
         st.forwarded_kernel_packets >= 250 && st.forwarded_user_packets <= 10,
