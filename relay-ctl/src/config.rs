@@ -20,7 +20,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::{api::LatchPolicy, dataplane::XdpModeChoice};
+use crate::{
+    api::LatchPolicy,
+    dataplane::XdpModeChoice,
+    sip::{Prefix, routable::default_private},
+};
 
 pub const DEFAULT_PORT_MIN: u16 = 30000;
 pub const DEFAULT_PORT_MAX: u16 = 39999;
@@ -36,6 +40,8 @@ pub const DEFAULT_RELATCH_HOLDOFF_MS: u64 = 1000;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_SILENT_TIMEOUT_SECS: u64 = 3600;
 pub const DEFAULT_OFFER_TIMEOUT_SECS: u64 = 3600;
+/// Seed 003's relay interface; 5060 is left to the SIP proxy on the same box.
+pub const DEFAULT_SIP_PORT: u16 = 5062;
 
 /// `relay-ctl daemon` flags. Every field can say "not given" (None, empty, false) so the
 /// config file can fill it in.
@@ -98,6 +104,15 @@ pub struct DaemonArgs {
     /// Do not enable IPv4 forwarding on the relay interfaces (bpf_fib_lookup needs it).
     #[arg(long)]
     pub keep_forwarding_sysctl: bool,
+    /// UDP port of seed 003's SIP relay interface on each relay address; 0 turns it off
+    /// [default: 5062].
+    #[arg(long, value_name = "PORT")]
+    pub sip_port: Option<u16>,
+    /// Prefix whose SDP addresses the SIP relay interface treats as behind a NAT (learned
+    /// from media instead); repeat for several; replaces the defaults [default: RFC 1918,
+    /// RFC 6598, loopback, link-local, fc00::/7, fe80::/10].
+    #[arg(long = "sip-private-net", value_name = "PREFIX")]
+    pub sip_private_nets: Vec<Prefix>,
 }
 
 /// Session timeouts, checked against the per-leg last-seen counters.
@@ -130,6 +145,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub detach_on_exit: bool,
     pub keep_forwarding_sysctl: bool,
+    /// 0: the SIP relay interface is off.
+    pub sip_port: u16,
+    pub sip_private_nets: Vec<Prefix>,
 }
 
 /// The config file. Field names are the flags' (kebab-case) so there is one vocabulary.
@@ -153,6 +171,8 @@ struct FileConfig {
     offer_timeout_secs: Option<u64>,
     detach_on_exit: Option<bool>,
     keep_forwarding_sysctl: Option<bool>,
+    sip_port: Option<u16>,
+    sip_private_net: Option<Vec<Prefix>>,
 }
 
 /// Mirror of [`XdpModeChoice`] for the file: the data plane's enum stays free of serde.
@@ -269,6 +289,12 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
         detach_on_exit: args.detach_on_exit || file.detach_on_exit.unwrap_or(false),
         keep_forwarding_sysctl: args.keep_forwarding_sysctl
             || file.keep_forwarding_sysctl.unwrap_or(false),
+        sip_port: args.sip_port.or(file.sip_port).unwrap_or(DEFAULT_SIP_PORT),
+        sip_private_nets: if args.sip_private_nets.is_empty() {
+            file.sip_private_net.unwrap_or_else(default_private)
+        } else {
+            args.sip_private_nets.clone()
+        },
     };
     validate(&cfg)?;
     Ok(cfg)
@@ -401,6 +427,8 @@ mod tests {
                 },
                 detach_on_exit: false,
                 keep_forwarding_sysctl: false,
+                sip_port: 5062,
+                sip_private_nets: default_private(),
             }
         );
     }
@@ -445,6 +473,8 @@ silent-timeout-secs = 600
 offer-timeout-secs = 120
 detach-on-exit = true
 keep-forwarding-sysctl = true
+sip-port = 5070
+sip-private-net = ["192.0.2.0/24"]
 "#;
 
     #[test]
@@ -476,6 +506,8 @@ keep-forwarding-sysctl = true
                 },
                 detach_on_exit: true,
                 keep_forwarding_sysctl: true,
+                sip_port: 5070,
+                sip_private_nets: vec!["192.0.2.0/24".parse().unwrap()],
             }
         );
     }
@@ -511,6 +543,12 @@ keep-forwarding-sysctl = true
                 "2",
                 "--offer-timeout-secs",
                 "3",
+                "--sip-port",
+                "0",
+                "--sip-private-net",
+                "198.18.0.0/15",
+                "--sip-private-net",
+                "2001:db8::/32",
             ]),
             "default",
         )
@@ -533,6 +571,14 @@ keep-forwarding-sysctl = true
                 silent: Duration::from_secs(2),
                 offer: Duration::from_secs(3),
             }
+        );
+        assert_eq!(cfg.sip_port, 0);
+        assert_eq!(
+            cfg.sip_private_nets,
+            vec![
+                "198.18.0.0/15".parse::<Prefix>().unwrap(),
+                "2001:db8::/32".parse().unwrap()
+            ]
         );
         // The file switched these on; a bare flag cannot switch them off.
         assert!(cfg.detach_on_exit && cfg.keep_forwarding_sysctl);

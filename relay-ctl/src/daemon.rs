@@ -26,6 +26,7 @@ use crate::{
     netns::ifindex,
     ports::{PortAllocator, PortRange},
     sessions::{Controller, ControllerConfig, state, timeouts::Timeouts},
+    sip,
 };
 
 /// The instance directory and name, shared by the subcommands.
@@ -101,6 +102,11 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding the HTTP API to {}", cfg.api_listen))?;
     let ng_sock = crate::ng::bind(cfg.ng_listen).await?;
+    let sip_sockets = if cfg.sip_port == 0 {
+        vec![]
+    } else {
+        sip::server::bind(&relay_addrs, cfg.sip_port).await?
+    };
 
     let saved = match state::load(&cfg.state_file) {
         Ok(s) => s.filter(|s| s.instance == inst.instance),
@@ -174,6 +180,25 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
             interfaces: addrs_by_if.clone(),
         },
     );
+    let sip_tasks = (!sip_sockets.is_empty()).then(|| {
+        let setup = sip::SessionSetup::new(
+            ctl.clone(),
+            sip::SetupConfig {
+                private: cfg.sip_private_nets.clone(),
+                sip_port: cfg.sip_port,
+            },
+        );
+        log::info!(
+            "SIP relay interface (seed 003) on port {} of {}",
+            cfg.sip_port,
+            relay_addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        sip::server::serve(sip_sockets, Arc::new(setup))
+    });
 
     log::info!(
         "ready: instance {:?} {} at {} (max legs {}), relay addresses {}, ports {}-{}, policy {}, API http://{}, {} session(s), started in {} ms",
@@ -203,6 +228,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     sweeper.abort();
     ng_task.abort();
     writer.abort();
+    drop(sip_tasks);
     let _ = stop_api.send(());
     match tokio::time::timeout(Duration::from_secs(5), api_task).await {
         Ok(Ok(Err(e))) => log::warn!("HTTP API: {e:#}"),

@@ -12,4 +12,5 @@ pub mod ng;
 pub mod ports;
 pub mod sdp;
 pub mod sessions;
+pub mod sip;
 pub mod testbed;

@@ -181,6 +181,19 @@ pub fn render(s: &StatsView, p: &PortsView) -> Result<String> {
         errors.with_label_values(&[kind]).inc_by(ctl(s, key));
     }
 
+    let sip = counter(
+        &reg,
+        "sip_relay_events_total",
+        "Seed 003's SIP relay interface: messages received (rx_*), responses sent (tx_*), \
+         sessions created/deleted, retransmissions answered from cache, errors (err_*)",
+        &["event"],
+    )?;
+    for (name, v) in &s.controller {
+        if let Some(ev) = name.strip_prefix("sip_") {
+            sip.with_label_values(&[ev]).inc_by(*v);
+        }
+    }
+
     let xdp = gauge(
         &reg,
         "xdp_attached",

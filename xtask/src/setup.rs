@@ -44,11 +44,12 @@ const APT_PACKAGES: &[&str] = &[
     // daemon's API, `python3` is the UDP sink and reads the API's JSON (vm-tests/guest).
     "curl",
     "python3",
+    // SIPp plays the SIP proxy against seed 003's relay interface (tests/sip_relay.rs).
+    "sip-tester",
     // The ng protocol's real peers (relay-ctl/tests/ng_kamailio.rs): Kamailio 5.6's rtpengine
-    // module drives the daemon, sipp places the calls (and streams their RTP), and
+    // module drives the daemon, sipp (above) places the calls and streams their RTP, and
     // rtpengine-utils' `rtpengine-ng-client` speaks ng to the listener directly.
     "kamailio",
-    "sip-tester",
     "rtpengine-utils",
 ];
 

@@ -18,7 +18,7 @@ pub trait Control: Send + Sync + 'static {
     fn ports(&self) -> PortsView;
     /// Prometheus text exposition (format 0.0.4).
     fn metrics(&self) -> Result<String, ApiError>;
-    /// Add `n` to the controller counter `name` (shown in /v1/stats and /metrics): how the
-    /// signalling front ends (ng) count their requests and errors next to the controller's.
-    fn count(&self, name: &'static str, n: u64);
+    /// Count an event of a signalling front end (SIP relay interface, ...) among the
+    /// controller's counters, so it shows in /v1/stats and /metrics.
+    fn count(&self, event: &'static str);
 }

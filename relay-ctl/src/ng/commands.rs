@@ -129,7 +129,7 @@ impl Ng {
             Some("statistics") => "ng_cmd_statistics",
             _ => "ng_cmd_other",
         };
-        self.ctl.count(counter, 1);
+        self.ctl.count(counter);
         let result = match cmd.as_deref() {
             Some("ping") => Ok(DictBuilder::new().str("result", "pong").build()),
             Some("offer") => self.offer_answer(req, false),
@@ -147,8 +147,8 @@ impl Ng {
         match result {
             Ok(v) => v,
             Err(e) => {
-                self.ctl.count(e.counter, 1);
-                self.ctl.count("ng_errors", 1);
+                self.ctl.count(e.counter);
+                self.ctl.count("ng_errors");
                 log::info!("ng {}: {}", cmd.as_deref().unwrap_or("?"), e.reason);
                 reply::error(&e.reason)
             }
@@ -160,15 +160,19 @@ impl Ng {
     }
 
     fn count_options(&self, o: &Options) {
-        if !o.unknown_flags.is_empty() {
-            self.ctl
-                .count("ng_unknown_flags", o.unknown_flags.len() as u64);
-            log::debug!("ng: ignored flags {:?}", o.unknown_flags);
+        // One count per ignored item (bounded by the datagram's size).
+        for _ in &o.unknown_flags {
+            self.ctl.count("ng_unknown_flags");
         }
-        if !o.unknown_keys.is_empty() {
-            self.ctl
-                .count("ng_unknown_keys", o.unknown_keys.len() as u64);
-            log::debug!("ng: ignored keys {:?}", o.unknown_keys);
+        for _ in &o.unknown_keys {
+            self.ctl.count("ng_unknown_keys");
+        }
+        if !o.unknown_flags.is_empty() || !o.unknown_keys.is_empty() {
+            log::debug!(
+                "ng: ignored flags {:?}, keys {:?}",
+                o.unknown_flags,
+                o.unknown_keys
+            );
         }
     }
 
@@ -193,7 +197,7 @@ impl Ng {
                     .copied()
             });
         if found.is_none() {
-            self.ctl.count("ng_unknown_direction", 1);
+            self.ctl.count("ng_unknown_direction");
         }
         found
     }
@@ -273,7 +277,7 @@ impl Ng {
     fn adopt(&self, call_id: &str, from_tag: &str, to_tag: Option<&str>) -> Option<Call> {
         let session = session_id(call_id);
         let view = self.ctl.session(&session).ok()?;
-        self.ctl.count("ng_adopted_calls", 1);
+        self.ctl.count("ng_adopted_calls");
         log::info!("ng: adopting session {session:?} (no ng record: daemon restarted?)");
         let now = unix_now();
         Some(Call {
@@ -404,7 +408,7 @@ impl Ng {
                 call.session,
                 sdp.active_kinds()
             );
-            self.ctl.count("ng_reoffer_new_media", 1);
+            self.ctl.count("ng_reoffer_new_media");
             let _ = self.ctl.delete_session(&call.session);
             let (mut fresh, view) = self.first_offer(call_id, sdp, opts, from_tag)?;
             fresh.created = call.created;
@@ -426,7 +430,7 @@ impl Ng {
         {
             call.tags[1] = t.to_owned();
         }
-        self.ctl.count("ng_reoffer_same_ports", 1);
+        self.ctl.count("ng_reoffer_same_ports");
         Ok(view)
     }
 
@@ -453,7 +457,7 @@ impl Ng {
         let answerer = 1 - call.offerer;
         if call.offerer == 0 {
             if from_tag != call.tags[0] {
-                self.ctl.count("ng_tag_mismatch", 1);
+                self.ctl.count("ng_tag_mismatch");
             }
             call.tags[1] = to_tag.to_owned();
         }

@@ -39,13 +39,13 @@ impl Framing {
     ) -> Option<Vec<u8>> {
         let ctl = self.ng.control().clone();
         let Some(sp) = datagram.iter().position(|&b| b == b' ') else {
-            ctl.count("ng_bad_frames", 1);
+            ctl.count("ng_bad_frames");
             log::debug!("ng: datagram from {from} without a cookie, dropped");
             return None;
         };
         let (cookie, body) = (&datagram[..sp], &datagram[sp + 1..]);
         if cookie.is_empty() || cookie.len() > MAX_COOKIE {
-            ctl.count("ng_bad_frames", 1);
+            ctl.count("ng_bad_frames");
             log::debug!(
                 "ng: datagram from {from} with a {}-byte cookie, dropped",
                 cookie.len()
@@ -53,17 +53,17 @@ impl Framing {
             return None;
         }
         if let Some(cached) = self.cache.get(from, cookie, now) {
-            ctl.count("ng_retransmits", 1);
+            ctl.count("ng_retransmits");
             return Some(frame(cookie, cached));
         }
         let reply = match bencode::decode(body) {
             Ok(v @ Value::Dict(_)) => self.ng.handle(&v),
             Ok(_) => {
-                ctl.count("ng_bad_frames", 1);
+                ctl.count("ng_bad_frames");
                 reply::error("the message is not a bencode dictionary")
             }
             Err(e) => {
-                ctl.count("ng_bad_frames", 1);
+                ctl.count("ng_bad_frames");
                 reply::error(&e.to_string())
             }
         };
@@ -232,9 +232,9 @@ mod tests {
         fn metrics(&self) -> Result<String, ApiError> {
             Ok(String::new())
         }
-        fn count(&self, name: &'static str, n: u64) {
+        fn count(&self, name: &'static str) {
             if let Ok(mut c) = self.counters.lock() {
-                *c.entry(name).or_insert(0) += n;
+                *c.entry(name).or_insert(0) += 1;
             }
         }
     }

@@ -675,7 +675,7 @@ impl Control for Controller {
         crate::metrics::render(&stats, &ports).map_err(|e| ApiError::internal(format!("{e:#}")))
     }
 
-    fn count(&self, name: &'static str, n: u64) {
-        self.lock().count_by(name, n);
+    fn count(&self, event: &'static str) {
+        self.lock().count(event);
     }
 }

@@ -1,0 +1,211 @@
+//! The SDP side of seed 003's relay interface: which media an invite's (or OK's) SDP offers
+//! and where each is sent from, and the SDP of the relay's 302 that names the relay
+//! resource. Parsing is sdp-types' (lenient, RFC 4566/8866).
+use std::net::{IpAddr, SocketAddr};
+
+use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
+
+/// The two media kinds the seed relays: "an audio port number 209 for relaying of audio
+/// media and a video port number 210 for relaying of video media".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Audio,
+    Video,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audio => "audio",
+            Kind::Video => "video",
+        }
+    }
+}
+
+/// One media description of the SDP, as far as the relay cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offered {
+    pub kind: Kind,
+    /// c= (media level, else session level) and the m= port. None when the port is 0
+    /// (a disabled stream) or the address is not an IP (FQDN), i.e. nothing to latch on.
+    pub addr: Option<SocketAddr>,
+    /// The transport (RTP/AVP, RTP/SAVP, ...) and formats, repeated in the relay's SDP.
+    pub proto: String,
+    pub fmt: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaError {
+    Parse(String),
+    /// No audio and no video m= line.
+    NoMedia,
+}
+
+impl MediaError {
+    pub fn counter(&self) -> &'static str {
+        match self {
+            MediaError::Parse(_) => "sip_err_bad_sdp",
+            MediaError::NoMedia => "sip_err_no_media",
+        }
+    }
+}
+
+impl std::fmt::Display for MediaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaError::Parse(e) => write!(f, "malformed SDP: {e}"),
+            MediaError::NoMedia => f.write_str("the SDP has no audio or video stream"),
+        }
+    }
+}
+
+fn ip_of(c: &Connection) -> Option<IpAddr> {
+    c.try_address().ok().map(|a| a.ip)
+}
+
+/// The first audio and the first video stream of `sdp` (other media, and further audio or
+/// video streams, are not the relay's: the seed assigns one port of each kind).
+pub fn offered(sdp: &[u8]) -> Result<Vec<Offered>, MediaError> {
+    let s = Session::parse(sdp).map_err(|e| MediaError::Parse(e.to_string()))?;
+    let session_ip = s.connection.as_ref().and_then(ip_of);
+    let mut out: Vec<Offered> = vec![];
+    for m in &s.medias {
+        let kind = match m.media.as_str() {
+            "audio" => Kind::Audio,
+            "video" => Kind::Video,
+            _ => continue,
+        };
+        if out.iter().any(|o| o.kind == kind) {
+            continue;
+        }
+        let ip = m.connections.first().and_then(ip_of).or(session_ip);
+        out.push(Offered {
+            kind,
+            addr: ip
+                .filter(|_| m.port != 0)
+                .map(|ip| SocketAddr::new(ip, m.port)),
+            proto: m.proto.clone(),
+            fmt: m.fmt.clone(),
+        });
+    }
+    if out.is_empty() {
+        return Err(MediaError::NoMedia);
+    }
+    Ok(out)
+}
+
+/// Seed 003 FIG. 8b: the relay server response's "SDP payload 184 that identifies the relay
+/// server resource which is the IP address 208 of the relay server 22 and an audio port
+/// number 209 [...] and a video port number 210". One m= line per relayed stream, with the
+/// offer's transport and formats so the proxy can splice it into the client's SDP, and
+/// a=rtcp naming the RTCP port of the pair.
+pub fn relay_sdp(relay: IpAddr, session_version: u64, streams: &[(Offered, u16)]) -> Vec<u8> {
+    let mut s = Session::new(
+        Origin::with_ip_addr(session_version, session_version, relay),
+        "media-relay",
+    );
+    s.connection = Some(Connection::from_ip_addr(relay));
+    s.times.push(Time::new(0, 0));
+    for (o, port) in streams {
+        let mut m = Media {
+            media: o.kind.as_str().to_owned(),
+            port: *port,
+            num_ports: None,
+            proto: o.proto.clone(),
+            fmt: o.fmt.clone(),
+            media_title: None,
+            connections: vec![],
+            bandwidths: vec![],
+            key: None,
+            attributes: vec![],
+        };
+        m.attributes.push(Attribute {
+            attribute: "rtcp".into(),
+            value: Some(port.saturating_add(1).to_string()),
+        });
+        s.medias.push(m);
+    }
+    let mut out = vec![];
+    // Writing into a Vec cannot fail.
+    let _ = s.write(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\n\
+        o=alice 2890844526 2890844526 IN IP4 192.0.2.2\r\n\
+        s=-\r\n\
+        c=IN IP4 192.0.2.2\r\n\
+        t=0 0\r\n\
+        m=audio 49170 RTP/AVP 0 8 101\r\n\
+        a=rtpmap:101 telephone-event/8000\r\n\
+        m=video 51372 RTP/AVP 96\r\n\
+        c=IN IP4 203.0.113.7\r\n\
+        m=application 9 TCP/BFCP *\r\n\
+        m=audio 49180 RTP/AVP 0\r\n";
+
+    #[test]
+    fn takes_first_audio_and_video_with_media_level_connection() {
+        let o = offered(OFFER.as_bytes()).expect("parses");
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[0].kind, Kind::Audio);
+        assert_eq!(o[0].addr, "192.0.2.2:49170".parse().ok());
+        assert_eq!(
+            (o[0].proto.as_str(), o[0].fmt.as_str()),
+            ("RTP/AVP", "0 8 101")
+        );
+        assert_eq!(o[1].kind, Kind::Video);
+        assert_eq!(o[1].addr, "203.0.113.7:51372".parse().ok());
+    }
+
+    #[test]
+    fn port_zero_and_fqdn_have_no_address() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 host.example.invalid\r\ns=-\r\n\
+                   c=IN IP4 host.example.invalid\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n\
+                   m=video 0 RTP/AVP 96\r\nc=IN IP4 192.0.2.2\r\n";
+        let o = offered(sdp.as_bytes()).expect("parses");
+        assert_eq!(o[0].addr, None);
+        assert_eq!(o[1].addr, None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn damaged_sdp_never_panics(cut in 0usize..OFFER.len(), pos in 0usize..OFFER.len(), b in proptest::prelude::any::<u8>()) {
+            let mut bytes = OFFER.as_bytes().to_vec();
+            bytes[pos] = b;
+            bytes.truncate(cut);
+            let _ = offered(&bytes);
+        }
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(offered(b"garbage"), Err(MediaError::Parse(_))));
+        let only_app = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nt=0 0\r\n\
+                        m=application 9 TCP/BFCP *\r\n";
+        assert_eq!(offered(only_app.as_bytes()), Err(MediaError::NoMedia));
+    }
+
+    #[test]
+    fn relay_sdp_names_the_relay_and_ports_and_parses_back() {
+        let o = offered(OFFER.as_bytes()).expect("parses");
+        let relay: IpAddr = "198.18.1.1".parse().expect("ip");
+        let body = relay_sdp(relay, 7, &[(o[0].clone(), 30000), (o[1].clone(), 30002)]);
+        let text = String::from_utf8(body.clone()).expect("utf8");
+        assert!(text.contains("c=IN IP4 198.18.1.1\r\n"), "{text}");
+        assert!(
+            text.contains("m=audio 30000 RTP/AVP 0 8 101\r\na=rtcp:30001\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("m=video 30002 RTP/AVP 96\r\na=rtcp:30003\r\n"),
+            "{text}"
+        );
+        let back = offered(&body).expect("our SDP parses");
+        assert_eq!(back[0].addr, "198.18.1.1:30000".parse().ok());
+        assert_eq!(back[1].addr, "198.18.1.1:30002".parse().ok());
+    }
+}

@@ -1,0 +1,408 @@
+//! Seed 003's session set-up module (FIG. 10) on top of the session controller: a relay
+//! server invite gets a port per media kind and a 302 naming them; an OK's SDP fills the
+//! second channel; BYE frees the ports. The media relaying itself (FIG. 11) is the
+//! controller's alternate latching policy and, once latched, XDP.
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use log::{info, warn};
+
+use super::{
+    media::{self, Kind, Offered},
+    message::{Message, SipError, response},
+    routable::{Prefix, is_routable},
+};
+use crate::api::{
+    ApiError, Control, CreateSession, LatchPolicy, PeerUpdate, SessionView, SideRequest,
+    StreamRequest, StreamUpdate, UpdateSession,
+};
+
+/// RFC 3261 17.2.1: a server transaction answers retransmissions for 64*T1 = 32 s after
+/// its final response; we keep the 302 that long.
+const RETRANSMIT_WINDOW: Duration = Duration::from_secs(32);
+/// Bound on remembered responses, whatever the request rate.
+const CACHE_MAX: usize = 65_536;
+const ALLOW: &str = "INVITE, ACK, BYE, OPTIONS";
+
+#[derive(Clone, Debug)]
+pub struct SetupConfig {
+    /// Addresses that are not kept as an IP channel (client behind a NAT: learn by latching).
+    pub private: Vec<Prefix>,
+    /// The SIP port we listen on (for the 302's Contact).
+    pub sip_port: u16,
+}
+
+/// A server transaction: session id, CSeq number and the top Via branch.
+type TxKey = (String, u32, String);
+
+pub struct SessionSetup {
+    control: Arc<dyn Control>,
+    cfg: SetupConfig,
+    sent: Mutex<HashMap<TxKey, (Instant, Vec<u8>)>>,
+}
+
+impl SessionSetup {
+    pub fn new(control: Arc<dyn Control>, cfg: SetupConfig) -> SessionSetup {
+        SessionSetup {
+            control,
+            cfg,
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Handle one datagram that arrived on `local` (one of the relay's addresses); returns
+    /// the reply to send to its source, if any.
+    pub fn handle(&self, datagram: &[u8], local: IpAddr) -> Option<Vec<u8>> {
+        let msg = match Message::parse(datagram) {
+            Ok(m) => m,
+            Err(e) => return self.refuse_silently(&e),
+        };
+        match (msg.method.as_deref(), msg.status) {
+            (Some("INVITE"), _) => {
+                self.count("sip_rx_invite");
+                self.invite(&msg, local)
+            }
+            (Some("BYE"), _) => {
+                self.count("sip_rx_bye");
+                self.bye(&msg)
+            }
+            // The ACK of our 302 (RFC 3261 17.1.1.3) ends the transaction: nothing to do.
+            (Some("ACK"), _) => {
+                self.count("sip_rx_ack");
+                None
+            }
+            // Proxies ping their relays with OPTIONS to see they are alive.
+            (Some("OPTIONS"), _) => {
+                self.count("sip_rx_options");
+                self.reply(&msg, 200, &[("Allow", ALLOW.into())], None)
+            }
+            (Some(other), _) => {
+                self.count("sip_err_method");
+                warn!("sip: {other} not supported here (405)");
+                self.reply(&msg, 405, &[("Allow", ALLOW.into())], None)
+            }
+            (None, Some(200)) => {
+                self.count("sip_rx_ok");
+                self.ok(&msg);
+                None
+            }
+            (None, _) => {
+                self.count("sip_rx_other_response");
+                None
+            }
+        }
+    }
+
+    fn count(&self, name: &'static str) {
+        self.control.count(name);
+    }
+
+    fn refuse_silently(&self, e: &SipError) -> Option<Vec<u8>> {
+        self.count(e.counter());
+        warn!("sip: dropped: {e}");
+        None
+    }
+
+    fn reply(
+        &self,
+        req: &Message,
+        status: u16,
+        extra: &[(&str, String)],
+        sdp: Option<&[u8]>,
+    ) -> Option<Vec<u8>> {
+        // A stable To tag per session, so retransmitted and later responses agree.
+        let tag = req
+            .session_id()
+            .map(|id| format!("{:08x}", fnv32(id.as_bytes())))
+            .unwrap_or_else(|_| "0".into());
+        match response(req, status, &tag, extra, sdp) {
+            Ok(r) => {
+                self.count(match status {
+                    200..=299 => "sip_tx_2xx",
+                    300..=399 => "sip_tx_3xx",
+                    400..=499 => "sip_tx_4xx",
+                    _ => "sip_tx_5xx",
+                });
+                Some(r)
+            }
+            Err(e) => self.refuse_silently(&e),
+        }
+    }
+
+    /// An error response with the reason in a Warning header (RFC 3261 20.43, code 399:
+    /// miscellaneous), which proxies log.
+    fn fail(
+        &self,
+        req: &Message,
+        status: u16,
+        counter: &'static str,
+        why: &str,
+    ) -> Option<Vec<u8>> {
+        self.count(counter);
+        warn!("sip: {status}: {why}");
+        let warning = format!("399 media-relay \"{}\"", why.replace('"', "'"));
+        let mut extra = vec![("Warning", warning)];
+        if status == 503 {
+            extra.push(("Retry-After", "5".into()));
+        }
+        self.reply(req, status, &extra, None)
+    }
+
+    /// FIG. 10, steps 60-68.
+    fn invite(&self, req: &Message, local: IpAddr) -> Option<Vec<u8>> {
+        let (id, cseq) = match (req.session_id(), req.cseq()) {
+            (Ok(id), Ok((n, _))) => (id, n),
+            (Err(e), _) | (_, Err(e)) => return self.refuse_silently(&e),
+        };
+        let key: TxKey = (id.clone(), cseq, req.branch().unwrap_or("").to_owned());
+        if let Some(r) = self.cached(&key) {
+            self.count("sip_retransmissions");
+            self.count("sip_tx_3xx");
+            return Some(r);
+        }
+        if !req.has_sdp() {
+            return self.fail(
+                req,
+                400,
+                "sip_err_no_sdp",
+                "relay server invite without SDP",
+            );
+        }
+        let offered = match media::offered(&req.body) {
+            Ok(o) => o,
+            Err(e) => return self.fail(req, 488, e.counter(), &e.to_string()),
+        };
+        let session = match self.control.session(&id) {
+            // A second invite for a live session (re-INVITE through the proxy): same
+            // resource, new first channel if it names one.
+            Ok(s) => self.reinvite(&s, &offered),
+            Err(_) => self.allocate(&id, &offered, local),
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(e) if e.status == 503 => {
+                return self.fail(req, 503, "sip_err_no_resource", &e.error);
+            }
+            Err(e) => return self.fail(req, 488, "sip_err_rejected", &e.error),
+        };
+        // Step 66: the response's SDP names the relay resource, one port per media kind.
+        let mut streams = vec![];
+        for (o, s) in offered.iter().zip(&session.streams) {
+            let Some(leg) = s.legs.first() else { continue };
+            streams.push((o.clone(), leg.relay.port()));
+        }
+        let relay = session
+            .streams
+            .first()
+            .and_then(|s| s.legs.first())
+            .map_or(local, |l| l.relay.ip());
+        let sdp = media::relay_sdp(relay, session.created_unix, &streams);
+        let contact = format!("<sip:relay@{}:{}>", fmt_host(local), self.cfg.sip_port);
+        // Step 68: send it to the proxy that asked.
+        let out = self.reply(req, 302, &[("Contact", contact)], Some(&sdp))?;
+        self.remember(key, out.clone());
+        Some(out)
+    }
+
+    fn routable(&self, o: &Offered) -> Option<std::net::SocketAddr> {
+        o.addr.filter(|a| is_routable(a.ip(), &self.cfg.private))
+    }
+
+    /// Steps 62 and 64: "assigning an audio port number and/or, if applicable a video port
+    /// number to the session" and "writing the session ID, the assigned port, and optionally
+    /// the first IP channel (from the SDP payload of the relay server invite message 202) to
+    /// a new record 57 in the session table 46". One shared port per stream is the seed's
+    /// relay (both channels use it), which is the controller's alternate policy.
+    fn allocate(
+        &self,
+        id: &str,
+        offered: &[Offered],
+        local: IpAddr,
+    ) -> Result<SessionView, ApiError> {
+        let req = CreateSession {
+            call_id: id.to_owned(),
+            policy: Some(LatchPolicy::Alternate),
+            answered: Some(false),
+            streams: offered
+                .iter()
+                .map(|o| StreamRequest {
+                    media: Some(o.kind.as_str().to_owned()),
+                    a: SideRequest {
+                        peer: self.routable(o),
+                        rtcp_peer: None,
+                        relay_addr: Some(local),
+                    },
+                    b: SideRequest {
+                        peer: None,
+                        rtcp_peer: None,
+                        relay_addr: Some(local),
+                    },
+                })
+                .collect(),
+        };
+        let s = self.control.create_session(req)?;
+        self.count("sip_sessions_created");
+        info!(
+            "sip: session {id}: relay {} ({} stream(s))",
+            s.streams
+                .iter()
+                .filter_map(|st| st.legs.first().map(|l| format!("{} {}", st.media, l.relay)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.streams.len()
+        );
+        Ok(s)
+    }
+
+    fn reinvite(&self, s: &SessionView, offered: &[Offered]) -> Result<SessionView, ApiError> {
+        let kinds: Vec<&str> = offered.iter().map(|o| o.kind.as_str()).collect();
+        let have: Vec<&str> = s.streams.iter().map(|st| st.media.as_str()).collect();
+        if kinds != have {
+            return Err(ApiError::bad_request(format!(
+                "session {} relays {} and cannot change to {}: BYE it and invite again",
+                s.call_id,
+                have.join("+"),
+                kinds.join("+")
+            )));
+        }
+        self.count("sip_reinvites");
+        let update = UpdateSession {
+            streams: offered
+                .iter()
+                .map(|o| {
+                    self.routable(o).map(|peer| StreamUpdate {
+                        a: Some(PeerUpdate {
+                            peer: Some(peer),
+                            rtcp_peer: None,
+                        }),
+                        b: None,
+                    })
+                })
+                .collect(),
+            answered: Some(s.state == crate::api::SessionState::Answered),
+        };
+        self.control.update_session(&s.call_id, update)
+    }
+
+    /// "the relay server may receive an OK message that includes SDP payload that
+    /// identifies the IP address and port for the second IP channel 54. The session set up
+    /// module further writes such IP channel to the applicable record of the session table."
+    fn ok(&self, msg: &Message) {
+        let id = match msg.session_id() {
+            Ok(id) => id,
+            Err(e) => {
+                self.refuse_silently(&e);
+                return;
+            }
+        };
+        if !matches!(msg.cseq(), Ok((_, ref m)) if m == "INVITE") || !msg.has_sdp() {
+            self.count("sip_rx_other_response");
+            return;
+        }
+        let session = match self.control.session(&id) {
+            Ok(s) => s,
+            Err(_) => {
+                self.count("sip_err_unknown_session");
+                warn!("sip: OK for unknown session {id}");
+                return;
+            }
+        };
+        let offered = match media::offered(&msg.body) {
+            Ok(o) => o,
+            Err(e) => {
+                self.count(e.counter());
+                warn!("sip: OK for session {id}: {e}");
+                return;
+            }
+        };
+        let streams = session
+            .streams
+            .iter()
+            .map(|st| {
+                let kind = if st.media == "video" {
+                    Kind::Video
+                } else {
+                    Kind::Audio
+                };
+                offered
+                    .iter()
+                    .find(|o| o.kind == kind)
+                    .and_then(|o| self.routable(o))
+                    .map(|peer| StreamUpdate {
+                        a: None,
+                        b: Some(PeerUpdate {
+                            peer: Some(peer),
+                            rtcp_peer: None,
+                        }),
+                    })
+            })
+            .collect();
+        let update = UpdateSession {
+            streams,
+            answered: Some(true),
+        };
+        match self.control.update_session(&id, update) {
+            Ok(_) => info!("sip: session {id} answered"),
+            Err(e) => {
+                self.count("sip_err_rejected");
+                warn!("sip: OK for session {id}: {e}");
+            }
+        }
+    }
+
+    fn bye(&self, req: &Message) -> Option<Vec<u8>> {
+        let id = match req.session_id() {
+            Ok(id) => id,
+            Err(e) => return self.refuse_silently(&e),
+        };
+        match self.control.delete_session(&id) {
+            Ok(_) => {
+                self.forget(&id);
+                self.count("sip_sessions_deleted");
+                self.reply(req, 200, &[], None)
+            }
+            Err(e) if e.status == 404 => self.fail(req, 481, "sip_err_unknown_session", &e.error),
+            Err(e) => self.fail(req, 500, "sip_err_rejected", &e.error),
+        }
+    }
+
+    fn cached(&self, key: &TxKey) -> Option<Vec<u8>> {
+        let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        sent.get(key)
+            .filter(|(t, _)| t.elapsed() < RETRANSMIT_WINDOW)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn remember(&self, key: TxKey, reply: Vec<u8>) {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        if sent.len() >= CACHE_MAX {
+            sent.retain(|_, (t, _)| t.elapsed() < RETRANSMIT_WINDOW);
+        }
+        if sent.len() < CACHE_MAX {
+            sent.insert(key, (Instant::now(), reply));
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        sent.retain(|(s, _, _), _| s != id);
+    }
+}
+
+fn fmt_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+    }
+}
+
+/// FNV-1a: a short stable tag from the session id (not a secret).
+fn fnv32(b: &[u8]) -> u32 {
+    b.iter().fold(0x811c_9dc5u32, |h, &x| {
+        (h ^ u32::from(x)).wrapping_mul(0x0100_0193)
+    })
+}
