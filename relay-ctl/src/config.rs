@@ -31,6 +31,9 @@ pub const DEFAULT_PORT_MAX: u16 = 39999;
 pub const DEFAULT_QUARANTINE_SECS: u64 = 30;
 pub const DEFAULT_API_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 9901);
+/// rtpengine's ng default: a SIP proxy's `rtpengine_sock = "udp:127.0.0.1:2223"` finds us.
+pub const DEFAULT_NG_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 2223);
 pub const DEFAULT_STATE_DIR: &str = "/run/media-relay";
 pub const DEFAULT_RELATCH_HOLDOFF_MS: u64 = 1000;
 /// rtpengine's defaults (DESIGN.md section 5).
@@ -72,6 +75,11 @@ pub struct DaemonArgs {
     /// HTTP API listen address [default: 127.0.0.1:9901].
     #[arg(long, value_name = "ADDR")]
     pub api_listen: Option<SocketAddr>,
+    /// rtpengine "ng" control protocol listen address (UDP) for Kamailio's / OpenSIPS'
+    /// rtpengine module: set `rtpengine_sock = "udp:127.0.0.1:2223"` there [default:
+    /// 127.0.0.1:2223]. docs/ng.md lists the commands and flags.
+    #[arg(long, value_name = "ADDR")]
+    pub ng_listen: Option<SocketAddr>,
     /// Session state file [default: /run/media-relay/<instance>.json].
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
@@ -130,6 +138,7 @@ pub struct Config {
     pub port_max: u16,
     pub quarantine: Duration,
     pub api_listen: SocketAddr,
+    pub ng_listen: SocketAddr,
     pub state_file: PathBuf,
     pub policy: LatchPolicy,
     pub relatch_holdoff: Duration,
@@ -153,6 +162,7 @@ struct FileConfig {
     port_max: Option<u16>,
     quarantine_secs: Option<u64>,
     api_listen: Option<SocketAddr>,
+    ng_listen: Option<SocketAddr>,
     state_file: Option<PathBuf>,
     policy: Option<LatchPolicy>,
     relatch_holdoff_ms: Option<u64>,
@@ -247,6 +257,10 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
             .api_listen
             .or(file.api_listen)
             .unwrap_or(DEFAULT_API_LISTEN),
+        ng_listen: args
+            .ng_listen
+            .or(file.ng_listen)
+            .unwrap_or(DEFAULT_NG_LISTEN),
         state_file: args
             .state_file
             .clone()
@@ -402,6 +416,7 @@ mod tests {
                 port_max: 39999,
                 quarantine: Duration::from_secs(30),
                 api_listen: "127.0.0.1:9901".parse().unwrap(),
+                ng_listen: "127.0.0.1:2223".parse().unwrap(),
                 state_file: PathBuf::from("/run/media-relay/default.json"),
                 policy: LatchPolicy::Immediate,
                 relatch_holdoff: Duration::from_millis(1000),
@@ -449,6 +464,7 @@ port-min = 31000
 port-max = 31999
 quarantine-secs = 5
 api-listen = "[2001:db8::1]:9000"
+ng-listen = "[2001:db8::1]:2223"
 state-file = "/var/lib/relay/state.json"
 policy = "strict"
 relatch-holdoff-ms = 250
@@ -479,6 +495,7 @@ sip-private-net = ["192.0.2.0/24"]
                 port_max: 31999,
                 quarantine: Duration::from_secs(5),
                 api_listen: "[2001:db8::1]:9000".parse().unwrap(),
+                ng_listen: "[2001:db8::1]:2223".parse().unwrap(),
                 state_file: PathBuf::from("/var/lib/relay/state.json"),
                 policy: LatchPolicy::Strict,
                 relatch_holdoff: Duration::from_millis(250),

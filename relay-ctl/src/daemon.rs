@@ -101,6 +101,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await
         .with_context(|| format!("binding the HTTP API to {}", cfg.api_listen))?;
+    let ng_sock = crate::ng::bind(cfg.ng_listen).await?;
     let sip_sockets = if cfg.sip_port == 0 {
         vec![]
     } else {
@@ -171,6 +172,14 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         }))
     };
 
+    let ng_task = crate::ng::spawn(
+        ng_sock,
+        ctl.clone(),
+        crate::ng::NgConfig {
+            relay_addrs: relay_addrs.clone(),
+            interfaces: addrs_by_if.clone(),
+        },
+    );
     let sip_tasks = (!sip_sockets.is_empty()).then(|| {
         let setup = sip::SessionSetup::new(
             ctl.clone(),
@@ -217,6 +226,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         _ = int.recv() => log::info!("SIGINT"),
     }
     sweeper.abort();
+    ng_task.abort();
     writer.abort();
     drop(sip_tasks);
     let _ = stop_api.send(());

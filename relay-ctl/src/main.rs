@@ -35,6 +35,7 @@ struct Output {
 #[derive(Subcommand)]
 enum Cmd {
     /// Load, attach and pin the data plane, then run until SIGTERM.
+    #[command(after_help = relay_ctl::ng::DAEMON_HELP)]
     Daemon(DaemonArgs),
     /// Print the data plane's global counters (read from the pinned maps).
     Counters,

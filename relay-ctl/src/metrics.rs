@@ -205,5 +205,6 @@ pub fn render(s: &StatsView, p: &PortsView) -> Result<String> {
             .set(1);
     }
 
+    crate::ng::metrics::register(&reg, s)?;
     Ok(TextEncoder::new().encode_to_string(&reg.gather())?)
 }

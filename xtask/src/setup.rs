@@ -46,7 +46,19 @@ const APT_PACKAGES: &[&str] = &[
     "python3",
     // SIPp plays the SIP proxy against seed 003's relay interface (tests/sip_relay.rs).
     "sip-tester",
+    // The ng protocol's real peers (relay-ctl/tests/ng_kamailio.rs): Kamailio 5.6's rtpengine
+    // module drives the daemon, sipp (above) places the calls and streams their RTP, and
+    // rtpengine-utils' `rtpengine-ng-client` speaks ng to the listener directly.
+    "kamailio",
+    "rtpengine-utils",
 ];
+
+/// Packages whose maintainer scripts would start a system service; the tests start their
+/// own instances, so the host must not keep one running.
+const NO_SERVICE_PACKAGES: &[&str] = &["kamailio"];
+
+/// invoke-rc.d asks this script whether it may start a service; 101 means "no".
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 const BPFFS: &str = "/sys/fs/bpf";
 
@@ -282,11 +294,60 @@ fn ensure_apt_packages() -> Result<Outcome> {
         );
     }
     run(command("apt-get")?.arg("update"))?;
+    let starts_service = missing.iter().any(|p| NO_SERVICE_PACKAGES.contains(p));
+    let _policy = if starts_service {
+        PolicyRcD::deny_starts()?
+    } else {
+        None
+    };
     run(command("apt-get")?
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if starts_service {
+        disable_services();
+    }
     Ok(Outcome::Done)
+}
+
+/// A temporary policy-rc.d that refuses every service start during the install; removed
+/// again on drop. An operator's own policy-rc.d is left alone (and then decides).
+struct PolicyRcD;
+
+impl PolicyRcD {
+    fn deny_starts() -> Result<Option<PolicyRcD>> {
+        if Path::new(POLICY_RC_D).exists() {
+            return Ok(None);
+        }
+        fs::write(
+            POLICY_RC_D,
+            "#!/bin/sh\n# written by `./x setup` for one apt-get run\nexit 101\n",
+        )
+        .with_context(|| format!("writing {POLICY_RC_D}"))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(POLICY_RC_D, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("chmod {POLICY_RC_D}"))?;
+        Ok(Some(PolicyRcD))
+    }
+}
+
+impl Drop for PolicyRcD {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(POLICY_RC_D);
+    }
+}
+
+/// Under systemd a unit may also be enabled (and started by a later boot): disable and stop
+/// it. Without systemd (containers, CI) policy-rc.d above already kept it from starting.
+fn disable_services() {
+    if !Path::new("/run/systemd/system").exists() {
+        return;
+    }
+    for unit in NO_SERVICE_PACKAGES {
+        if let Ok(mut cmd) = command("systemctl") {
+            let _ = run(cmd.args(["disable", "--now", unit]));
+        }
+    }
 }
 
 /// dpkg-query exits non-zero for a package it has never heard of: that is "not installed".
