@@ -325,7 +325,8 @@ fn bad_requests_get_clear_errors_and_install_nothing() {
                 "e3",
                 1,
                 "z9hG4bK-e3",
-                "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nt=0 0\r\nm=application 9 TCP/BFCP *\r\n",
+                "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n\
+                 m=application 9 TCP/BFCP *\r\n",
             ),
             488,
             "sip_err_no_media",

@@ -68,6 +68,8 @@ pub struct MediaInfo {
     pub port: u16,
     /// "RTP/AVP", "RTP/SAVP", ...
     pub proto: String,
+    /// The m= line's format list ("0 8 101").
+    pub fmt: String,
     /// The effective connection address (media level, else session level).
     pub addr: IpAddr,
     /// From a=rtcp; the RTP port + 1 otherwise.
@@ -141,6 +143,7 @@ impl Sdp {
                 kind: m.media.clone(),
                 port: m.port,
                 proto: m.proto.clone(),
+                fmt: m.fmt.clone(),
                 addr,
                 rtcp,
                 rtcp_mux,

@@ -1,9 +1,12 @@
 //! The SDP side of seed 003's relay interface: which media an invite's (or OK's) SDP offers
-//! and where each is sent from, and the SDP of the relay's 302 that names the relay
-//! resource. Parsing is sdp-types' (lenient, RFC 4566/8866).
+//! and where each is sent from (parsed by `crate::sdp`, the same parser the ng protocol
+//! uses), and the SDP of the relay's 302 that names the relay resource (written by
+//! sdp-types).
 use std::net::{IpAddr, SocketAddr};
 
 use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
+
+use crate::sdp::Sdp;
 
 /// The two media kinds the seed relays: "an audio port number 209 for relaying of audio
 /// media and a video port number 210 for relaying of video media".
@@ -26,9 +29,11 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Offered {
     pub kind: Kind,
-    /// c= (media level, else session level) and the m= port. None when the port is 0
-    /// (a disabled stream) or the address is not an IP (FQDN), i.e. nothing to latch on.
+    /// c= (media level, else session level) and the m= port. None when the port is 0 (a
+    /// disabled stream) or the address unspecified (old-style hold): nothing to latch on.
     pub addr: Option<SocketAddr>,
+    /// Where RTCP is sent from: a=rtcp, else the RTP port + 1.
+    pub rtcp: Option<SocketAddr>,
     /// The transport (RTP/AVP, RTP/SAVP, ...) and formats, repeated in the relay's SDP.
     pub proto: String,
     pub fmt: String,
@@ -59,18 +64,13 @@ impl std::fmt::Display for MediaError {
     }
 }
 
-fn ip_of(c: &Connection) -> Option<IpAddr> {
-    c.try_address().ok().map(|a| a.ip)
-}
-
 /// The first audio and the first video stream of `sdp` (other media, and further audio or
 /// video streams, are not the relay's: the seed assigns one port of each kind).
 pub fn offered(sdp: &[u8]) -> Result<Vec<Offered>, MediaError> {
-    let s = Session::parse(sdp).map_err(|e| MediaError::Parse(e.to_string()))?;
-    let session_ip = s.connection.as_ref().and_then(ip_of);
+    let s = Sdp::parse(sdp).map_err(|e| MediaError::Parse(e.to_string()))?;
     let mut out: Vec<Offered> = vec![];
-    for m in &s.medias {
-        let kind = match m.media.as_str() {
+    for m in &s.media {
+        let kind = match m.kind.as_str() {
             "audio" => Kind::Audio,
             "video" => Kind::Video,
             _ => continue,
@@ -78,12 +78,11 @@ pub fn offered(sdp: &[u8]) -> Result<Vec<Offered>, MediaError> {
         if out.iter().any(|o| o.kind == kind) {
             continue;
         }
-        let ip = m.connections.first().and_then(ip_of).or(session_ip);
+        let usable = m.active() && !m.addr.is_unspecified();
         out.push(Offered {
             kind,
-            addr: ip
-                .filter(|_| m.port != 0)
-                .map(|ip| SocketAddr::new(ip, m.port)),
+            addr: usable.then(|| m.rtp()),
+            rtcp: usable.then_some(m.rtcp),
             proto: m.proto.clone(),
             fmt: m.fmt.clone(),
         });
@@ -162,13 +161,29 @@ mod tests {
     }
 
     #[test]
-    fn port_zero_and_fqdn_have_no_address() {
-        let sdp = "v=0\r\no=- 1 1 IN IP4 host.example.invalid\r\ns=-\r\n\
-                   c=IN IP4 host.example.invalid\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n\
+    fn port_zero_and_hold_have_no_address_fqdn_is_refused() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\n\
+                   c=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n\
                    m=video 0 RTP/AVP 96\r\nc=IN IP4 192.0.2.2\r\n";
         let o = offered(sdp.as_bytes()).expect("parses");
-        assert_eq!(o[0].addr, None);
+        assert_eq!((o[0].addr, o[0].rtcp), (None, None));
         assert_eq!(o[1].addr, None);
+        let fqdn = sdp.replace("c=IN IP4 0.0.0.0", "c=IN IP4 host.example.invalid");
+        assert!(matches!(
+            offered(fqdn.as_bytes()),
+            Err(MediaError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn rtcp_from_the_attribute() {
+        let sdp = OFFER.replace(
+            "m=audio 49170 RTP/AVP 0 8 101\r\n",
+            "m=audio 49170 RTP/AVP 0 8 101\r\na=rtcp:49300\r\n",
+        );
+        let o = offered(sdp.as_bytes()).expect("parses");
+        assert_eq!(o[0].rtcp, "192.0.2.2:49300".parse().ok());
+        assert_eq!(o[1].rtcp, "203.0.113.7:51373".parse().ok());
     }
 
     proptest::proptest! {
@@ -184,7 +199,7 @@ mod tests {
     #[test]
     fn errors() {
         assert!(matches!(offered(b"garbage"), Err(MediaError::Parse(_))));
-        let only_app = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nt=0 0\r\n\
+        let only_app = "v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n\
                         m=application 9 TCP/BFCP *\r\n";
         assert_eq!(offered(only_app.as_bytes()), Err(MediaError::NoMedia));
     }

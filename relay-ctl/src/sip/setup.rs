@@ -212,6 +212,11 @@ impl SessionSetup {
         o.addr.filter(|a| is_routable(a.ip(), &self.cfg.private))
     }
 
+    /// The RTCP address to record with a routable RTP address.
+    fn routable_rtcp(&self, o: &Offered) -> Option<std::net::SocketAddr> {
+        self.routable(o).and(o.rtcp)
+    }
+
     /// Steps 62 and 64: "assigning an audio port number and/or, if applicable a video port
     /// number to the session" and "writing the session ID, the assigned port, and optionally
     /// the first IP channel (from the SDP payload of the relay server invite message 202) to
@@ -233,7 +238,7 @@ impl SessionSetup {
                     media: Some(o.kind.as_str().to_owned()),
                     a: SideRequest {
                         peer: self.routable(o),
-                        rtcp_peer: None,
+                        rtcp_peer: self.routable_rtcp(o),
                         relay_addr: Some(local),
                     },
                     b: SideRequest {
@@ -277,7 +282,7 @@ impl SessionSetup {
                     self.routable(o).map(|peer| StreamUpdate {
                         a: Some(PeerUpdate {
                             peer: Some(peer),
-                            rtcp_peer: None,
+                            rtcp_peer: self.routable_rtcp(o),
                         }),
                         b: None,
                     })
@@ -328,17 +333,15 @@ impl SessionSetup {
                 } else {
                     Kind::Audio
                 };
-                offered
-                    .iter()
-                    .find(|o| o.kind == kind)
-                    .and_then(|o| self.routable(o))
-                    .map(|peer| StreamUpdate {
+                offered.iter().find(|o| o.kind == kind).and_then(|o| {
+                    self.routable(o).map(|peer| StreamUpdate {
                         a: None,
                         b: Some(PeerUpdate {
                             peer: Some(peer),
-                            rtcp_peer: None,
+                            rtcp_peer: self.routable_rtcp(o),
                         }),
                     })
+                })
             })
             .collect();
         let update = UpdateSession {
