@@ -9,5 +9,7 @@ pub mod metrics;
 pub mod netlink;
 pub mod netns;
 pub mod ports;
+pub mod reflector;
 pub mod sessions;
+pub mod stun;
 pub mod testbed;

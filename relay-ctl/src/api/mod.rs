@@ -18,4 +18,13 @@ pub trait Control: Send + Sync + 'static {
     fn ports(&self) -> PortsView;
     /// Prometheus text exposition (format 0.0.4).
     fn metrics(&self) -> Result<String, ApiError>;
+    /// `POST /v1/reflector/tickets`: `req` is the decoded body or why it did not decode, so
+    /// the refusal is counted either way. Daemons without a reflector say so.
+    fn issue_ticket(
+        &self,
+        req: Result<crate::reflector::TicketRequest, ApiError>,
+    ) -> Result<crate::reflector::TicketView, ApiError> {
+        let _ = req;
+        Err(ApiError::not_found("this daemon has no reflector"))
+    }
 }
