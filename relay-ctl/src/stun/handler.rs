@@ -5,9 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::message::{
     self, ATTR_CHANGE_REQUEST, ATTR_MAPPED_ADDRESS, ATTR_MESSAGE_INTEGRITY,
-    ATTR_MESSAGE_INTEGRITY_SHA256, ATTR_NONCE, ATTR_OTHER_ADDRESS, ATTR_REALM,
-    ATTR_RESPONSE_ORIGIN, ATTR_SOFTWARE, ATTR_UNKNOWN_ATTRIBUTES, ATTR_USERHASH, ATTR_USERNAME,
-    ATTR_XOR_MAPPED_ADDRESS, Builder, CHANGE_IP, CHANGE_PORT, Class, METHOD_BINDING, ParseError,
+    ATTR_MESSAGE_INTEGRITY_SHA256, ATTR_NONCE, ATTR_OTHER_ADDRESS, ATTR_PADDING, ATTR_REALM,
+    ATTR_RESPONSE_ORIGIN, ATTR_RESPONSE_PORT, ATTR_SOFTWARE, ATTR_UNKNOWN_ATTRIBUTES,
+    ATTR_USERHASH, ATTR_USERNAME, ATTR_XOR_MAPPED_ADDRESS, Builder, CHANGE_IP, CHANGE_PORT, Class,
+    METHOD_BINDING, ParseError,
 };
 
 pub const SOFTWARE: &str = "media-relay";
@@ -73,9 +74,11 @@ impl Silent {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// Send `bytes` to the client from `from`. `code` is 0 for a success response.
+    /// Send `bytes` to `to` (the client, or its RESPONSE-PORT) from `from`. `code` is 0 for
+    /// a success response.
     Reply {
         from: SocketAddr,
+        to: SocketAddr,
         bytes: Vec<u8>,
         code: u16,
     },
@@ -83,7 +86,7 @@ pub enum Answer {
 }
 
 /// Comprehension-required attributes this server understands in a request.
-const KNOWN: [u16; 8] = [
+const KNOWN: [u16; 10] = [
     ATTR_MAPPED_ADDRESS,
     ATTR_CHANGE_REQUEST,
     ATTR_USERNAME,
@@ -92,6 +95,8 @@ const KNOWN: [u16; 8] = [
     ATTR_REALM,
     ATTR_NONCE,
     ATTR_USERHASH,
+    ATTR_PADDING,
+    ATTR_RESPONSE_PORT,
 ];
 
 pub fn answer(datagram: &[u8], client: SocketAddr, local: SocketAddr, l: &Layout) -> Answer {
@@ -112,6 +117,7 @@ pub fn answer(datagram: &[u8], client: SocketAddr, local: SocketAddr, l: &Layout
         b.attr(ATTR_SOFTWARE, SOFTWARE.as_bytes());
         Answer::Reply {
             from: local,
+            to: client,
             bytes: b.finish(m.fingerprint),
             code,
         }
@@ -159,6 +165,23 @@ pub fn answer(datagram: &[u8], client: SocketAddr, local: SocketAddr, l: &Layout
             from.set_port(other.port());
         }
     }
+    // RESPONSE-PORT (RFC 5780 section 7.5): the answer goes to this port of the client's
+    // address (never another address, so it cannot be aimed at a third party).
+    let mut to = client;
+    if let Some(v) = m.attr(ATTR_RESPONSE_PORT) {
+        match v {
+            [hi, lo, _, _] if u16::from_be_bytes([*hi, *lo]) != 0 => {
+                to.set_port(u16::from_be_bytes([*hi, *lo]));
+            }
+            _ => {
+                return error(
+                    400,
+                    "Bad Request: RESPONSE-PORT must be 4 bytes, port not 0",
+                    &[],
+                );
+            }
+        }
+    }
     let mut b = Builder::new(METHOD_BINDING, Class::Success, m.txid);
     b.xor_address(ATTR_XOR_MAPPED_ADDRESS, client)
         .address(ATTR_MAPPED_ADDRESS, client)
@@ -167,8 +190,14 @@ pub fn answer(datagram: &[u8], client: SocketAddr, local: SocketAddr, l: &Layout
         b.address(ATTR_OTHER_ADDRESS, other);
     }
     b.attr(ATTR_SOFTWARE, SOFTWARE.as_bytes());
+    // PADDING (section 7.6): answer with as much, so the client sees how its NAT treats
+    // large (fragmented) datagrams both ways. Bounded by the request's own size.
+    if let Some(p) = m.attr(ATTR_PADDING) {
+        b.attr(ATTR_PADDING, &vec![0u8; p.len()]);
+    }
     Answer::Reply {
         from,
+        to,
         bytes: b.finish(m.fingerprint),
         code: 0,
     }
@@ -202,7 +231,9 @@ mod tests {
 
     fn reply(a: Answer) -> (SocketAddr, Vec<u8>, u16) {
         match a {
-            Answer::Reply { from, bytes, code } => (from, bytes, code),
+            Answer::Reply {
+                from, bytes, code, ..
+            } => (from, bytes, code),
             Answer::Drop(s) => panic!("dropped: {s:?}"),
         }
     }
@@ -292,6 +323,30 @@ mod tests {
         }
     }
 
+    #[test]
+    fn response_port_and_padding() {
+        // coturn's turnutils_stunclient second test: change IP and port, answer to port+1.
+        let r = request(
+            &[
+                (ATTR_RESPONSE_PORT, &[0x9c, 0x41, 0, 0]),
+                (ATTR_CHANGE_REQUEST, &[0, 0, 0, 6]),
+            ],
+            false,
+        );
+        match go(&r, true) {
+            Answer::Reply { from, to, code, .. } => {
+                assert_eq!(code, 0);
+                assert_eq!(to.to_string(), "198.18.1.2:40001");
+                assert_eq!(from.to_string(), "198.18.1.3:3479");
+            }
+            a => panic!("{a:?}"),
+        }
+        let r = request(&[(ATTR_PADDING, &[0; 100])], true);
+        let (_, bytes, _) = reply(go(&r, true));
+        let m = parse(&bytes).unwrap();
+        assert_eq!(m.attr(ATTR_PADDING).map(<[u8]>::len), Some(100));
+    }
+
     fn error_of(a: Answer) -> (u16, Vec<u16>) {
         let (_, bytes, code) = reply(a);
         let m = parse(&bytes).unwrap();
@@ -313,10 +368,12 @@ mod tests {
     fn errors() {
         // Unknown comprehension-required attributes are listed; optional ones are ignored.
         let r = request(
-            &[(0x0027, &[0, 1, 0, 0]), (0x7fff, b""), (0x8fff, b"ok")],
+            &[(0x0030, &[0, 1, 0, 0]), (0x7fff, b""), (0x8fff, b"ok")],
             false,
         );
-        assert_eq!(error_of(go(&r, true)), (420, vec![0x0027, 0x7fff]));
+        assert_eq!(error_of(go(&r, true)), (420, vec![0x0030, 0x7fff]));
+        let r = request(&[(ATTR_RESPONSE_PORT, &[0, 0, 0, 0])], false);
+        assert_eq!(error_of(go(&r, true)).0, 400);
         // CHANGE-REQUEST without a second address.
         let r = request(&[(ATTR_CHANGE_REQUEST, &[0, 0, 0, 4])], true);
         assert_eq!(error_of(go(&r, false)), (420, vec![ATTR_CHANGE_REQUEST]));

@@ -21,6 +21,9 @@ pub const ATTR_NONCE: u16 = 0x0015;
 pub const ATTR_MESSAGE_INTEGRITY_SHA256: u16 = 0x001c;
 pub const ATTR_USERHASH: u16 = 0x001e;
 pub const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
+/// RFC 5780 section 7.6 and 7.5.
+pub const ATTR_PADDING: u16 = 0x0026;
+pub const ATTR_RESPONSE_PORT: u16 = 0x0027;
 pub const ATTR_SOFTWARE: u16 = 0x8022;
 pub const ATTR_FINGERPRINT: u16 = 0x8028;
 pub const ATTR_RESPONSE_ORIGIN: u16 = 0x802b;

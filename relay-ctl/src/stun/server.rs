@@ -68,12 +68,17 @@ pub fn start(layout: Layout, stats: Arc<StunStats>) -> StunServer {
                     };
                     match handler::answer(&buf[..n], client, local, &layout) {
                         Answer::Drop(why) => stats.inc(why.as_str()),
-                        Answer::Reply { from, bytes, code } => {
+                        Answer::Reply {
+                            from,
+                            to,
+                            bytes,
+                            code,
+                        } => {
                             let Some(out) = socks.get(&from) else {
                                 stats.inc("send_error");
                                 continue;
                             };
-                            match out.send_to(&bytes, client).await {
+                            match out.send_to(&bytes, to).await {
                                 Ok(_) => stats.inc(match code {
                                     0 if from == local => "success",
                                     0 => "success_changed",
@@ -84,7 +89,7 @@ pub fn start(layout: Layout, stats: Arc<StunStats>) -> StunServer {
                                 }),
                                 Err(e) => {
                                     stats.inc("send_error");
-                                    log::debug!("STUN {from} -> {client}: {e}");
+                                    log::debug!("STUN {from} -> {to}: {e}");
                                 }
                             }
                         }
