@@ -87,7 +87,12 @@ impl ReflectorService {
         } else {
             cfg.reflect_src.clone()
         };
-        allowed_src.dedup();
+        let mut seen = vec![];
+        allowed_src.retain(|a| {
+            let new = !seen.contains(a);
+            seen.push(*a);
+            new
+        });
         // Own addresses: new ones in before stale ones out, so none that stays is missing.
         let had = maps.own_addrs()?;
         for a in &allowed_src {
@@ -283,14 +288,5 @@ impl ReflectorService {
         let t = tickets::sign(&checked, &key, id, unix_now());
         self.counters.tickets_issued.fetch_add(1, Ordering::Relaxed);
         Ok(t)
-    }
-
-    pub fn config(&self) -> &ReflectorConfig {
-        &self.cfg
-    }
-
-    /// Key ids currently in the ring (signing key last).
-    pub fn key_ids(&self) -> Vec<u16> {
-        self.lock().ring.keys.iter().map(|k| k.id).collect()
     }
 }
