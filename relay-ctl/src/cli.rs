@@ -278,6 +278,8 @@ pub enum Command {
     Stats,
     Ports,
     Delete(String),
+    /// `relay-ctl reflector ticket`.
+    Ticket(crate::reflector::TicketRequest),
 }
 
 /// Run `cmd` against the API; returns what to print on stdout.
@@ -290,6 +292,7 @@ pub fn run(client: &ApiClient, cmd: &Command, json: bool) -> Result<String, CliE
             Command::Stats => client.get("/v1/stats")?,
             Command::Ports => client.get("/v1/ports")?,
             Command::Delete(id) => client.delete(&session_path(id)?)?,
+            Command::Ticket(req) => client.post("/v1/reflector/tickets", req)?,
         };
         let mut out = serde_json::to_string_pretty(&v)
             .map_err(|e| CliError::Other(format!("cannot print JSON: {e}")))?;
@@ -302,6 +305,9 @@ pub fn run(client: &ApiClient, cmd: &Command, json: bool) -> Result<String, CliE
         Command::Stats => stats_text(&client.get_stats()?),
         Command::Ports => ports_text(&client.get_ports()?),
         Command::Delete(id) => deleted_text(&client.delete_session(id)?),
+        Command::Ticket(req) => {
+            crate::reflector::tickets::ticket_text(&client.post("/v1/reflector/tickets", req)?)
+        }
     })
 }
 

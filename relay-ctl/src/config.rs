@@ -23,7 +23,9 @@ use serde::Deserialize;
 use crate::{
     api::LatchPolicy,
     dataplane::XdpModeChoice,
-    sip::{Prefix, routable::default_private},
+    prefix::Prefix,
+    reflector::config::{ReflectorArgs, ReflectorConfig, ReflectorFile},
+    sip::routable::default_private,
 };
 
 pub const DEFAULT_PORT_MIN: u16 = 30000;
@@ -80,6 +82,8 @@ pub struct DaemonArgs {
     /// 127.0.0.1:2223]. docs/ng.md lists the commands and flags.
     #[arg(long, value_name = "ADDR")]
     pub ng_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub reflector: ReflectorArgs,
     /// Session state file [default: /run/media-relay/<instance>.json].
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
@@ -139,6 +143,7 @@ pub struct Config {
     pub quarantine: Duration,
     pub api_listen: SocketAddr,
     pub ng_listen: SocketAddr,
+    pub reflector: ReflectorConfig,
     pub state_file: PathBuf,
     pub policy: LatchPolicy,
     pub relatch_holdoff: Duration,
@@ -163,6 +168,18 @@ struct FileConfig {
     quarantine_secs: Option<u64>,
     api_listen: Option<SocketAddr>,
     ng_listen: Option<SocketAddr>,
+    // Reflector and STUN (crate::reflector::config).
+    reflector_port: Option<u16>,
+    stun_port: Option<u16>,
+    stun_alt_addr: Option<IpAddr>,
+    stun_alt_port: Option<u16>,
+    reflect_rate: Option<u32>,
+    reflect_burst: Option<u32>,
+    reflect_src: Option<Vec<IpAddr>>,
+    reflect_deny: Option<Vec<Prefix>>,
+    reflect_key_rotate_secs: Option<u64>,
+    reflect_key_grace_secs: Option<u64>,
+    ticket_max_ttl_secs: Option<u64>,
     state_file: Option<PathBuf>,
     policy: Option<LatchPolicy>,
     relatch_holdoff_ms: Option<u64>,
@@ -235,6 +252,22 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
     let secs = |flag: Option<u64>, key: Option<u64>, default: u64| {
         Duration::from_secs(flag.or(key).unwrap_or(default))
     };
+    let reflector = crate::reflector::config::merge(
+        &args.reflector,
+        ReflectorFile {
+            reflector_port: file.reflector_port,
+            stun_port: file.stun_port,
+            stun_alt_addr: file.stun_alt_addr,
+            stun_alt_port: file.stun_alt_port,
+            reflect_rate: file.reflect_rate,
+            reflect_burst: file.reflect_burst,
+            reflect_src: file.reflect_src,
+            reflect_deny: file.reflect_deny,
+            reflect_key_rotate_secs: file.reflect_key_rotate_secs,
+            reflect_key_grace_secs: file.reflect_key_grace_secs,
+            ticket_max_ttl_secs: file.ticket_max_ttl_secs,
+        },
+    );
     let cfg = Config {
         ifaces,
         relay_addrs,
@@ -261,6 +294,7 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
             .ng_listen
             .or(file.ng_listen)
             .unwrap_or(DEFAULT_NG_LISTEN),
+        reflector,
         state_file: args
             .state_file
             .clone()
@@ -334,6 +368,7 @@ fn validate(cfg: &Config) -> Result<()> {
             "port range {min}-{max} holds no even/odd pair (RTP on an even port, RTCP on the next)"
         );
     }
+    crate::reflector::config::validate(&cfg.reflector, min, max)?;
     if cfg.max_legs == 0 {
         bail!("max-legs must be at least 1");
     }
@@ -417,6 +452,7 @@ mod tests {
                 quarantine: Duration::from_secs(30),
                 api_listen: "127.0.0.1:9901".parse().unwrap(),
                 ng_listen: "127.0.0.1:2223".parse().unwrap(),
+                reflector: ReflectorConfig::default(),
                 state_file: PathBuf::from("/run/media-relay/default.json"),
                 policy: LatchPolicy::Immediate,
                 relatch_holdoff: Duration::from_millis(1000),
@@ -465,6 +501,17 @@ port-max = 31999
 quarantine-secs = 5
 api-listen = "[2001:db8::1]:9000"
 ng-listen = "[2001:db8::1]:2223"
+reflector-port = 3480
+stun-port = 3478
+stun-alt-addr = "203.0.113.6"
+stun-alt-port = 3479
+reflect-rate = 10
+reflect-burst = 5
+reflect-src = ["203.0.113.5"]
+reflect-deny = ["198.51.100.0/24"]
+reflect-key-rotate-secs = 900
+reflect-key-grace-secs = 120
+ticket-max-ttl-secs = 60
 state-file = "/var/lib/relay/state.json"
 policy = "strict"
 relatch-holdoff-ms = 250
@@ -496,6 +543,19 @@ sip-private-net = ["192.0.2.0/24"]
                 quarantine: Duration::from_secs(5),
                 api_listen: "[2001:db8::1]:9000".parse().unwrap(),
                 ng_listen: "[2001:db8::1]:2223".parse().unwrap(),
+                reflector: ReflectorConfig {
+                    reflector_port: 3480,
+                    stun_port: 3478,
+                    stun_alt_addr: Some("203.0.113.6".parse().unwrap()),
+                    stun_alt_port: 3479,
+                    reflect_rate: 10,
+                    reflect_burst: 5,
+                    reflect_src: vec!["203.0.113.5".parse().unwrap()],
+                    reflect_deny: vec!["198.51.100.0/24".parse().unwrap()],
+                    key_rotate: Duration::from_secs(900),
+                    key_grace: Duration::from_secs(120),
+                    ticket_max_ttl: Duration::from_secs(60),
+                },
                 state_file: PathBuf::from("/var/lib/relay/state.json"),
                 policy: LatchPolicy::Strict,
                 relatch_holdoff: Duration::from_millis(250),
@@ -582,6 +642,78 @@ sip-private-net = ["192.0.2.0/24"]
         );
         // The file switched these on; a bare flag cannot switch them off.
         assert!(cfg.detach_on_exit && cfg.keep_forwarding_sysctl);
+    }
+
+    #[test]
+    fn reflector_flags_override_file() {
+        let f = TempFile::new("refl", FULL_FILE);
+        let cfg = resolve(
+            &args(&[
+                "--config",
+                f.path(),
+                "--reflector-port",
+                "4000",
+                "--stun-port",
+                "4001",
+                "--stun-alt-addr",
+                "203.0.113.7",
+                "--stun-alt-port",
+                "4002",
+                "--reflect-rate",
+                "0",
+                "--reflect-burst",
+                "1",
+                "--reflect-src",
+                "203.0.113.8",
+                "--reflect-deny",
+                "192.0.2.0/25",
+                "--reflect-deny",
+                "198.18.0.1",
+                "--reflect-key-rotate-secs",
+                "60",
+                "--reflect-key-grace-secs",
+                "30",
+                "--ticket-max-ttl-secs",
+                "30",
+            ]),
+            "default",
+        )
+        .unwrap();
+        let r = &cfg.reflector;
+        assert_eq!(
+            (r.reflector_port, r.stun_port, r.stun_alt_port),
+            (4000, 4001, 4002)
+        );
+        assert_eq!(r.stun_alt_addr, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!((r.reflect_rate, r.reflect_burst), (0, 1));
+        assert_eq!(r.reflect_src, ["203.0.113.8".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            r.reflect_deny
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>(),
+            ["192.0.2.0/25", "198.18.0.1/32"]
+        );
+        assert_eq!(
+            (r.key_rotate, r.key_grace, r.ticket_max_ttl),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(30),
+                Duration::from_secs(30)
+            )
+        );
+        // Validation runs on the merged result.
+        let e = err(&args(&["--iface", "e", "--stun-port", "30000"]));
+        assert!(
+            e.contains("stun-port 30000 is inside the relay port range"),
+            "{e}"
+        );
+        let f = TempFile::new(
+            "refl-bad",
+            "iface = [\"e\"]\nreflect-deny = [\"1.2.3.4/40\"]\n",
+        );
+        let e = err(&args(&["--config", f.path()]));
+        assert!(e.contains("prefix length"), "{e}");
     }
 
     #[test]

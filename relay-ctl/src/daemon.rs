@@ -49,9 +49,8 @@ impl InstanceArgs {
 /// The data plane this daemon runs with, fresh or adopted.
 struct Plane {
     dp: DataPlane,
-    /// Reflector/STUN maps, pinned with the rest; the controller's ticket, key and clock
-    /// tasks (not written yet) will use them.
-    _reflector: Reflector,
+    /// Reflector/STUN maps, pinned with the rest (configured by `reflector::control::start`).
+    reflector: Reflector,
     interfaces: Vec<InterfaceView>,
     adopted: bool,
     /// Keeps the freshly loaded object (and its log map reader) alive.
@@ -164,9 +163,17 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         })
     };
     let writer = tokio::spawn(ctl.clone().state_writer());
+    // Reflector maps, clock and keys, and the STUN server; the API gets tickets through it.
+    let extras = crate::reflector::control::start(
+        plane.reflector,
+        &cfg,
+        &relay_addrs,
+        ctl.clone() as Arc<dyn api::Control>,
+    )
+    .await?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api_task = {
-        let ctl: Arc<dyn api::Control> = ctl.clone();
+        let ctl: Arc<dyn api::Control> = extras.api.clone();
         tokio::spawn(api::router::serve(listener, ctl, async move {
             let _ = api_stopped.await;
         }))
@@ -229,6 +236,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     ng_task.abort();
     writer.abort();
     drop(sip_tasks);
+    drop(extras);
     let _ = stop_api.send(());
     match tokio::time::timeout(Duration::from_secs(5), api_task).await {
         Ok(Ok(Err(e))) => log::warn!("HTTP API: {e:#}"),
@@ -239,6 +247,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         drop(ctl);
         instance.remove()?;
         state::remove(&cfg.state_file)?;
+        let _ = fs::remove_file(crate::reflector::service::ring_file(&cfg.state_file));
         let mut lock = cfg.state_file.as_os_str().to_owned();
         lock.push(".lock");
         let _ = fs::remove_file(lock);
@@ -305,7 +314,7 @@ fn fresh(instance: &Instance, ifaces: &[(String, u32)], cfg: &Config) -> Result<
     match result {
         Ok(interfaces) => Ok(Plane {
             dp,
-            _reflector: reflector,
+            reflector,
             interfaces,
             adopted: false,
             _ebpf: Some(ebpf),
@@ -378,7 +387,7 @@ fn adopt(
     );
     Ok(Plane {
         dp,
-        _reflector: reflector,
+        reflector,
         interfaces: views,
         adopted: true,
         _ebpf: None,

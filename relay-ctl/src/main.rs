@@ -66,6 +66,30 @@ enum Cmd {
         #[command(flatten)]
         out: Output,
     },
+    /// The stateless reflector (via the daemon's API).
+    #[command(subcommand)]
+    Reflector(ReflectorCmd),
+}
+
+#[derive(Subcommand)]
+enum ReflectorCmd {
+    /// Get a signed ticket: the 56-byte header a sender puts in front of its payload.
+    Ticket {
+        /// Source the reflected packet carries: one of the relay's addresses, ip:port.
+        #[arg(long, value_name = "IP:PORT")]
+        src: String,
+        /// Destination of the reflected packet, ip:port (e.g. a peer's NAT mapping).
+        #[arg(long, value_name = "IP:PORT")]
+        dst: String,
+        /// The sender's address:port as the relay sees it; the ticket only works from there.
+        #[arg(long, value_name = "IP:PORT")]
+        from: String,
+        /// Seconds the ticket is valid [default: the daemon's ticket-max-ttl-secs].
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 fn main() -> Result<()> {
@@ -81,6 +105,21 @@ fn main() -> Result<()> {
         Cmd::Stats(out) => client(operator::Command::Stats, out),
         Cmd::Ports(out) => client(operator::Command::Ports, out),
         Cmd::Delete { id, out } => client(operator::Command::Delete(id.clone()), out),
+        Cmd::Reflector(ReflectorCmd::Ticket {
+            src,
+            dst,
+            from,
+            ttl,
+            out,
+        }) => client(
+            operator::Command::Ticket(relay_ctl::reflector::TicketRequest {
+                src: src.clone(),
+                dst: dst.clone(),
+                from: from.clone(),
+                ttl: *ttl,
+            }),
+            out,
+        ),
         Cmd::Daemon(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -100,6 +139,7 @@ fn main() -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| relay_ctl::config::default_state_file(&cli.instance.instance));
             relay_ctl::sessions::state::remove(&state)?;
+            let _ = std::fs::remove_file(relay_ctl::reflector::service::ring_file(&state));
             println!(
                 "detached {} ({}) and removed {} and {}",
                 cli.instance.instance,

@@ -108,6 +108,12 @@ pub fn render(s: &StatsView, p: &PortsView) -> Result<String> {
         "Packets XDP handed to the stack, by reason",
         &["reason"],
     )?;
+    let dropped = counter(
+        &reg,
+        "xdp_drops_total",
+        "Packets XDP dropped, by reason (reflector refusals)",
+        &["reason"],
+    )?;
     let other = counter(
         &reg,
         "xdp_events_total",
@@ -119,6 +125,8 @@ pub fn render(s: &StatsView, p: &PortsView) -> Result<String> {
             verdicts.with_label_values(&[v_name]).inc_by(*v);
         } else if let Some(reason) = name.strip_prefix("pass_") {
             passes.with_label_values(&[reason]).inc_by(*v);
+        } else if let Some(reason) = name.strip_prefix("drop_") {
+            dropped.with_label_values(&[reason]).inc_by(*v);
         } else if name != "fwd_bytes" {
             other.with_label_values(&[name.as_str()]).inc_by(*v);
         }

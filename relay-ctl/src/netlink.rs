@@ -48,6 +48,21 @@ pub async fn relay_addrs(ifaces: &[String]) -> Result<Vec<(String, Vec<IpAddr>)>
     Ok(out)
 }
 
+/// Every global address of every interface of this namespace (the box's own addresses, which
+/// the reflector must never send to).
+pub async fn box_addrs() -> Result<Vec<IpAddr>> {
+    let nl = Netlink::open()?;
+    let msgs: Vec<AddressMessage> = nl
+        .handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .context("listing this box's addresses over netlink")?;
+    Ok(msgs.iter().filter_map(usable_addr).collect())
+}
+
 /// One rtnetlink connection; its task is stopped when this is dropped, so nothing outlives
 /// the call that opened it.
 struct Netlink {

@@ -25,6 +25,7 @@ use crate::netns::{ifindex, in_netns};
 
 mod daemon;
 mod nat;
+mod xdp_pass;
 
 pub use daemon::DaemonProcess;
 pub use nat::{

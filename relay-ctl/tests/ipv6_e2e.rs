@@ -15,7 +15,7 @@ const N: usize = 100;
 
 #[test]
 fn ipv6_call_through_two_firewalls_goes_to_xdp() {
-    let rig = Rig::start_with("v6", &[], |t| {
+    let rig = Rig::start_prepared("v6", &[], |t| {
         t.add_ipv6().expect("ipv6");
         t.prime_neighbours6().expect("ipv6 neighbours");
     });

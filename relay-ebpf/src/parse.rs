@@ -7,7 +7,7 @@ use aya_ebpf::programs::XdpContext;
 use relay_common::Counter;
 
 pub const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
+pub const VLAN_HLEN: usize = 4;
 pub const IPV4_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
 pub const IPV6_HLEN: usize = 40;

@@ -3,7 +3,7 @@
 //! place and sent back out (XDP_TX). Anything else on that port goes to the stack, for the
 //! userspace server, with its own pass reason.
 use aya_ebpf::{
-    helpers::{bpf_xdp_adjust_tail, bpf_xdp_get_buff_len},
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_get_buff_len},
     programs::XdpContext,
 };
 use relay_common::{
@@ -13,13 +13,55 @@ use relay_common::{
 };
 
 use crate::{
-    parse::{EthHdr, Frame, IPV4_HLEN, Ipv4Hdr, UDP_HLEN, UdpHdr, ptr_at},
+    parse::{ETH_HLEN, EthHdr, Frame, IPV4_HLEN, Ipv4Hdr, UDP_HLEN, UdpHdr, VLAN_HLEN, ptr_at},
     reflect::ipv4_checksum,
     relay::{Fwd, Kind, Out},
 };
 
 const RESPONSE_TTL: u8 = 64;
 const SHORT_RESPONSE_LEN: usize = MAX_RESPONSE_LEN - FINGERPRINT_LEN;
+
+/// Make room for `grow` more bytes at the head when the tail has none (a veth's buffer for a
+/// small frame ends right after it; XDP guarantees 256 bytes of headroom), moving the
+/// Ethernet (+ 802.1Q), IPv4 and UDP headers to the new start. The message after them is
+/// rewritten whole anyway. False leaves the frame as it was.
+#[inline(always)]
+fn grow_at_head(ctx: &XdpContext, l3: usize, grow: i32) -> bool {
+    // An answer is at most 20 bytes longer than the shortest request.
+    if grow <= 0 || grow > (MAX_RESPONSE_LEN - HEADER_LEN) as i32 {
+        return false;
+    }
+    if l3 != ETH_HLEN && l3 != ETH_HLEN + VLAN_HLEN {
+        return false;
+    }
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
+        return false;
+    }
+    let n = grow as usize;
+    let moved = if l3 == ETH_HLEN {
+        move_headers::<{ ETH_HLEN + IPV4_HLEN + UDP_HLEN }>(ctx, n)
+    } else {
+        move_headers::<{ ETH_HLEN + VLAN_HLEN + IPV4_HLEN + UDP_HLEN }>(ctx, n)
+    };
+    if !moved {
+        // Cannot happen for a frame that held a whole request; undo rather than send junk.
+        unsafe { bpf_xdp_adjust_head(ctx.ctx, grow) };
+    }
+    moved
+}
+
+/// Copy the `N` header bytes at offset `from` to offset 0 (through the stack: they overlap).
+#[inline(always)]
+fn move_headers<const N: usize>(ctx: &XdpContext, from: usize) -> bool {
+    let (Ok(src), Ok(dst)) = (ptr_at::<[u8; N]>(ctx, from), ptr_at::<[u8; N]>(ctx, 0)) else {
+        return false;
+    };
+    unsafe {
+        let h = *src;
+        *dst = h;
+    }
+    true
+}
 
 /// Answer a Binding request. `Err` is the pass reason.
 #[inline(always)]
@@ -93,7 +135,8 @@ pub fn answer(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
     // From the helper (5.18+), not data_end - data: LLVM folds that subtraction into
     // arithmetic on pkt_end, which the verifier refuses.
     let have = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
-    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, want as i32 - have as i32) } != 0 {
+    let grow = want as i32 - have as i32;
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, grow) } != 0 && !grow_at_head(ctx, l3, grow) {
         return Err(Counter::PassStunUnsupported);
     }
     // The frame is now exactly `want` bytes, so these checks (the verifier's) cannot fail.

@@ -51,11 +51,14 @@ const APT_PACKAGES: &[&str] = &[
     // rtpengine-utils' `rtpengine-ng-client` speaks ng to the listener directly.
     "kamailio",
     "rtpengine-utils",
+    // `turnutils_stunclient`: a STUN client nobody here wrote, for the STUN interop tests
+    // (tests/stun_interop.rs). Only the client is used; `turnserver_off` keeps the server off.
+    "coturn",
 ];
 
 /// Packages whose maintainer scripts would start a system service; the tests start their
 /// own instances, so the host must not keep one running.
-const NO_SERVICE_PACKAGES: &[&str] = &["kamailio"];
+const NO_SERVICE_PACKAGES: &[&str] = &["kamailio", "coturn"];
 
 /// invoke-rc.d asks this script whether it may start a service; 101 means "no".
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
@@ -106,6 +109,7 @@ pub fn run_setup(pins: &Pins) -> Result<()> {
     steps.step("bpf-linker", || ensure_bpf_linker(&pins.nightly, &llvm))?;
     steps.step("apt-packages", ensure_apt_packages)?;
     steps.step("bpffs", ensure_bpffs)?;
+    steps.step("turnserver-off", turnserver_off)?;
     if steps.did_work {
         println!("setup: finished in {}", secs(start.elapsed()));
     } else {
@@ -348,6 +352,32 @@ fn disable_services() {
             let _ = run(cmd.args(["disable", "--now", unit]));
         }
     }
+}
+
+/// Debian's coturn enables and starts `turnserver` under systemd; we only want its client, and
+/// a TURN server listening on 3478 would take the tests' STUN port. Without systemd the
+/// package's init script stays off (TURNSERVER_ENABLED is commented out in
+/// /etc/default/coturn).
+fn turnserver_off() -> Result<Outcome> {
+    if !Path::new("/run/systemd/system").exists() {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let Ok(mut cmd) = command("systemctl") else {
+        return Ok(Outcome::AlreadyDone);
+    };
+    let state = output(cmd.args(["is-enabled", "coturn.service"])).unwrap_or_default();
+    let Ok(mut active) = command("systemctl") else {
+        return Ok(Outcome::AlreadyDone);
+    };
+    let running = output(active.args(["is-active", "coturn.service"])).unwrap_or_default();
+    if state.trim() != "enabled" && running.trim() != "active" {
+        return Ok(Outcome::AlreadyDone);
+    }
+    if !is_root()? {
+        bail!("coturn's turnserver is enabled or running; disabling it needs root");
+    }
+    run(command("systemctl")?.args(["disable", "--now", "coturn.service"]))?;
+    Ok(Outcome::Done)
 }
 
 /// dpkg-query exits non-zero for a package it has never heard of: that is "not installed".

@@ -21,4 +21,13 @@ pub trait Control: Send + Sync + 'static {
     /// Count an event of a signalling front end (SIP relay interface, ...) among the
     /// controller's counters, so it shows in /v1/stats and /metrics.
     fn count(&self, event: &'static str);
+    /// `POST /v1/reflector/tickets`: `req` is the decoded body or why it did not decode, so
+    /// the refusal is counted either way. Daemons without a reflector say so.
+    fn issue_ticket(
+        &self,
+        req: Result<crate::reflector::TicketRequest, ApiError>,
+    ) -> Result<crate::reflector::TicketView, ApiError> {
+        let _ = req;
+        Err(ApiError::not_found("this daemon has no reflector"))
+    }
 }

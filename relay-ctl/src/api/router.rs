@@ -10,7 +10,7 @@ use axum::{
     extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State},
     http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde::de::DeserializeOwned;
 
@@ -36,6 +36,7 @@ pub fn router(ctl: Arc<dyn Control>) -> Router {
         )
         .route("/v1/stats", get(stats))
         .route("/v1/ports", get(ports))
+        .route("/v1/reflector/tickets", post(issue_ticket))
         // Must come after the routes: it is applied to the method routers registered so far.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
@@ -184,6 +185,14 @@ async fn stats(State(ctl): State<Ctl>) -> Result<Json<StatsView>, ApiError> {
 
 async fn ports(State(ctl): State<Ctl>) -> Json<PortsView> {
     Json(ctl.ports())
+}
+
+async fn issue_ticket(
+    State(ctl): State<Ctl>,
+    body: Result<ApiJson<crate::reflector::TicketRequest>, ApiError>,
+) -> Result<(StatusCode, Json<crate::reflector::TicketView>), ApiError> {
+    let t = ctl.issue_ticket(body.map(|ApiJson(r)| r))?;
+    Ok((StatusCode::CREATED, Json(t)))
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -114,6 +114,15 @@ impl Reflector {
             .with_context(|| format!("removing reflector key {key_id}"))
     }
 
+    /// The key installed as `key_id` (a restarted daemon signs with the keys it finds).
+    pub fn key(&self, key_id: u16) -> Result<Option<SipKey>> {
+        match self.keys.get(&u32::from(key_id), 0) {
+            Ok(k) => Ok(Some(k)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading reflector key {key_id}")),
+        }
+    }
+
     /// Key ids installed.
     pub fn key_ids(&self) -> Result<Vec<u16>> {
         self.keys

@@ -2,73 +2,9 @@
 //! SDP only when the client is reachable at it; a private address behind a NAT is learned
 //! from the media instead (latching). What counts as private is the operator's call (a
 //! carrier's own CGNAT range, say), so it is a list of prefixes with the usual defaults.
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
-
-/// An IPv4 or IPv6 prefix, `addr/len`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Prefix {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl Prefix {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-                u32::from(p) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.len))
-                    .unwrap_or(0);
-                u128::from(p) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for Prefix {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Prefix, String> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not a prefix (addr/len)"))?;
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("{s:?}: {a:?} is not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len: u8 = l
-            .parse()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?;
-        Ok(Prefix { addr, len })
-    }
-}
-
-impl TryFrom<String> for Prefix {
-    type Error = String;
-    fn try_from(s: String) -> Result<Prefix, String> {
-        s.parse()
-    }
-}
-
-impl From<Prefix> for String {
-    fn from(p: Prefix) -> String {
-        p.to_string()
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
+pub use crate::prefix::Prefix;
 
 /// RFC 1918, RFC 6598 (CGNAT), loopback, link-local, "this network", and IPv6 ULA,
 /// link-local and loopback: addresses a client behind a NAT typically puts in its SDP.
@@ -144,7 +80,6 @@ mod tests {
     #[test]
     fn parse_errors() {
         for bad in [
-            "192.0.2.0",
             "192.0.2.0/33",
             "x/8",
             "2001:db8::/129",
@@ -155,6 +90,11 @@ mod tests {
         assert_eq!(
             "2001:db8::/32".parse::<Prefix>().map(|p| p.to_string()),
             Ok("2001:db8::/32".to_owned())
+        );
+        // A bare address is a host prefix.
+        assert_eq!(
+            "192.0.2.7".parse::<Prefix>().map(|p| p.to_string()),
+            Ok("192.0.2.7/32".to_owned())
         );
     }
 }

@@ -46,6 +46,8 @@ pub const CALLEE_IF: &str = "e0";
 /// Caller and callee each behind a NAT, the NATs on the two links of a relay namespace.
 pub struct NatTopology {
     // Field order is drop order: the relay (and whatever runs in it) goes last.
+    /// XDP_PASS on the NATs' outside veths, so XDP_TX'd frames from the relay get picked up.
+    _xdp_pass: Vec<super::xdp_pass::XdpPass>,
     pub caller: Netns,
     pub callee: Netns,
     pub nat_a: Netns,
@@ -57,7 +59,8 @@ impl NatTopology {
     /// Build the topology; `tag` keeps concurrent topologies apart (namespace names). On error
     /// the namespaces made so far are deleted.
     pub fn build(tag: &str) -> Result<NatTopology> {
-        let t = NatTopology {
+        let mut t = NatTopology {
+            _xdp_pass: vec![],
             caller: Netns::add(&format!("mr-{tag}-caller"))?,
             callee: Netns::add(&format!("mr-{tag}-callee"))?,
             nat_a: Netns::add(&format!("mr-{tag}-nat-a"))?,
@@ -124,6 +127,10 @@ impl NatTopology {
         for (ns, ifname) in [(&t.nat_a, NAT_A_OUT_IF), (&t.nat_b, NAT_B_OUT_IF)] {
             ns.exec("ethtool", &["-K", ifname, "gro", "off"])?;
             ns.exec("ethtool", &["-K", ifname, "gro", "on", "tx", "off"])?;
+            // GRO is enough for frames the relay redirects here, not for those it sends back
+            // out the same link with XDP_TX (STUN answers): see `xdp_pass`.
+            let idx = ns.ifindex(ifname)?;
+            t._xdp_pass.push(ns.run(|| super::xdp_pass::attach(idx))??);
         }
         for (ns, ifname) in [
             (&t.caller, CALLER_IF),

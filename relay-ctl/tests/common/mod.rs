@@ -41,6 +41,7 @@ pub struct Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.state_file);
+        let _ = std::fs::remove_file(relay_ctl::reflector::service::ring_file(&self.state_file));
         let mut lock = self.state_file.as_os_str().to_owned();
         lock.push(".lock");
         let _ = std::fs::remove_file(lock);
@@ -60,14 +61,15 @@ pub fn daemon_args(state_file: &Path, extra: &[&str]) -> Vec<String> {
 
 impl Rig {
     pub fn start(tag: &str, extra: &[&str]) -> Rig {
-        Rig::start_with(tag, extra, |_| {})
+        Self::start_prepared(tag, extra, |_| {})
     }
 
-    /// `start`, with `prepare` run on the topology before the daemon starts.
-    pub fn start_with(tag: &str, extra: &[&str], prepare: impl FnOnce(&NatTopology)) -> Rig {
+    /// [`Rig::start`], running `prep` on the topology before the daemon starts (e.g. to add a
+    /// second relay address).
+    pub fn start_prepared(tag: &str, extra: &[&str], prep: impl FnOnce(&NatTopology)) -> Rig {
         let name = format!("{tag}{}", std::process::id());
         let topo = NatTopology::build(&name).expect("topology");
-        prepare(&topo);
+        prep(&topo);
         topo.prime_neighbours().expect("neighbours");
         let state_file = std::env::temp_dir().join(format!("mr-state-{name}.json"));
         let _ = std::fs::remove_file(&state_file);
