@@ -105,7 +105,7 @@ pub struct DaemonArgs {
     /// Detach XDP and remove the pins on exit (default: keep forwarding without a controller).
     #[arg(long)]
     pub detach_on_exit: bool,
-    /// Do not enable IPv4 forwarding on the relay interfaces (bpf_fib_lookup needs it).
+    /// Do not enable IPv4 and IPv6 forwarding on the relay interfaces (bpf_fib_lookup needs it).
     #[arg(long)]
     pub keep_forwarding_sysctl: bool,
     /// UDP port of seed 003's SIP relay interface on each relay address; 0 turns it off

@@ -79,12 +79,7 @@ mod tests {
 
     #[test]
     fn parse_errors() {
-        for bad in [
-            "192.0.2.0/33",
-            "x/8",
-            "2001:db8::/129",
-            "1.2.3.4/-1",
-        ] {
+        for bad in ["192.0.2.0/33", "x/8", "2001:db8::/129", "1.2.3.4/-1"] {
             assert!(bad.parse::<Prefix>().is_err(), "{bad}");
         }
         assert_eq!(
