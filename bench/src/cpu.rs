@@ -1,0 +1,61 @@
+//! CPU accounting for a throughput run: the generator thread's own CPU time (it also runs the
+//! softirq work its frames trigger on its CPU), plus the named processes' user+system time
+//! and the ksoftirqd threads' (NAPI work deferred off the generating thread).
+use std::fs;
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// utime + stime of a pid (or thread), in seconds; 0 when it is gone.
+pub fn proc_cpu_secs(pid: u32) -> f64 {
+    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the ")" of the command name: state is field 3, utime 14, stime 15.
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (num(11) + num(12)) / clk_tck()
+}
+
+/// Pids of the ksoftirqd threads.
+pub fn ksoftirqd_pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = fs::read_to_string(e.path().join("comm")).ok()?;
+        comm.starts_with("ksoftirqd/").then_some(pid)
+    })
+    .collect()
+}
+
+/// Sum of CPU seconds of `pids` now.
+pub fn sum_cpu(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| proc_cpu_secs(*p)).sum()
+}
+
+/// Busy (non-idle, non-iowait) CPU seconds of the whole machine: shows how much else ran.
+pub fn machine_busy_secs() -> f64 {
+    let Ok(s) = fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = s.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: f64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    (total - idle) / clk_tck()
+}
