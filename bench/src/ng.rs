@@ -9,6 +9,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::bencode::{B, decode};
 
+static NEXT_COOKIE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct Client {
     sock: UdpSocket,
     server: SocketAddr,
@@ -29,7 +31,9 @@ impl Client {
 
     /// One request, one reply (matched by cookie; late replies to earlier cookies are skipped).
     pub fn call(&mut self, req: &B) -> Result<B> {
-        self.seq += 1;
+        // Unique per process, not per client: ng servers cache replies by cookie, so a reused
+        // cookie (a new client after a timed-out ping) would get an old reply.
+        self.seq = NEXT_COOKIE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cookie = format!("{}_{}", std::process::id(), self.seq);
         let mut msg = format!("{cookie} ").into_bytes();
         req.encode(&mut msg);
@@ -83,7 +87,7 @@ impl Client {
         let for_to = sdp_media(
             r.get("sdp")
                 .and_then(B::as_str)
-                .context("offer reply without sdp")?,
+                .with_context(|| format!("offer reply without sdp: {r:?}"))?,
         )?;
         let r = self.call(&B::dict(&[
             ("command", B::s("answer")),

@@ -112,3 +112,23 @@ pub fn napi_without_xdp(ns: &Netns, dev: &str) -> Result<()> {
     ns.exec("ethtool", &["-K", dev, "gro", "off"])?;
     ns.exec("ethtool", &["-K", dev, "gro", "on"])
 }
+
+/// Run `dev`'s NAPI in its own kthread (threaded NAPI), pinned to the relay's CPU, and return
+/// the kthreads' pids. XDP on veth otherwise runs in the sender's softirq, on the generator's
+/// CPU; this way generator and relay each have a CPU and the relay's cost is its thread's.
+/// Call after whatever creates the NAPI instance (attaching XDP, or requesting GRO).
+pub fn threaded_napi(ns: &Netns, dev: &str) -> Result<Vec<u32>> {
+    let path = format!("/sys/class/net/{dev}/threaded");
+    ns.exec("sh", &["-c", &format!("echo 0 > {path}")])?;
+    let before = crate::cpu::napi_pids(dev);
+    ns.exec("sh", &["-c", &format!("echo 1 > {path}")])?;
+    let mine: Vec<u32> = crate::cpu::napi_pids(dev)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    anyhow::ensure!(!mine.is_empty(), "no NAPI kthread appeared for {dev}");
+    for &p in &mine {
+        crate::cpu::pin(p, crate::cpu::RELAY_CPU);
+    }
+    Ok(mine)
+}

@@ -50,12 +50,13 @@ pub struct Variant {
     pub delivered_pps: f64,
     /// 1 - delivered / sent.
     pub loss: f64,
-    /// CPU seconds: generator thread + ksoftirqd + the relay's process (userspace relays).
+    /// CPU seconds on the relay side: r0's NAPI kthread (XDP, or the stack's receive path;
+    /// it also runs the sink's count on s0), the relay's process if any, and ksoftirqd.
     pub cpu_secs: f64,
-    /// `cpu_secs` per delivered packet, in ns (includes the generator's own share).
+    /// `cpu_secs` per delivered packet, in ns.
     pub cpu_ns_per_pkt: f64,
-    /// Of which the relay's userspace process.
-    pub relay_process_cpu_secs: f64,
+    /// CPU seconds of the generator thread (its own CPU).
+    pub generator_cpu_secs: f64,
     /// Busy CPU seconds of the whole machine meanwhile (other work on a shared host shows here).
     pub machine_busy_secs: f64,
     pub note: String,
@@ -99,8 +100,7 @@ fn drive(
         cpu::machine_busy_secs(),
     );
     let got = d1 - d0;
-    let relay_cpu = r1 - r0;
-    let cpu_secs = sent.thread_cpu_secs + (s1 - s0) + relay_cpu;
+    let cpu_secs = (r1 - r0) + (s1 - s0);
     let v = Variant {
         name: name.to_owned(),
         legs_installed,
@@ -121,7 +121,7 @@ fn drive(
         } else {
             0.0
         },
-        relay_process_cpu_secs: relay_cpu,
+        generator_cpu_secs: sent.thread_cpu_secs,
         machine_busy_secs: m1 - m0,
         note: note.to_owned(),
     };
@@ -151,14 +151,15 @@ pub fn run(
     // 1. The generator's ceiling: everything it sends dropped at r0's driver.
     {
         let sink = t.relay.run(|| topo::attach(progs::COUNT_DROP, "r0"))??;
+        let napi = topo::threaded_napi(&t.relay, "r0")?;
         let v = drive(
-            &t,
+            t,
             "generator_ceiling",
             RELAY_A,
             &seq_flows,
             plan.secs,
             &|| count(&sink),
-            &[],
+            &napi,
             0,
             "bench_count_drop on r0: the most the generator delivers into the relay namespace",
         )?;
@@ -168,14 +169,15 @@ pub fn run(
     // 2. The bare XDP baseline: MAC swap + XDP_TX on r0, counted back at g0.
     {
         let _b = t.relay.run(|| topo::attach(progs::SWAP_TX, "r0"))??;
+        let napi = topo::threaded_napi(&t.relay, "r0")?;
         let v = drive(
-            &t,
+            t,
             "xdp_baseline",
             RELAY_A,
             &seq_flows,
             plan.secs,
             &|| Ok(t.delivered()?.0),
-            &[],
+            &napi,
             0,
             "bench_swap_tx on r0 (XDP_TX back to g0)",
         )?;
@@ -319,6 +321,8 @@ fn relay_daemon(t: &Topo, plan: Plan, relay_ctl: &Path) -> Result<Variant> {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let mut pids = topo::threaded_napi(&t.relay, "r0")?;
+    pids.push(daemon.pid());
     drive(
         t,
         "relay_xdp",
@@ -326,7 +330,7 @@ fn relay_daemon(t: &Topo, plan: Plan, relay_ctl: &Path) -> Result<Variant> {
         &flows,
         plan.secs,
         &|| Ok(t.delivered()?.1),
-        &[daemon.pid()],
+        &pids,
         4 * plan.streams,
         "relay-ctl daemon, native XDP on r0 and r1, sessions via the HTTP API, latched; redirect r0 -> r1",
     )
@@ -372,6 +376,7 @@ fn scaling(t: &Topo, plan: Plan, log: fn(&str)) -> Result<Vec<Variant>> {
         ];
         Ok((ebpf, dp, egress, links))
     })??;
+    let napi = topo::threaded_napi(&t.relay, "r0")?;
     {
         let mut installed = 0u32;
         let mut active = 0usize;
@@ -405,7 +410,7 @@ fn scaling(t: &Topo, plan: Plan, log: fn(&str)) -> Result<Vec<Variant>> {
                 &flows[..active],
                 plan.secs,
                 &|| Ok(t.delivered()?.1),
-                &[],
+                &napi,
                 installed,
                 "relay program loaded directly (no daemon), legs installed in its map; traffic over the first flows",
             )?;
@@ -454,6 +459,9 @@ fn mmsg_relay(t: &Topo, plan: Plan, self_exe: &Path) -> Result<Variant> {
     let mut line = String::new();
     err.read_line(&mut line)?;
     ensure!(line.contains("ready"), "mmsg relay: {line}");
+    let mut pids = topo::threaded_napi(&t.relay, "r0")?;
+    cpu::pin_all(child.id(), cpu::RELAY_CPU, cpu::RT_PRIO_USERSPACE);
+    pids.push(child.id());
     let v = drive(
         t,
         "recvmmsg_relay",
@@ -461,7 +469,7 @@ fn mmsg_relay(t: &Topo, plan: Plan, self_exe: &Path) -> Result<Variant> {
         &flows,
         plan.secs,
         &|| Ok(t.delivered()?.1),
-        &[child.id()],
+        &pids,
         2 * plan.streams,
         "one thread, epoll + recvmmsg/sendmmsg (64 per call), one socket per leg side",
     )?;
@@ -509,6 +517,9 @@ fn rtpengine(t: &Topo, plan: Plan) -> Result<Variant> {
     })??;
     latch(t, &flows, 3)?;
     std::thread::sleep(Duration::from_millis(300));
+    let mut pids = topo::threaded_napi(&t.relay, "r0")?;
+    cpu::pin_all(rtp.pid(), cpu::RELAY_CPU, cpu::RT_PRIO_USERSPACE);
+    pids.push(rtp.pid());
     drive(
         t,
         "rtpengine",
@@ -516,8 +527,8 @@ fn rtpengine(t: &Topo, plan: Plan) -> Result<Variant> {
         &flows,
         plan.secs,
         &|| Ok(t.delivered()?.1),
-        &[rtp.pid()],
+        &pids,
         4 * plan.streams,
-        "rtpengine-daemon (Debian), userspace only (--table=-1), default threads, calls via ng offer/answer",
+        "rtpengine-daemon (Debian), userspace only (--table=-1), all its threads on the relay CPU, calls via ng offer/answer",
     )
 }
