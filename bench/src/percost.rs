@@ -191,7 +191,7 @@ fn chain_legs(hosts: [[u8; 4]; 2], slots: [u32; 2]) -> [(LegKey, LegValue); 2] {
 
 /// Filler leg number `i`: a relay address in 198.19.0.0/16 and a port, never hit.
 pub fn filler_leg(i: u32) -> (LegKey, LegValue) {
-    let addr = [198, 19, (i >> 16) as u8 & 0xff, (i >> 8) as u8];
+    let addr = [198, 19, (i >> 16) as u8, (i >> 8) as u8];
     let port = 10_000 + (i & 0xff) as u16 * 8;
     let peer = Endpoint::v4([203, 0, 113, (i & 0x7f) as u8], 5004);
     (

@@ -142,7 +142,6 @@ pub fn run(
 ) -> Result<Outcome> {
     let mut variants = vec![];
     let streams = plan.streams;
-    let t = t;
     // Side-by-side flows: source ports 10000+i; destination ports per variant.
     let seq_flows: Vec<(u16, u16)> = (0..streams)
         .map(|i| (10_000 + i as u16, 30_000 + 2 * i as u16))
@@ -185,7 +184,7 @@ pub fn run(
         variants.push(v);
     }
     // 3. Our relay: the daemon, sessions through its API, latched by a first packet each.
-    match relay_daemon(&t, plan, relay_ctl) {
+    match relay_daemon(t, plan, relay_ctl) {
         Ok(v) => {
             log(&format!("tput: {v:?}"));
             variants.push(v);
@@ -194,17 +193,17 @@ pub fn run(
     }
     // 4. The scaling curve: the relay program loaded directly, legs installed straight into
     //    its map (the daemon's port range cannot reach 1M legs), traffic over the first flows.
-    let scaling = scaling(&t, plan, log)?;
+    let scaling = scaling(t, plan, log)?;
     // 5. and 6. Userspace relays: r0 gets NAPI without XDP so the stack receives.
     topo::napi_without_xdp(&t.relay, "r0")?;
-    match mmsg_relay(&t, plan, self_exe) {
+    match mmsg_relay(t, plan, self_exe) {
         Ok(v) => {
             log(&format!("tput: {v:?}"));
             variants.push(v);
         }
         Err(e) => bail!("recvmmsg relay: {e:#}"),
     }
-    match rtpengine(&t, plan) {
+    match rtpengine(t, plan) {
         Ok(v) => {
             log(&format!("tput: {v:?}"));
             variants.push(v);

@@ -44,6 +44,11 @@ const APT_PACKAGES: &[&str] = &[
     // daemon's API, `python3` is the UDP sink and reads the API's JSON (vm-tests/guest).
     "curl",
     "python3",
+    // `cargo xtask bench`: rtpengine's userspace daemon is the reference relay (run by the bench
+    // in a namespace with its own config; the packaged service is disabled by setup), and the
+    // chart's text font.
+    "rtpengine-daemon",
+    "fonts-dejavu-core",
 ];
 
 const BPFFS: &str = "/sys/fs/bpf";
@@ -91,6 +96,7 @@ pub fn run_setup(pins: &Pins) -> Result<()> {
     let llvm = steps.step_with("llvm-prefix", || ensure_llvm_prefix(&pins.nightly))?;
     steps.step("bpf-linker", || ensure_bpf_linker(&pins.nightly, &llvm))?;
     steps.step("apt-packages", ensure_apt_packages)?;
+    steps.step("rtpengine-service-off", ensure_rtpengine_service_off)?;
     steps.step("bpffs", ensure_bpffs)?;
     if steps.did_work {
         println!("setup: finished in {}", secs(start.elapsed()));
@@ -284,6 +290,28 @@ fn ensure_apt_packages() -> Result<Outcome> {
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(Outcome::Done)
+}
+
+/// rtpengine-daemon's package enables a system service; the bench runs its own instance in a
+/// namespace, so the host's must not run (it would take ports and CPU). Where systemd is not
+/// the init (containers, whose policy-rc.d stops services from starting) there is nothing to do.
+fn ensure_rtpengine_service_off() -> Result<Outcome> {
+    if !Path::new("/run/systemd/system").exists() {
+        return Ok(Outcome::AlreadyDone);
+    }
+    const UNIT: &str = "rtpengine-daemon.service";
+    let state = |verb: &str| {
+        command("systemctl")
+            .and_then(|mut c| output(c.args([verb, UNIT])))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    if state("is-enabled") != "enabled" && state("is-active") != "active" {
+        return Ok(Outcome::AlreadyDone);
+    }
+    run(command("systemctl")?.args(["disable", "--now", UNIT]))?;
     Ok(Outcome::Done)
 }
 
