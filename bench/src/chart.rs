@@ -52,6 +52,15 @@ pub fn render(r: &Results, path: &Path) -> Result<()> {
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 type R<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// 1, 10, 100, 1k, 10k, 100k, 1M.
+fn legs_label(v: &f64) -> String {
+    match *v {
+        x if x >= 1e6 => format!("{:.0}M", x / 1e6),
+        x if x >= 1e3 => format!("{:.0}k", x / 1e3),
+        x => format!("{x:.0}"),
+    }
+}
+
 fn ns_panel(r: &Results, area: &Area) -> R<()> {
     let paths = ["baseline", "forward_redirect", "forward_tx", "pass"];
     let pts: Vec<_> = r
@@ -73,6 +82,7 @@ fn ns_panel(r: &Results, area: &Area) -> R<()> {
     c.configure_mesh()
         .x_desc("legs installed")
         .y_desc("ns per packet")
+        .x_label_formatter(&legs_label)
         .label_style(("sans-serif", 14))
         .draw()?;
     for (i, name) in paths.iter().enumerate() {
@@ -133,6 +143,7 @@ fn scaling_panel(r: &Results, area: &Area) -> R<()> {
     c.configure_mesh()
         .x_desc("legs installed")
         .y_desc("Mpps at the sink")
+        .x_label_formatter(&legs_label)
         .label_style(("sans-serif", 14))
         .draw()?;
     c.draw_series(LineSeries::new(pts.clone(), COLORS[1].stroke_width(2)))?
@@ -180,7 +191,15 @@ fn bars_panel(r: &Results, area: &Area) -> R<()> {
         .draw()?;
     for (i, v) in vs.iter().enumerate() {
         let y = v.delivered_pps / 1e6;
-        let color = COLORS[i % COLORS.len()];
+        // The same colour for the same thing in every panel.
+        let (color, label) = match v.name.as_str() {
+            "generator_ceiling" => (COLORS[5], "gen. ceiling"),
+            "xdp_baseline" => (COLORS[0], "XDP baseline"),
+            "relay_xdp" => (COLORS[1], "relay (XDP)"),
+            "recvmmsg_relay" => (COLORS[3], "recvmmsg"),
+            "rtpengine" => (COLORS[4], "rtpengine"),
+            other => (COLORS[2], other),
+        };
         c.draw_series(std::iter::once(Rectangle::new(
             [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, y)],
             color.filled(),
@@ -190,13 +209,10 @@ fn bars_panel(r: &Results, area: &Area) -> R<()> {
             (i as f64 + 0.3, y + max_y * 0.02),
             ("sans-serif", 14),
         )))?;
-        let label = v.name.replace('_', " ");
         c.draw_series(std::iter::once(Text::new(
-            label,
-            (i as f64 + 0.1, -max_y * 0.04),
-            ("sans-serif", 13)
-                .into_font()
-                .transform(FontTransform::Rotate90),
+            label.to_owned(),
+            (i as f64 + 0.08, -max_y * 0.03),
+            ("sans-serif", 14),
         )))?;
     }
     Ok(())

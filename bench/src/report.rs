@@ -48,6 +48,7 @@ pub fn markdown(r: &Results) -> String {
         "Machine: `{}`, kernel {}, {} x {}, {:.0} GiB; load average before the run: {}. Wall time {:.0} s.\n",
         m.host, m.kernel, m.cpus, m.cpu_model, m.mem_gib, m.loadavg_before, r.wall_secs
     );
+    goals(r, &mut s);
     let _ = writeln!(s, "## Per-packet cost (BPF_PROG_RUN)\n");
     let _ = writeln!(
         s,
@@ -182,4 +183,85 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(s, "- {n}");
     }
     s
+}
+
+/// The issue's goals, each next to what this run measured ("-" where the run has no number).
+fn goals(r: &Results, s: &mut String) {
+    let pps = |name: &str| {
+        r.throughput
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.delivered_pps)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let fwd_1m = r
+        .per_packet
+        .iter()
+        .filter(|p| p.path == "forward_redirect")
+        .max_by_key(|p| p.legs)
+        .map(|p| (p.ratio_to_baseline, p.legs));
+    let ng = |server: &str| {
+        r.control
+            .iter()
+            .find(|c| c.server == server && c.available)
+            .map(|c| c.calls_per_sec)
+    };
+    let fmt = |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |x| format!("{x:.2}{unit}"));
+    let met = |v: Option<f64>, ok: &dyn Fn(f64) -> bool| match v {
+        Some(x) if ok(x) => "yes",
+        Some(_) => "**no**",
+        None => "not measured",
+    };
+    let rows: Vec<(String, String, &str)> = vec![
+        (
+            format!(
+                "per packet <= 1.3 x the MAC-swap baseline (forward, {} legs)",
+                fwd_1m.map_or(0, |f| f.1)
+            ),
+            fmt(fwd_1m.map(|f| f.0), " x"),
+            met(fwd_1m.map(|f| f.0), &|x| x <= 1.3),
+        ),
+        (
+            ">= 10 x rtpengine's pps".into(),
+            fmt(ratio(pps("relay_xdp"), pps("rtpengine")), " x"),
+            met(ratio(pps("relay_xdp"), pps("rtpengine")), &|x| x >= 10.0),
+        ),
+        (
+            ">= 5 x the recvmmsg relay's pps".into(),
+            fmt(ratio(pps("relay_xdp"), pps("recvmmsg_relay")), " x"),
+            met(ratio(pps("relay_xdp"), pps("recvmmsg_relay")), &|x| {
+                x >= 5.0
+            }),
+        ),
+        (
+            ">= 90% of the bare XDP_TX baseline's pps".into(),
+            fmt(
+                ratio(pps("relay_xdp"), pps("xdp_baseline")).map(|x| 100.0 * x),
+                " %",
+            ),
+            met(ratio(pps("relay_xdp"), pps("xdp_baseline")), &|x| x >= 0.9),
+        ),
+        (
+            ">= 2 x rtpengine's ng offers+answers per second".into(),
+            fmt(ratio(ng("relay-ctl"), ng("rtpengine")), " x"),
+            met(ratio(ng("relay-ctl"), ng("rtpengine")), &|x| x >= 2.0),
+        ),
+        (
+            format!(
+                "<= 256 bytes of kernel memory per leg ({} CPUs)",
+                r.memory.as_ref().map_or(0, |m| m.cpus)
+            ),
+            fmt(r.memory.as_ref().map(|m| m.bytes_per_leg), " B"),
+            met(r.memory.as_ref().map(|m| m.bytes_per_leg), &|x| x <= 256.0),
+        ),
+    ];
+    let _ = writeln!(s, "## Goals (issue 6) against this run\n");
+    let _ = writeln!(s, "| goal | measured | met |\n|---|---:|---|");
+    for (goal, measured, ok) in rows {
+        let _ = writeln!(s, "| {goal} | {measured} | {ok} |");
+    }
+    let _ = writeln!(s);
 }

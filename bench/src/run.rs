@@ -26,8 +26,10 @@ fn plan(mode: Mode) -> Plan {
         Mode::Full => Plan {
             per_packet: percost::Plan {
                 legs: &[1, 1_000, 10_000, 100_000, 1_000_000],
-                runs: 400,
-                single_runs: 4_000,
+                // Each BPF_PROG_RUN call costs some 15 ms of wall time here (rxq set-up and
+                // teardown around the program), whatever its repeat.
+                runs: 100,
+                single_runs: 300,
                 max_legs: percost::MAX_LEGS,
             },
             tput: Some(tput::Plan {
@@ -40,8 +42,8 @@ fn plan(mode: Mode) -> Plan {
         Mode::Quick => Plan {
             per_packet: percost::Plan {
                 legs: &[1, 1_000, 100_000, 1_000_000],
-                runs: 100,
-                single_runs: 1_000,
+                runs: 40,
+                single_runs: 100,
                 max_legs: percost::MAX_LEGS,
             },
             tput: Some(tput::Plan {
@@ -95,6 +97,7 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: Option<&Path>) -> Result<()> {
         format!("Per-packet: the forward path repeats {} times per BPF_PROG_RUN call on a frame it rewrites itself (two legs pointing at each other, TTL 255), so every repetition is a full forward; the baseline runs the same way. Reflector and STUN turn their input into an answer, so they run one packet per call; they are compared with the baseline measured one packet per call (`baseline_1`), which includes the kernel's fixed timing overhead of a call.", percost::FWD_REPEAT),
         "BPF_PROG_RUN repeats one frame, so the leg's hash bucket stays in cache: the per-packet numbers at 1M legs show the hash table's size effect on a hot entry, not cache misses across legs; the namespace scaling curve spreads traffic over many legs.".to_owned(),
     ];
+    remove_stale_namespaces();
     let _lock = if mode == Mode::Smoke {
         None
     } else {
@@ -143,9 +146,11 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: Option<&Path>) -> Result<()> {
 
 fn tput_notes(v: &[tput::Variant]) -> Vec<String> {
     let mut n = vec![
-        "veth is not a NIC: there is no wire, no DMA and no interrupt; XDP on veth runs in the receiving veth's NAPI poll on the sending CPU, XDP_TX/REDIRECT hand frames to the peer's ring, and the generator shares the (two) CPUs with the relay. The ratios between variants are meaningful; the absolute Mpps are not what a NIC would do (DESIGN.md section 7: XDP_TX 16.9 Mpps/core, XDP_REDIRECT 8.6 Mpps/core on real NICs).".to_owned(),
-        "Generator: the host kernel has no pktgen (CONFIG_NET_PKTGEN off), so frames come from BPF_PROG_RUN in live-frames mode on g0 (bench_gen, XDP_TX into r0), 64 per batch; its CPU time includes the softirq work its frames trigger on the same CPU (the relay's XDP, the redirect, the sink).".to_owned(),
-        "CPU ns/packet = (generator thread + ksoftirqd + the relay's own process) CPU time / delivered packets; it includes the generator's own share, which the generator_ceiling row shows alone.".to_owned(),
+        "veth is not a NIC: no wire, DMA, interrupts or descriptor rings. XDP on veth runs in the receiving veth's NAPI poll on frames its peer put in a software ring, XDP_TX/REDIRECT hand frames to the peer's ring, and the generator is a program on the same machine. Ratios between variants measured this way are meaningful; the absolute Mpps are not what a NIC does (DESIGN.md section 7: XDP_TX 16.9 Mpps/core, XDP_REDIRECT 8.6 Mpps/core on real NICs).".to_owned(),
+        format!("CPUs: the generator runs on CPU {}; r0's NAPI runs threaded, its kthread pinned to CPU {} (SCHED_FIFO), where the userspace relays also run, one priority above it. Every variant gets that one CPU; 'loss' above a few % means the variant was saturated (the generator offers more than it takes).", crate::cpu::GEN_CPU, crate::cpu::RELAY_CPU),
+        "Generator: the host kernel has no pktgen (CONFIG_NET_PKTGEN off), so frames come from BPF_PROG_RUN in live-frames mode on g0 (bench_gen, XDP_TX into r0); generator_ceiling (a counting drop program on r0) is the most it delivers.".to_owned(),
+        "CPU ns/packet = CPU time of the relay side (r0's NAPI kthread, which also runs the sink's counting program, plus the relay's own process and ksoftirqd) / delivered packets.".to_owned(),
+        "The machine is shared with other builds (machine_busy_secs in the JSON, the load average above): absolute numbers move by some 25% between runs, the scaling curve included; compare within a run.".to_owned(),
     ];
     let ceil = v
         .iter()
@@ -216,4 +221,26 @@ fn today() -> (String, String) {
         format!("{day} {:02}:{:02} UTC", tod / 3600, tod % 3600 / 60),
         day,
     )
+}
+
+/// Namespaces of earlier runs that were killed before their guards ran (names end in the
+/// pid of a relay-bench that no longer runs).
+fn remove_stale_namespaces() {
+    let Ok(dir) = fs::read_dir("/run/netns") else {
+        return;
+    };
+    for name in dir.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        let Some(pid) = ["mr-bn-", "mr-bg", "mr-bs", "mr-br"]
+            .iter()
+            .find_map(|p| name.strip_prefix(p)?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() == "relay-bench");
+        if !alive {
+            log(&format!("removing namespace {name} left by a killed run"));
+            let _ = relay_ctl::testbed::run("ip", &["netns", "del", &name]);
+        }
+    }
 }

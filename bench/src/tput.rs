@@ -222,6 +222,8 @@ fn latch(t: &Topo, flows: &[(u16, u16)], n: u32) -> Result<()> {
             for _ in 0..n {
                 sock.send_to(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1], (RELAY_A, d))?;
             }
+            // Paced: a burst would overflow the veth's 256-frame ring.
+            std::thread::sleep(Duration::from_micros(200));
         }
         Ok(())
     })?
@@ -297,19 +299,26 @@ fn relay_daemon(t: &Topo, plan: Plan, relay_ctl: &Path) -> Result<Variant> {
         }
         Ok(flows)
     })??;
-    latch(t, &flows, 1)?;
     let deadline = Instant::now() + Duration::from_secs(30);
+    let mut waiting = flows.clone();
     loop {
-        let in_kernel = t.relay.run(|| -> Result<usize> {
+        // (Re)send a latching datagram for every flow whose leg is not in XDP yet.
+        latch(t, &waiting, 1)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let latched: Vec<u16> = t.relay.run(|| -> Result<Vec<u16>> {
             let all = ApiClient::new(api)
                 .get_sessions()
                 .map_err(|e| anyhow!("{e}"))?;
             Ok(all
                 .iter()
-                .filter(|s| s.streams[0].legs.iter().any(|l| l.side == "a" && l.kernel))
-                .count())
+                .flat_map(|s| s.streams[0].legs.iter())
+                .filter(|l| l.side == "a" && l.kernel)
+                .map(|l| l.relay.port())
+                .collect())
         })??;
-        if in_kernel == plan.streams as usize {
+        waiting.retain(|(_, d)| !latched.contains(d));
+        let in_kernel = plan.streams as usize - waiting.len();
+        if waiting.is_empty() {
             break;
         }
         ensure!(
@@ -318,7 +327,6 @@ fn relay_daemon(t: &Topo, plan: Plan, relay_ctl: &Path) -> Result<Variant> {
             plan.streams,
             daemon.log()
         );
-        std::thread::sleep(Duration::from_millis(200));
     }
     let mut pids = topo::threaded_napi(&t.relay, "r0")?;
     pids.push(daemon.pid());
