@@ -131,7 +131,13 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: Option<&Path>) -> Result<()> {
         notes,
     };
     fs::create_dir_all(out)?;
-    let base = out.join(format!("{stamp}-{}", results.machine.host));
+    // A quick or smoke run never overwrites the day's full run.
+    let suffix = match mode {
+        Mode::Full => "",
+        Mode::Quick => "-quick",
+        Mode::Smoke => "-smoke",
+    };
+    let base = out.join(format!("{stamp}-{}{suffix}", results.machine.host));
     let json = base.with_extension("json");
     fs::write(&json, serde_json::to_string_pretty(&results)?)?;
     fs::write(base.with_extension("md"), report::markdown(&results))?;

@@ -1,5 +1,6 @@
 //! `bench`: setup, release build of the relay and the harness, then `relay-bench run`, which
-//! writes bench/results/<date>-<host>.{json,md,png} (bench/README.md explains every number).
+//! writes bench/results/<date>-<host>[-quick].{json,md,png} (bench/README.md explains every
+//! number); `--smoke` writes under target/bench-smoke/.
 
 use anyhow::Result;
 
@@ -26,16 +27,19 @@ pub fn run_bench(pins: &Pins, mode: BenchMode) -> Result<()> {
         "relay-ctl",
         "-p",
         "relay-bench",
+        "--bin",
+        "relay-bench",
     ]))?;
     let root = repo_root();
-    let mode = match mode {
-        BenchMode::Full => "full",
-        BenchMode::Quick => "quick",
-        BenchMode::Smoke => "smoke",
+    // Smoke output is not a result: it goes under target/.
+    let (mode, out) = match mode {
+        BenchMode::Full => ("full", root.join("bench/results")),
+        BenchMode::Quick => ("quick", root.join("bench/results")),
+        BenchMode::Smoke => ("smoke", root.join("target/bench-smoke")),
     };
     run(command(root.join("target/release/relay-bench"))?
         .args(["run", "--mode", mode, "--out"])
-        .arg(root.join("bench/results"))
+        .arg(out)
         .arg("--relay-ctl")
         .arg(root.join("target/release/relay-ctl")))
 }
