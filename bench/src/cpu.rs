@@ -72,6 +72,8 @@ pub const RT_PRIO: i32 = 20;
 /// overload the NAPI thread would otherwise keep the CPU receiving into full sockets and the
 /// relay would never run (receive livelock). This is the userspace relays' best case.
 pub const RT_PRIO_USERSPACE: i32 = 30;
+/// The counting sinks' NAPI threads run above everything on the relay's CPU (topo.rs).
+pub const RT_PRIO_SINK: i32 = 40;
 
 /// Pin `pid` (0 = the calling thread) to `cpu` at SCHED_FIFO `RT_PRIO`; a machine with
 /// fewer CPUs is not pinned.

@@ -82,6 +82,12 @@ impl Topo {
         for (ns, dev) in [(&t.sender, "g0"), (&t.sink, "s0")] {
             let e = ns.run(|| attach(progs::COUNT_DROP, dev))??;
             t.counters.push(e);
+            // The counting sinks get their own NAPI threads on the relay's CPU, above
+            // everything: left in softirq they would be deferred to ksoftirqd under
+            // saturation and starve behind the relay's NAPI thread (what is delivered would
+            // depend on where the kernel ran the sink); on the generator's CPU they would
+            // slow the generator. Every variant pays the same few ns per delivered packet.
+            threaded_napi_on(ns, dev, crate::cpu::RELAY_CPU, crate::cpu::RT_PRIO_SINK)?;
         }
         Ok(t)
     }
@@ -118,6 +124,11 @@ pub fn napi_without_xdp(ns: &Netns, dev: &str) -> Result<()> {
 /// CPU; this way generator and relay each have a CPU and the relay's cost is its thread's.
 /// Call after whatever creates the NAPI instance (attaching XDP, or requesting GRO).
 pub fn threaded_napi(ns: &Netns, dev: &str) -> Result<Vec<u32>> {
+    threaded_napi_on(ns, dev, crate::cpu::RELAY_CPU, crate::cpu::RT_PRIO)
+}
+
+/// `threaded_napi` on a given CPU and SCHED_FIFO priority.
+pub fn threaded_napi_on(ns: &Netns, dev: &str, cpu: usize, prio: i32) -> Result<Vec<u32>> {
     let path = format!("/sys/class/net/{dev}/threaded");
     ns.exec("sh", &["-c", &format!("echo 0 > {path}")])?;
     let before = crate::cpu::napi_pids(dev);
@@ -128,7 +139,7 @@ pub fn threaded_napi(ns: &Netns, dev: &str) -> Result<Vec<u32>> {
         .collect();
     anyhow::ensure!(!mine.is_empty(), "no NAPI kthread appeared for {dev}");
     for &p in &mine {
-        crate::cpu::pin(p, crate::cpu::RELAY_CPU);
+        crate::cpu::pin_prio(p, cpu, prio);
     }
     Ok(mine)
 }

@@ -50,8 +50,8 @@ pub struct Variant {
     pub delivered_pps: f64,
     /// 1 - delivered / sent.
     pub loss: f64,
-    /// CPU seconds on the relay side: r0's NAPI kthread (XDP, or the stack's receive path;
-    /// it also runs the sink's count on s0), the relay's process if any, and ksoftirqd.
+    /// CPU seconds on the relay side: r0's NAPI kthread (XDP, or the stack's receive path),
+    /// the relay's process if any, and ksoftirqd.
     pub cpu_secs: f64,
     /// `cpu_secs` per delivered packet, in ns.
     pub cpu_ns_per_pkt: f64,
