@@ -24,13 +24,17 @@ pub fn run_checks(pins: &Pins, phases: &mut Phases) -> Result<()> {
     phases.run("clippy", || {
         run(cargo(&pins.stable)?.args(["clippy", "--all-targets", "--", "-D", "warnings"]))
     })?;
-    // From relay-ebpf/, with the nightly pin: the crate only builds for the BPF target.
+    // From each eBPF crate's directory, with the nightly pin: they only build for the BPF
+    // target (relay-ebpf, and the benchmark's programs in bench/ebpf).
     phases.run("clippy-ebpf", || {
-        run(cargo(&pins.nightly)?
-            .args(["clippy", "-p", "relay-ebpf"])
-            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
-            .args(["--", "-D", "warnings"])
-            .current_dir(repo_root().join("relay-ebpf")))
+        for (package, dir) in [("relay-ebpf", "relay-ebpf"), ("bench-ebpf", "bench/ebpf")] {
+            run(cargo(&pins.nightly)?
+                .args(["clippy", "-p", package])
+                .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+                .args(["--", "-D", "warnings"])
+                .current_dir(repo_root().join(dir)))?;
+        }
+        Ok(())
     })?;
     Ok(())
 }

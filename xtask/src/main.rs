@@ -1,6 +1,7 @@
 //! Project tasks. Start with `./x <task>` on a fresh machine (it installs the pinned stable
 //! toolchain first); afterwards `cargo xtask <task>` works too.
 
+mod bench;
 mod build;
 mod demo;
 mod lint;
@@ -41,6 +42,16 @@ enum Task {
         #[arg(long, default_value = "all")]
         kernel: String,
     },
+    /// Setup, then benchmark the relay against a bare XDP baseline, rtpengine and a
+    /// recvmmsg relay (needs root); results in bench/results/ (see bench/README.md).
+    Bench {
+        /// Shorter and smaller: under 2 minutes.
+        #[arg(long, conflicts_with = "smoke")]
+        quick: bool,
+        /// The harness alone in seconds (per-packet cost at a tiny repeat, outputs written).
+        #[arg(long)]
+        smoke: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,5 +76,13 @@ fn run(task: Task) -> Result<()> {
         Task::Test => test::run_test(&pins),
         Task::Demo => demo::run_demo(&pins),
         Task::VmTest { kernel } => vm::run_vm_test(&pins, &kernel),
+        Task::Bench { quick, smoke } => bench::run_bench(
+            &pins,
+            match (quick, smoke) {
+                (_, true) => bench::BenchMode::Smoke,
+                (true, _) => bench::BenchMode::Quick,
+                _ => bench::BenchMode::Full,
+            },
+        ),
     }
 }

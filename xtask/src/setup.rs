@@ -52,13 +52,23 @@ const APT_PACKAGES: &[&str] = &[
     "kamailio",
     "rtpengine-utils",
     // `turnutils_stunclient`: a STUN client nobody here wrote, for the STUN interop tests
-    // (tests/stun_interop.rs). Only the client is used; `turnserver_off` keeps the server off.
+    // (tests/stun_interop.rs). Only the client is used; the server stays off (NO_SERVICE_PACKAGES).
     "coturn",
+    // `cargo xtask bench`: rtpengine's userspace daemon is the reference relay (run by the bench
+    // in a namespace with its own config; the packaged service is disabled by setup), and the
+    // chart's text font.
+    "rtpengine-daemon",
+    "fonts-dejavu-core",
 ];
 
-/// Packages whose maintainer scripts would start a system service; the tests start their
-/// own instances, so the host must not keep one running.
-const NO_SERVICE_PACKAGES: &[&str] = &["kamailio", "coturn"];
+/// Packages whose maintainer scripts would start a system service, and the unit: the tests and
+/// the bench start their own instances in namespaces, so the host must not keep one running
+/// (it would hold ports such as 5060, 3478 and 2223, and CPU).
+const NO_SERVICE_PACKAGES: &[(&str, &str)] = &[
+    ("kamailio", "kamailio.service"),
+    ("coturn", "coturn.service"),
+    ("rtpengine-daemon", "rtpengine-daemon.service"),
+];
 
 /// invoke-rc.d asks this script whether it may start a service; 101 means "no".
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
@@ -108,8 +118,8 @@ pub fn run_setup(pins: &Pins) -> Result<()> {
     let llvm = steps.step_with("llvm-prefix", || ensure_llvm_prefix(&pins.nightly))?;
     steps.step("bpf-linker", || ensure_bpf_linker(&pins.nightly, &llvm))?;
     steps.step("apt-packages", ensure_apt_packages)?;
+    steps.step("services-off", ensure_services_off)?;
     steps.step("bpffs", ensure_bpffs)?;
-    steps.step("turnserver-off", turnserver_off)?;
     if steps.did_work {
         println!("setup: finished in {}", secs(start.elapsed()));
     } else {
@@ -298,7 +308,9 @@ fn ensure_apt_packages() -> Result<Outcome> {
         );
     }
     run(command("apt-get")?.arg("update"))?;
-    let starts_service = missing.iter().any(|p| NO_SERVICE_PACKAGES.contains(p));
+    let starts_service = missing
+        .iter()
+        .any(|p| NO_SERVICE_PACKAGES.iter().any(|(pkg, _)| pkg == p));
     let _policy = if starts_service {
         PolicyRcD::deny_starts()?
     } else {
@@ -308,9 +320,6 @@ fn ensure_apt_packages() -> Result<Outcome> {
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    if starts_service {
-        disable_services();
-    }
     Ok(Outcome::Done)
 }
 
@@ -341,43 +350,33 @@ impl Drop for PolicyRcD {
     }
 }
 
-/// Under systemd a unit may also be enabled (and started by a later boot): disable and stop
-/// it. Without systemd (containers, CI) policy-rc.d above already kept it from starting.
-fn disable_services() {
+/// Under systemd the packages above also enable their units (started again by a later boot):
+/// disable and stop any that is enabled or running, on every setup, so a machine set up before
+/// is fixed too. Without systemd (containers, CI) policy-rc.d kept them from starting and
+/// nothing starts them later.
+fn ensure_services_off() -> Result<Outcome> {
     if !Path::new("/run/systemd/system").exists() {
-        return;
+        return Ok(Outcome::AlreadyDone);
     }
-    for unit in NO_SERVICE_PACKAGES {
-        if let Ok(mut cmd) = command("systemctl") {
-            let _ = run(cmd.args(["disable", "--now", unit]));
+    let state = |verb: &str, unit: &str| {
+        command("systemctl")
+            .and_then(|mut c| output(c.args([verb, unit])))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    let mut outcome = Outcome::AlreadyDone;
+    for (_, unit) in NO_SERVICE_PACKAGES {
+        if state("is-enabled", unit) != "enabled" && state("is-active", unit) != "active" {
+            continue;
         }
+        if !is_root()? {
+            bail!("{unit} is enabled or running; disabling it needs root");
+        }
+        run(command("systemctl")?.args(["disable", "--now", unit]))?;
+        outcome = Outcome::Done;
     }
-}
-
-/// Debian's coturn enables and starts `turnserver` under systemd; we only want its client, and
-/// a TURN server listening on 3478 would take the tests' STUN port. Without systemd the
-/// package's init script stays off (TURNSERVER_ENABLED is commented out in
-/// /etc/default/coturn).
-fn turnserver_off() -> Result<Outcome> {
-    if !Path::new("/run/systemd/system").exists() {
-        return Ok(Outcome::AlreadyDone);
-    }
-    let Ok(mut cmd) = command("systemctl") else {
-        return Ok(Outcome::AlreadyDone);
-    };
-    let state = output(cmd.args(["is-enabled", "coturn.service"])).unwrap_or_default();
-    let Ok(mut active) = command("systemctl") else {
-        return Ok(Outcome::AlreadyDone);
-    };
-    let running = output(active.args(["is-active", "coturn.service"])).unwrap_or_default();
-    if state.trim() != "enabled" && running.trim() != "active" {
-        return Ok(Outcome::AlreadyDone);
-    }
-    if !is_root()? {
-        bail!("coturn's turnserver is enabled or running; disabling it needs root");
-    }
-    run(command("systemctl")?.args(["disable", "--now", "coturn.service"]))?;
-    Ok(Outcome::Done)
+    Ok(outcome)
 }
 
 /// dpkg-query exits non-zero for a package it has never heard of: that is "not installed".

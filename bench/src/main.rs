@@ -1,0 +1,98 @@
+//! `relay-bench`: the benchmark harness behind `cargo xtask bench` (bench/README.md).
+//!
+//! `relay-bench run [--quick|--smoke] --out DIR --relay-ctl PATH` measures, in one run:
+//! per-packet cost (BPF_PROG_RUN), kernel memory per leg, throughput in namespaces (our relay,
+//! the bare XDP baseline, rtpengine, a recvmmsg/sendmmsg relay) and ng control-plane rates,
+//! then writes `<date>-<host>.json`, `.md` and `.png` into DIR.
+//! `relay-bench mmsg-relay ...` is the userspace reference relay (run inside a namespace).
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod bencode;
+mod chart;
+mod control;
+mod cpu;
+mod frames;
+mod generator;
+mod memory;
+mod mmsg;
+mod ng;
+mod percost;
+mod progs;
+mod report;
+mod rtpengine;
+mod run;
+mod topo;
+mod tput;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks of the XDP media relay (see bench/README.md)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Everything, under 10 minutes.
+    Full,
+    /// Everything, shorter and smaller, under 2 minutes.
+    Quick,
+    /// The harness itself in seconds: per-packet cost at a tiny repeat, outputs written.
+    Smoke,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the benchmarks and write the results.
+    Run {
+        #[arg(long, value_enum, default_value = "full")]
+        mode: Mode,
+        /// Directory for <date>-<host>.{json,md,png}.
+        #[arg(long)]
+        out: PathBuf,
+        /// The relay-ctl binary (its daemon is benchmarked through its API).
+        #[arg(long)]
+        relay_ctl: Option<PathBuf>,
+    },
+    /// The recvmmsg/sendmmsg reference relay: `--map LISTEN=FROM>TO` pairs read from a file.
+    MmsgRelay {
+        /// File with one "listen_port from_port to_addr:port" line per leg.
+        #[arg(long)]
+        legs: PathBuf,
+        /// Local address to bind the listening sockets to.
+        #[arg(long)]
+        listen: std::net::Ipv4Addr,
+        /// Local address to send from.
+        #[arg(long)]
+        source: std::net::Ipv4Addr,
+        /// Exit after this many seconds (bounded like every load).
+        #[arg(long, default_value = "120")]
+        max_secs: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run {
+            mode,
+            out,
+            relay_ctl,
+        } => run::run(mode, &out, relay_ctl.as_deref()),
+        Cmd::MmsgRelay {
+            legs,
+            listen,
+            source,
+            max_secs,
+        } => mmsg::serve(&legs, listen, source, max_secs),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relay-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

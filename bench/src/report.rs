@@ -1,0 +1,267 @@
+//! The results: one JSON document, and the same as a markdown table.
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::{control::Control, percost, tput::Variant};
+
+#[derive(Serialize, Clone)]
+pub struct Machine {
+    pub host: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cpus: u32,
+    pub mem_gib: f64,
+    pub loadavg_before: String,
+}
+
+#[derive(Serialize, Clone)]
+pub struct Results {
+    pub date: String,
+    pub mode: String,
+    pub machine: Machine,
+    pub per_packet: Vec<percost::PathCost>,
+    pub memory: Option<percost::Memory>,
+    pub throughput: Vec<Variant>,
+    pub scaling: Vec<Variant>,
+    pub control: Vec<Control>,
+    pub wall_secs: f64,
+    pub notes: Vec<String>,
+}
+
+fn si(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+pub fn markdown(r: &Results) -> String {
+    let mut s = String::new();
+    let m = &r.machine;
+    let _ = writeln!(s, "# Benchmark results {} ({} mode)\n", r.date, r.mode);
+    let _ = writeln!(
+        s,
+        "Machine: `{}`, kernel {}, {} x {}, {:.0} GiB; load average before the run: {}. Wall time {:.0} s.\n",
+        m.host, m.kernel, m.cpus, m.cpu_model, m.mem_gib, m.loadavg_before, r.wall_secs
+    );
+    goals(r, &mut s);
+    let _ = writeln!(s, "## Per-packet cost (BPF_PROG_RUN)\n");
+    let _ = writeln!(
+        s,
+        "| legs | path | ns/packet (median) | p10 - p90 | repeat x runs | ratio to baseline |"
+    );
+    let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|");
+    for p in &r.per_packet {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} | {:.1} - {:.1} | {} x {} | {} |",
+            p.legs,
+            p.path,
+            p.ns,
+            p.p10,
+            p.p90,
+            p.repeat,
+            p.runs,
+            if p.path.starts_with("baseline") {
+                "1".into()
+            } else {
+                format!("{:.2}", p.ratio_to_baseline)
+            }
+        );
+    }
+    if let Some(mem) = &r.memory {
+        let _ = writeln!(s, "\n## Kernel memory per leg\n");
+        let _ = writeln!(
+            s,
+            "Legs map + per-leg stats, loaded for {} legs ({} installed), {} possible CPUs, from the maps' `memlock` (fdinfo):\n",
+            mem.max_entries, mem.legs_installed, mem.cpus
+        );
+        let _ = writeln!(s, "| map | bytes | bytes per leg |\n|---|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| RELAY_LEGS (hash, preallocated) | {} | {:.1} |",
+            mem.legs_map_bytes, mem.legs_map_bytes_per_leg
+        );
+        let _ = writeln!(
+            s,
+            "| RELAY_LEG_STATS (per-CPU array) | {} | {:.1} |",
+            mem.leg_stats_bytes, mem.leg_stats_bytes_per_leg
+        );
+        let _ = writeln!(
+            s,
+            "| total | {} | **{:.1}** |",
+            mem.legs_map_bytes + mem.leg_stats_bytes,
+            mem.bytes_per_leg
+        );
+    }
+    if !r.throughput.is_empty() {
+        let relay = r
+            .throughput
+            .iter()
+            .find(|v| v.name == "relay_xdp")
+            .map(|v| v.delivered_pps);
+        let _ = writeln!(
+            s,
+            "\n## Throughput, veth namespaces (200-byte IP packets)\n"
+        );
+        let _ = writeln!(
+            s,
+            "| variant | flows | sent pps | delivered pps | loss | CPU ns/packet | relay_xdp ÷ this |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+        for v in &r.throughput {
+            let ratio = match relay {
+                Some(x) if v.delivered_pps > 0.0 => format!("{:.2}", x / v.delivered_pps),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.1}% | {:.0} | {} |",
+                v.name,
+                v.flows,
+                si(v.sent_pps),
+                si(v.delivered_pps),
+                100.0 * v.loss,
+                v.cpu_ns_per_pkt,
+                ratio
+            );
+        }
+    }
+    if !r.scaling.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Scaling: legs installed vs delivered pps and ns/packet\n"
+        );
+        let _ = writeln!(
+            s,
+            "| legs | flows with traffic | delivered pps | loss | forward_redirect ns/packet |"
+        );
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|");
+        for v in &r.scaling {
+            let ns = r
+                .per_packet
+                .iter()
+                .filter(|p| p.path == "forward_redirect")
+                .min_by_key(|p| (p.legs as i64 - v.legs_installed as i64).abs())
+                .map(|p| format!("{:.1} (at {} legs)", p.ns, p.legs))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1}% | {} |",
+                v.legs_installed,
+                v.flows,
+                si(v.delivered_pps),
+                100.0 * v.loss,
+                ns
+            );
+        }
+    }
+    if !r.control.is_empty() {
+        let _ = writeln!(s, "\n## Control plane (ng, one client, sequential)\n");
+        let _ = writeln!(
+            s,
+            "| server | calls | offer+answer pairs/s | ng requests/s | note |\n|---|---:|---:|---:|---|"
+        );
+        for c in &r.control {
+            if c.available {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.0} | {:.0} | {} |",
+                    c.server, c.calls, c.calls_per_sec, c.requests_per_sec, c.note
+                );
+            } else {
+                let _ = writeln!(s, "| {} | - | not available | - | {} |", c.server, c.note);
+            }
+        }
+    }
+    let _ = writeln!(s, "\n## Notes\n");
+    for n in &r.notes {
+        let _ = writeln!(s, "- {n}");
+    }
+    s
+}
+
+/// The issue's goals, each next to what this run measured ("-" where the run has no number).
+fn goals(r: &Results, s: &mut String) {
+    let pps = |name: &str| {
+        r.throughput
+            .iter()
+            .find(|v| v.name == name)
+            .map(|v| v.delivered_pps)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let fwd_1m = r
+        .per_packet
+        .iter()
+        .filter(|p| p.path == "forward_redirect")
+        .max_by_key(|p| p.legs)
+        .map(|p| (p.ratio_to_baseline, p.legs));
+    let ng = |server: &str| {
+        r.control
+            .iter()
+            .find(|c| c.server == server && c.available)
+            .map(|c| c.calls_per_sec)
+    };
+    let fmt = |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |x| format!("{x:.2}{unit}"));
+    let met = |v: Option<f64>, ok: &dyn Fn(f64) -> bool| match v {
+        Some(x) if ok(x) => "yes",
+        Some(_) => "**no**",
+        None => "not measured",
+    };
+    let rows: Vec<(String, String, &str)> = vec![
+        (
+            format!(
+                "per packet <= 1.3 x the MAC-swap baseline (forward, {} legs)",
+                fwd_1m.map_or(0, |f| f.1)
+            ),
+            fmt(fwd_1m.map(|f| f.0), " x"),
+            met(fwd_1m.map(|f| f.0), &|x| x <= 1.3),
+        ),
+        (
+            ">= 10 x rtpengine's pps".into(),
+            fmt(ratio(pps("relay_xdp"), pps("rtpengine")), " x"),
+            met(ratio(pps("relay_xdp"), pps("rtpengine")), &|x| x >= 10.0),
+        ),
+        (
+            ">= 5 x the recvmmsg relay's pps".into(),
+            fmt(ratio(pps("relay_xdp"), pps("recvmmsg_relay")), " x"),
+            met(ratio(pps("relay_xdp"), pps("recvmmsg_relay")), &|x| {
+                x >= 5.0
+            }),
+        ),
+        (
+            ">= 90% of the bare XDP_TX baseline's pps".into(),
+            fmt(
+                ratio(pps("relay_xdp"), pps("xdp_baseline")).map(|x| 100.0 * x),
+                " %",
+            ),
+            met(ratio(pps("relay_xdp"), pps("xdp_baseline")), &|x| x >= 0.9),
+        ),
+        (
+            ">= 2 x rtpengine's ng offers+answers per second".into(),
+            fmt(ratio(ng("relay-ctl"), ng("rtpengine")), " x"),
+            met(ratio(ng("relay-ctl"), ng("rtpengine")), &|x| x >= 2.0),
+        ),
+        (
+            format!(
+                "<= 256 bytes of kernel memory per leg ({} CPUs)",
+                r.memory.as_ref().map_or(0, |m| m.cpus)
+            ),
+            fmt(r.memory.as_ref().map(|m| m.bytes_per_leg), " B"),
+            met(r.memory.as_ref().map(|m| m.bytes_per_leg), &|x| x <= 256.0),
+        ),
+    ];
+    let _ = writeln!(s, "## Goals (issue 6) against this run\n");
+    let _ = writeln!(s, "| goal | measured | met |\n|---|---:|---|");
+    for (goal, measured, ok) in rows {
+        let _ = writeln!(s, "| {goal} | {measured} | {ok} |");
+    }
+    let _ = writeln!(s);
+}
