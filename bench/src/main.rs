@@ -9,7 +9,6 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod bencode;
 mod chart;
 mod control;
 mod cpu;

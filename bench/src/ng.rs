@@ -7,7 +7,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::bencode::{B, decode};
+// The relay's own ng codec (relay-ctl/src/ng/bencode.rs): one bencode in the project, and the
+// client it drives rtpengine with is the one it drives our listener with.
+use relay_ctl::ng::bencode::{DictBuilder, Value, decode, encode};
 
 static NEXT_COOKIE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -30,13 +32,13 @@ impl Client {
     }
 
     /// One request, one reply (matched by cookie; late replies to earlier cookies are skipped).
-    pub fn call(&mut self, req: &B) -> Result<B> {
+    pub fn call(&mut self, req: &Value) -> Result<Value> {
         // Unique per process, not per client: ng servers cache replies by cookie, so a reused
         // cookie (a new client after a timed-out ping) would get an old reply.
         self.seq = NEXT_COOKIE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cookie = format!("{}_{}", std::process::id(), self.seq);
         let mut msg = format!("{cookie} ").into_bytes();
-        req.encode(&mut msg);
+        msg.extend_from_slice(&encode(req));
         self.sock.send_to(&msg, self.server).context("ng send")?;
         let mut buf = vec![0u8; 65_536];
         for _ in 0..16 {
@@ -48,11 +50,11 @@ impl Client {
             if &reply[..sp] != cookie.as_bytes() {
                 continue;
             }
-            let (v, _) = decode(&reply[sp + 1..])?;
-            if v.get("result").and_then(B::as_str) == Some("error") {
+            let v = decode(&reply[sp + 1..]).map_err(|e| anyhow::anyhow!("ng reply: {e}"))?;
+            if v.get("result").and_then(Value::as_str) == Some("error") {
                 bail!(
                     "ng error: {}",
-                    v.get("error-reason").and_then(B::as_str).unwrap_or("?")
+                    v.get("error-reason").and_then(Value::as_str).unwrap_or("?")
                 );
             }
             return Ok(v);
@@ -62,7 +64,8 @@ impl Client {
 
     /// True if the server answers `ping` with `pong`.
     pub fn ping(&mut self) -> bool {
-        matches!(self.call(&B::dict(&[("command", B::s("ping"))])), Ok(v) if v.get("result").and_then(B::as_str) == Some("pong"))
+        let ping = DictBuilder::new().str("command", "ping").build();
+        matches!(self.call(&ping), Ok(v) if v.get("result").and_then(Value::as_str) == Some("pong"))
     }
 
     /// Offer from `from` then answer from `to`; returns where each side must send:
@@ -74,42 +77,43 @@ impl Client {
         to: SocketAddrV4,
         direction: Option<(&str, &str)>,
     ) -> Result<(SocketAddrV4, SocketAddrV4)> {
-        let mut offer = vec![
-            ("command", B::s("offer")),
-            ("call-id", B::s(call_id)),
-            ("from-tag", B::s("ft")),
-            ("sdp", B::s(&sdp(from))),
-        ];
+        let mut offer = DictBuilder::new()
+            .str("command", "offer")
+            .str("call-id", call_id)
+            .str("from-tag", "ft")
+            .str("sdp", sdp(from));
         if let Some((a, b)) = direction {
-            offer.push(("direction", B::List(vec![B::s(a), B::s(b)])));
+            offer = offer.put("direction", Value::List(vec![Value::str(a), Value::str(b)]));
         }
-        let r = self.call(&B::dict(&offer))?;
+        let r = self.call(&offer.build())?;
         let for_to = sdp_media(
             r.get("sdp")
-                .and_then(B::as_str)
+                .and_then(Value::as_str)
                 .with_context(|| format!("offer reply without sdp: {r:?}"))?,
         )?;
-        let r = self.call(&B::dict(&[
-            ("command", B::s("answer")),
-            ("call-id", B::s(call_id)),
-            ("from-tag", B::s("ft")),
-            ("to-tag", B::s("tt")),
-            ("sdp", B::s(&sdp(to))),
-        ]))?;
+        let answer = DictBuilder::new()
+            .str("command", "answer")
+            .str("call-id", call_id)
+            .str("from-tag", "ft")
+            .str("to-tag", "tt")
+            .str("sdp", sdp(to))
+            .build();
+        let r = self.call(&answer)?;
         let for_from = sdp_media(
             r.get("sdp")
-                .and_then(B::as_str)
+                .and_then(Value::as_str)
                 .context("answer reply without sdp")?,
         )?;
         Ok((for_from, for_to))
     }
 
     pub fn delete(&mut self, call_id: &str) -> Result<()> {
-        self.call(&B::dict(&[
-            ("command", B::s("delete")),
-            ("call-id", B::s(call_id)),
-            ("from-tag", B::s("ft")),
-        ]))?;
+        let delete = DictBuilder::new()
+            .str("command", "delete")
+            .str("call-id", call_id)
+            .str("from-tag", "ft")
+            .build();
+        self.call(&delete)?;
         Ok(())
     }
 }
