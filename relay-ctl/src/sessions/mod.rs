@@ -39,6 +39,9 @@ use crate::{
 
 /// CLOCK_MONOTONIC in ns: the clock of XDP's per-leg last-seen (bpf_ktime_get_coarse_ns),
 /// and unlike `Instant` it means the same in a restarted daemon.
+/// How long the state writer gathers changes before it writes (see `state_writer`).
+pub const STATE_COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -465,17 +468,28 @@ impl Controller {
         }
     }
 
-    /// Write the state file whenever a latch changes, so a crash right after loses at most
-    /// the userspace counters of the last moments (latches are in the kernel map anyway).
+    /// The table changed (API call or latch): the state writer saves it shortly.
+    fn state_changed(&self, inner: &mut Inner) {
+        inner.dirty = true;
+        self.latch_changed.notify_one();
+    }
+
+    /// Write the state file after every change to the table, coalescing the changes of
+    /// `STATE_COALESCE`: a signalling burst costs one write (serialising the whole table and
+    /// an fsync) instead of one per request, and no API call waits for the disk. A crash loses
+    /// at most that much signalling (the kernel's latches survive in the pinned map anyway).
     pub async fn state_writer(self: Arc<Self>) {
         loop {
             self.latch_changed.notified().await;
+            tokio::time::sleep(STATE_COALESCE).await;
             let snap = self.snapshot(&mut self.lock());
-            self.write_snapshot(snap);
+            // Serialising and fsyncing a large table takes a while: off the runtime's workers.
+            let me = self.clone();
+            let _ = tokio::task::spawn_blocking(move || me.write_snapshot(snap)).await;
         }
     }
 
-    /// Write the state file now (shutdown).
+    /// Write the state file now (start, shutdown).
     pub fn save_state(&self) {
         let snap = {
             let mut inner = self.lock();
@@ -589,10 +603,7 @@ impl Control for Controller {
         );
         inner.sessions.insert(session.call_id.clone(), session);
         inner.count("sessions_created");
-        inner.dirty = true;
-        let snap = self.snapshot(&mut inner);
-        drop(inner);
-        self.write_snapshot(snap);
+        self.state_changed(&mut inner);
         Ok(view)
     }
 
@@ -630,10 +641,7 @@ impl Control for Controller {
         }
         let view = view::session_view(&inner.dp, session, now_ns());
         inner.count_by("kernel_errors", errors);
-        inner.dirty = true;
-        let snap = self.snapshot(inner);
-        drop(guard);
-        self.write_snapshot(snap);
+        self.state_changed(inner);
         Ok(view)
     }
 
@@ -648,9 +656,7 @@ impl Control for Controller {
             v.packets_user
         );
         inner.count("sessions_deleted");
-        let snap = self.snapshot(&mut inner);
-        drop(inner);
-        self.write_snapshot(snap);
+        self.state_changed(&mut inner);
         Ok(v)
     }
 
