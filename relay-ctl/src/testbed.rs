@@ -14,7 +14,7 @@
 //! [`NatTopology`]: each end host behind its own masquerading NAT (see `testbed/nat.rs`).
 //! [`DaemonProcess`]: a `relay-ctl daemon` in a namespace, with kill -9 and restart support.
 use std::{
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     process::Command,
     time::Duration,
 };
@@ -189,16 +189,31 @@ impl Topology {
     /// Resolve the relay's neighbours (ARP) by sending one datagram from the relay to each end
     /// host and waiting for it to arrive. XDP only forwards once the neighbour is known.
     pub fn prime_neighbours(&self) -> Result<()> {
-        for (host, ip) in [(&self.sender, SENDER_IP), (&self.receiver, RECEIVER_IP)] {
-            let sink = host.udp_socket(SocketAddr::from((ip, 9)))?;
-            let src = self
-                .relay
-                .udp_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
-            src.send_to(b"arp", sink.local_addr()?)?;
-            let mut buf = [0u8; 8];
-            sink.recv_from(&mut buf)
-                .with_context(|| format!("priming the neighbour entry for {ip}"))?;
-        }
-        Ok(())
+        prime_neighbours(
+            &self.relay,
+            &[
+                (&self.sender, SENDER_IP.into()),
+                (&self.receiver, RECEIVER_IP.into()),
+            ],
+        )
     }
+}
+
+/// Make `relay` resolve each host's address (ARP or IPv6 neighbour discovery) by sending one
+/// datagram from it to a socket on the host and waiting for it to arrive: XDP only forwards
+/// once the neighbour is known.
+pub fn prime_neighbours(relay: &Netns, hosts: &[(&Netns, IpAddr)]) -> Result<()> {
+    for (host, ip) in hosts {
+        let sink = host.udp_socket(SocketAddr::new(*ip, 9))?;
+        let any: IpAddr = match ip {
+            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let src = relay.udp_socket(SocketAddr::new(any, 0))?;
+        src.send_to(b"neigh", sink.local_addr()?)?;
+        let mut buf = [0u8; 8];
+        sink.recv_from(&mut buf)
+            .with_context(|| format!("priming the neighbour entry for {ip}"))?;
+    }
+    Ok(())
 }

@@ -227,7 +227,14 @@ fn seed_scenario_reflects_through_a_port_restricted_nat_and_refuses_bad_tickets(
     // Expired: a 1-second ticket used after the clock map has passed its expiry.
     let short = ticket(&rig, stun_b, b_mapped, a_mapped, 1).expect("short ticket");
     let expired0 = dp(&rig, "drop_reflect_expired");
-    std::thread::sleep(Duration::from_millis(2600));
+    // XDP refuses once the clock map says more than `expiry`. The daemon writes the clock
+    // once a second (whole seconds), so a value past `expiry` is there by the wall time
+    // expiry + 2 s; wait for that plus a margin for a late tick, however the ticks fall.
+    let deadline = std::time::UNIX_EPOCH + Duration::from_secs(short.expiry + 2);
+    let wait = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    std::thread::sleep(wait + Duration::from_millis(500));
     a.send_to(&packet(&short, b"expired"), refl).expect("send");
     assert!(wait_for(Duration::from_secs(2), || dp(
         &rig,

@@ -103,6 +103,34 @@ pub fn session_id(call_id: &str) -> String {
     call_id.replace('%', "%25").replace('/', "%2F")
 }
 
+/// The session of a call we know, else the one its call-id names (adopted after a restart).
+fn session_of(call_id: &str, call: Option<&Call>) -> String {
+    call.map_or_else(|| session_id(call_id), |c| c.session.clone())
+}
+
+/// A controller 404 is ng's "unknown call"; other errors keep their kind.
+fn unknown_call_or(call_id: &str, e: ApiError) -> NgError {
+    if e.status == 404 {
+        NgError::unknown_call(call_id)
+    } else {
+        NgError::from(e)
+    }
+}
+
+/// `query`'s and `delete`'s reply: the session's view with the call's ng bookkeeping.
+fn call_reply(view: &SessionView, call: Option<&Call>) -> Value {
+    reply::call_info(
+        view,
+        call.map(|c| reply::CallMeta {
+            tags: &c.tags,
+            created: c.created,
+            last_signal: c.last_signal,
+            media: &c.media,
+            streams: &c.streams,
+        }),
+    )
+}
+
 impl Ng {
     pub fn new(ctl: Arc<dyn Control>, cfg: NgConfig) -> Ng {
         Ng {
@@ -510,26 +538,11 @@ impl Ng {
         let opts = Options::parse(req);
         self.count_options(&opts);
         let call = self.calls().remove(call_id);
-        let session = call
-            .as_ref()
-            .map_or_else(|| session_id(call_id), |c| c.session.clone());
-        let view = self.ctl.delete_session(&session).map_err(|e| {
-            if e.status == 404 {
-                NgError::unknown_call(call_id)
-            } else {
-                NgError::from(e)
-            }
-        })?;
-        Ok(reply::call_info(
-            &view,
-            call.as_ref().map(|c| reply::CallMeta {
-                tags: &c.tags,
-                created: c.created,
-                last_signal: c.last_signal,
-                media: &c.media,
-                streams: &c.streams,
-            }),
-        ))
+        let view = self
+            .ctl
+            .delete_session(&session_of(call_id, call.as_ref()))
+            .map_err(|e| unknown_call_or(call_id, e))?;
+        Ok(call_reply(&view, call.as_ref()))
     }
 
     fn query(&self, req: &Value) -> Result<Value, NgError> {
@@ -539,26 +552,11 @@ impl Ng {
             let from = request::get_str(req, "from-tag").unwrap_or("a");
             self.adopt(call_id, from, request::get_str(req, "to-tag"))
         });
-        let session = call
-            .as_ref()
-            .map_or_else(|| session_id(call_id), |c| c.session.clone());
-        let view = self.ctl.session(&session).map_err(|e| {
-            if e.status == 404 {
-                NgError::unknown_call(call_id)
-            } else {
-                NgError::from(e)
-            }
-        })?;
-        Ok(reply::call_info(
-            &view,
-            call.as_ref().map(|c| reply::CallMeta {
-                tags: &c.tags,
-                created: c.created,
-                last_signal: c.last_signal,
-                media: &c.media,
-                streams: &c.streams,
-            }),
-        ))
+        let view = self
+            .ctl
+            .session(&session_of(call_id, call.as_ref()))
+            .map_err(|e| unknown_call_or(call_id, e))?;
+        Ok(call_reply(&view, call.as_ref()))
     }
 
     fn list(&self, req: &Value) -> Value {

@@ -12,7 +12,7 @@
 //! has no default route: it knows its two /24s, on which the NATs' outside addresses are.
 use std::{
     io::Write,
-    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr},
     process::{Command, Stdio},
 };
 
@@ -194,34 +194,26 @@ impl NatTopology {
 
     /// `prime_neighbours` for IPv6 (neighbour discovery for both NATs' outside addresses).
     pub fn prime_neighbours6(&self) -> Result<()> {
-        for (nat, ip) in [(&self.nat_a, NAT_A_OUT_IP6), (&self.nat_b, NAT_B_OUT_IP6)] {
-            let sink = nat.udp_socket(SocketAddr::from((ip, 9)))?;
-            let src = self
-                .relay
-                .udp_socket(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))?;
-            src.send_to(b"nd", sink.local_addr()?)?;
-            let mut buf = [0u8; 8];
-            sink.recv_from(&mut buf)
-                .with_context(|| format!("priming the neighbour entry for {ip}"))?;
-        }
-        Ok(())
+        super::prime_neighbours(
+            &self.relay,
+            &[
+                (&self.nat_a, NAT_A_OUT_IP6.into()),
+                (&self.nat_b, NAT_B_OUT_IP6.into()),
+            ],
+        )
     }
 
     /// Resolve the relay's neighbours (ARP for both NATs' outside addresses) by sending one
     /// datagram from the relay to a socket in each NAT namespace and waiting for it to arrive.
     /// XDP only forwards once the neighbour is known.
     pub fn prime_neighbours(&self) -> Result<()> {
-        for (nat, ip) in [(&self.nat_a, NAT_A_OUT_IP), (&self.nat_b, NAT_B_OUT_IP)] {
-            let sink = nat.udp_socket(SocketAddr::from((ip, 9)))?;
-            let src = self
-                .relay
-                .udp_socket(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))?;
-            src.send_to(b"arp", sink.local_addr()?)?;
-            let mut buf = [0u8; 8];
-            sink.recv_from(&mut buf)
-                .with_context(|| format!("priming the neighbour entry for {ip}"))?;
-        }
-        Ok(())
+        super::prime_neighbours(
+            &self.relay,
+            &[
+                (&self.nat_a, NAT_A_OUT_IP.into()),
+                (&self.nat_b, NAT_B_OUT_IP.into()),
+            ],
+        )
     }
 }
 
