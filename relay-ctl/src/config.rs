@@ -25,7 +25,6 @@ use crate::{
     dataplane::XdpModeChoice,
     prefix::Prefix,
     reflector::config::{ReflectorArgs, ReflectorConfig, ReflectorFile},
-    sip::routable::default_private,
 };
 
 pub const DEFAULT_PORT_MIN: u16 = 30000;
@@ -113,8 +112,8 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "PORT")]
     pub sip_port: Option<u16>,
     /// Prefix whose SDP addresses the SIP relay interface treats as behind a NAT (learned
-    /// from media instead); repeat for several; replaces the defaults [default: RFC 1918,
-    /// RFC 6598, loopback, link-local, fc00::/7, fe80::/10].
+    /// from media instead), on top of the built-in private, CGNAT, loopback, link-local and
+    /// unique-local classes; repeat for several [default: none].
     #[arg(long = "sip-private-net", value_name = "PREFIX")]
     pub sip_private_nets: Vec<Prefix>,
 }
@@ -325,7 +324,7 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
             || file.keep_forwarding_sysctl.unwrap_or(false),
         sip_port: args.sip_port.or(file.sip_port).unwrap_or(DEFAULT_SIP_PORT),
         sip_private_nets: if args.sip_private_nets.is_empty() {
-            file.sip_private_net.unwrap_or_else(default_private)
+            file.sip_private_net.unwrap_or_default()
         } else {
             args.sip_private_nets.clone()
         },
@@ -464,7 +463,7 @@ mod tests {
                 detach_on_exit: false,
                 keep_forwarding_sysctl: false,
                 sip_port: 5062,
-                sip_private_nets: default_private(),
+                sip_private_nets: vec![],
             }
         );
     }

@@ -1,40 +1,45 @@
 //! Which SDP addresses are "routable": seed 003 keeps the first IP channel from the invite's
 //! SDP only when the client is reachable at it; a private address behind a NAT is learned
-//! from the media instead (latching). What counts as private is the operator's call (a
-//! carrier's own CGNAT range, say), so it is a list of prefixes with the usual defaults.
-use std::net::IpAddr;
+//! from the media instead (latching). Built in: what the standard library classifies as
+//! private, loopback, link-local or unspecified (RFC 1918, RFC 3927, IPv6 unique-local and
+//! link-local), RFC 6598's shared CGNAT space, "this network" (0/8), multicast and broadcast.
+//! The operator adds their own non-routable prefixes (`--sip-private-net`).
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use crate::prefix::Prefix;
 
-/// RFC 1918, RFC 6598 (CGNAT), loopback, link-local, "this network", and IPv6 ULA,
-/// link-local and loopback: addresses a client behind a NAT typically puts in its SDP.
-pub const DEFAULT_PRIVATE: &[&str] = &[
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "127.0.0.0/8",
-    "169.254.0.0/16",
-    "0.0.0.0/8",
-    "fc00::/7",
-    "fe80::/10",
-    "::1/128",
-];
-
-pub fn default_private() -> Vec<Prefix> {
-    DEFAULT_PRIVATE
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect()
+fn builtin_v4(a: Ipv4Addr) -> bool {
+    let o = a.octets();
+    // RFC 6598 shared address space (100.64.0.0/10): std's `is_shared` is not stable yet.
+    let cgnat = o[0] == 100 && o[1] & 0xc0 == 64;
+    a.is_private()
+        || a.is_loopback()
+        || a.is_link_local()
+        || a.is_multicast()
+        || a.is_broadcast()
+        || o[0] == 0
+        || cgnat
 }
 
-/// Routable: a unicast address outside every private prefix.
+fn builtin_v6(a: Ipv6Addr) -> bool {
+    // An IPv4-mapped address is judged as the IPv4 address it carries.
+    if let Some(v4) = a.to_ipv4_mapped() {
+        return builtin_v4(v4);
+    }
+    a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || a.is_unique_local()
+        || a.is_unicast_link_local()
+}
+
+/// Routable: not in the built-in classes above and outside every operator prefix.
 pub fn is_routable(ip: IpAddr, private: &[Prefix]) -> bool {
-    let special = match ip {
-        IpAddr::V4(a) => a.is_unspecified() || a.is_multicast() || a.is_broadcast(),
-        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+    let builtin = match ip {
+        IpAddr::V4(a) => builtin_v4(a),
+        IpAddr::V6(a) => builtin_v6(a),
     };
-    !special && !private.iter().any(|p| p.contains(ip))
+    !builtin && !private.iter().any(|p| p.contains(ip))
 }
 
 #[cfg(test)]
@@ -45,24 +50,54 @@ mod tests {
         s.parse().expect("test ip")
     }
 
+    proptest::proptest! {
+        /// Every IPv4 address std calls private, loopback or link-local, and every address
+        /// of the CGNAT and "this network" blocks, is not routable without any operator
+        /// prefix; nor is its IPv4-mapped IPv6 form.
+        #[test]
+        fn builtin_v4_classes(bits: u32) {
+            let a = Ipv4Addr::from(bits);
+            let o = a.octets();
+            let special = a.is_private() || a.is_loopback() || a.is_link_local()
+                || a.is_multicast() || a.is_broadcast() || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]));
+            proptest::prop_assert_eq!(is_routable(a.into(), &[]), !special);
+            proptest::prop_assert_eq!(is_routable(a.to_ipv6_mapped().into(), &[]), !special);
+        }
+
+        #[test]
+        fn builtin_v6_classes(bits: u128) {
+            let a = Ipv6Addr::from(bits);
+            proptest::prop_assume!(a.to_ipv4_mapped().is_none());
+            let special = a.is_unspecified() || a.is_loopback() || a.is_multicast()
+                || a.is_unique_local() || a.is_unicast_link_local();
+            proptest::prop_assert_eq!(is_routable(a.into(), &[]), !special);
+        }
+    }
+
     #[test]
-    fn defaults() {
-        let p = default_private();
-        assert_eq!(p.len(), DEFAULT_PRIVATE.len());
-        for private in [
-            "10.1.2.3",
-            "172.31.0.1",
-            "100.127.0.1",
-            "127.0.0.1",
+    fn test_and_documentation_ranges_are_routable_by_default() {
+        for public in [
+            "198.51.100.2",
+            "203.0.113.9",
+            "192.0.2.2",
+            "198.18.1.1",
+            "2001:db8::1",
+            "100.128.0.1",
+        ] {
+            assert!(is_routable(ip(public), &[]), "{public}");
+        }
+        for special in [
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "ff02::1",
+            "::",
+            "::1",
+            "fe80::1",
             "fd00::1",
         ] {
-            assert!(!is_routable(ip(private), &p), "{private}");
-        }
-        for special in ["0.0.0.0", "224.0.0.1", "255.255.255.255", "ff02::1", "::"] {
-            assert!(!is_routable(ip(special), &p), "{special}");
-        }
-        for public in ["198.51.100.2", "203.0.113.9", "2001:db8::1", "172.32.0.1"] {
-            assert!(is_routable(ip(public), &p), "{public}");
+            assert!(!is_routable(ip(special), &[]), "{special}");
         }
     }
 
