@@ -63,17 +63,20 @@ fn fixture_netns() -> Netns {
         ns.ip(&["link", "set", name, "up"]).expect("up");
         ns.ip(&["link", "set", &peer, "up"]).expect("peer up");
     }
-    for (ip, m, dev) in [
+    // `ip neigh` takes the family from the address.
+    let v4 = [
         (CALLER, CALLER_MAC, "fx0"),
         (TX_PEER, TX_PEER_MAC, "fx0"),
         (CALLEE, CALLEE_MAC, "fx1"),
         (FX2_HOST, FX2_HOST_MAC, "fx2"),
-    ] {
-        let ip = std::net::Ipv4Addr::from(ip).to_string();
+    ]
+    .map(|(ip, m, dev)| (std::net::IpAddr::from(ip), m, dev));
+    let v6 = relay6_cases::NEIGHBOURS6.map(|(ip, m, dev)| (std::net::IpAddr::from(ip), m, dev));
+    for (ip, m, dev) in v4.into_iter().chain(v6) {
         ns.ip(&[
             "neigh",
             "replace",
-            &ip,
+            &ip.to_string(),
             "lladdr",
             &mac(m),
             "dev",
@@ -82,22 +85,6 @@ fn fixture_netns() -> Netns {
             "permanent",
         ])
         .expect("neigh");
-    }
-    for (ip, m, dev) in relay6_cases::NEIGHBOURS6 {
-        let ip = std::net::Ipv6Addr::from(ip).to_string();
-        ns.ip(&[
-            "-6",
-            "neigh",
-            "replace",
-            &ip,
-            "lladdr",
-            &mac(m),
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ])
-        .expect("neigh6");
     }
     // bpf_fib_lookup needs forwarding on the ingress link (the daemon turns it on); fx2 keeps
     // it off to exercise that refusal.
