@@ -96,6 +96,19 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     );
     let range = PortRange::new(cfg.port_min, cfg.port_max)
         .map_err(|e| anyhow::anyhow!("port range: {e}"))?;
+    // One bound socket per relay port and address: lift the soft open-files limit, and say
+    // at start (not at the 1000th call) when the range cannot fit in it.
+    match crate::limits::raise_nofile() {
+        Ok(limit) => {
+            let ports = u64::from(cfg.port_max) - u64::from(cfg.port_min) + 1;
+            let sockets = ports * relay_addrs.len() as u64;
+            match crate::limits::shortfall(sockets, limit) {
+                Some(w) => log::warn!("{w}"),
+                None => log::info!("open-files limit {limit}"),
+            }
+        }
+        Err(e) => log::warn!("cannot read or raise the open-files limit: {e}"),
+    }
     // Bind the API first: if the address is taken we fail before touching the data plane.
     let listener = tokio::net::TcpListener::bind(cfg.api_listen)
         .await

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod limits;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;

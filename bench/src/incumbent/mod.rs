@@ -114,6 +114,9 @@ fn log(msg: &str) {
 pub fn run(mode: Mode, out: &Path, relay_ctl: &Path) -> Result<()> {
     let start = Instant::now();
     let p = plan(mode);
+    // 10k streams are 40k bound sockets in each relay; the guest's PID 1 hands down the
+    // kernel's default hard limit of 4096. Children (both daemons) inherit this.
+    raise_hard_nofile(1 << 20);
     let t = Topo::build()?;
     // r0 receives the generator's XDP_TX frames only with NAPI; without XDP (the module's
     // block) GRO requested provides it, and it stays on for every variant.
@@ -146,6 +149,20 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: &Path) -> Result<()> {
         results.wall_secs
     ));
     Ok(())
+}
+
+fn raise_hard_nofile(n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: valid pointer; needs CAP_SYS_RESOURCE (the bench runs as root).
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        log(&format!(
+            "cannot raise the open-files limit to {n}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
 }
 
 /// What must hold for the numbers to mean anything; a failure fails the run (and CI's smoke).
