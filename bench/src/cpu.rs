@@ -81,12 +81,19 @@ pub fn pin(pid: u32, cpu: usize) {
     pin_prio(pid, cpu, RT_PRIO);
 }
 
+/// Pin `pid` to `cpu` at SCHED_FIFO `prio`, or at the normal policy when `prio` is 0.
 pub fn pin_prio(pid: u32, cpu: usize, prio: i32) {
     let param = libc::sched_param {
         sched_priority: prio,
     };
+    // Priority 0: the normal time-sharing policy (SCHED_FIFO needs 1..99).
+    let policy = if prio > 0 {
+        libc::SCHED_FIFO
+    } else {
+        libc::SCHED_OTHER
+    };
     // SAFETY: valid param; failure (no CAP_SYS_NICE) only leaves the default policy.
-    unsafe { libc::sched_setscheduler(pid as i32, libc::SCHED_FIFO, &param) };
+    unsafe { libc::sched_setscheduler(pid as i32, policy, &param) };
     if std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)

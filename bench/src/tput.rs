@@ -265,6 +265,12 @@ impl RelayDaemon {
             &(4 * streams + 64).to_string(),
             "--xdp-mode",
             "native",
+            // Sessions wait idle while the others are created (minutes for 10k in a TCG
+            // guest) and between measured runs: they must not expire meanwhile.
+            "--timeout-secs",
+            "3600",
+            "--silent-timeout-secs",
+            "3600",
             "--state-file",
             &state.display().to_string(),
         ]

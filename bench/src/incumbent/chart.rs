@@ -1,6 +1,6 @@
-//! The incumbent comparison's PNG: one panel per frame size, a group of bars per stream count
-//! (the module, ours, the baseline of our block), median delivered pps with min-max whiskers
-//! and ours/module above each group.
+//! The incumbent comparison's PNG: a column per frame size, a group of bars per stream count
+//! (the module, ours, the baseline of our block). Top row: median delivered pps with min-max
+//! whiskers and ours/module above each group; bottom row: relay CPU per packet (medians).
 use std::path::Path;
 
 use anyhow::{Result, anyhow};
@@ -37,7 +37,8 @@ pub fn render(r: &Results, path: &Path) -> Result<()> {
     let mut sizes: Vec<usize> = r.summary.iter().map(|s| s.frame_bytes).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let root = BitMapBackend::new(path, (640 * sizes.len().max(1) as u32, 560)).into_drawing_area();
+    let root =
+        BitMapBackend::new(path, (640 * sizes.len().max(1) as u32, 1000)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let root = root
         .titled(
@@ -48,9 +49,12 @@ pub fn render(r: &Results, path: &Path) -> Result<()> {
             ("sans-serif", 20),
         )
         .map_err(|e| anyhow!("{e}"))?;
-    let panels = root.split_evenly((1, sizes.len().max(1)));
-    for (size, area) in sizes.iter().zip(panels.iter()) {
-        panel(r, *size, area).map_err(|e| anyhow!("{size} B panel: {e}"))?;
+    let cols = sizes.len().max(1);
+    let panels = root.split_evenly((2, cols));
+    for (i, size) in sizes.iter().enumerate() {
+        panel(r, *size, &panels[i], Metric::Pps).map_err(|e| anyhow!("{size} B pps: {e}"))?;
+        panel(r, *size, &panels[cols + i], Metric::CpuNs)
+            .map_err(|e| anyhow!("{size} B CPU: {e}"))?;
     }
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
@@ -62,7 +66,24 @@ fn get<'a>(r: &'a Results, n: u32, size: usize, variant: &str, block: &str) -> O
     })
 }
 
-fn panel(r: &Results, size: usize, area: &Area) -> R<()> {
+#[derive(Clone, Copy, PartialEq)]
+enum Metric {
+    Pps,
+    CpuNs,
+}
+
+/// (bar, whisker low, whisker high) in the panel's unit.
+fn values(s: &Summary, m: Metric) -> (f64, f64, f64) {
+    match m {
+        Metric::Pps => (s.median_pps / 1e3, s.min_pps / 1e3, s.max_pps / 1e3),
+        Metric::CpuNs => {
+            let v = s.median_cpu_ns_per_pkt / 1e3;
+            (v, v, v)
+        }
+    }
+}
+
+fn panel(r: &Results, size: usize, area: &Area, metric: Metric) -> R<()> {
     let mut ns: Vec<u32> = r
         .summary
         .iter()
@@ -75,15 +96,22 @@ fn panel(r: &Results, size: usize, area: &Area) -> R<()> {
         .summary
         .iter()
         .filter(|s| s.frame_bytes == size && s.variant != "generator_ceiling")
-        .map(|s| s.max_pps / 1e3)
-        .fold(1.0, f64::max)
+        .map(|s| values(s, metric).2)
+        .fold(0.1, f64::max)
         * 1.25;
+    let (caption, unit) = match metric {
+        Metric::Pps => (
+            format!("{size}-byte frames: delivered kpps (median, min-max)"),
+            "kpps at the sink",
+        ),
+        Metric::CpuNs => (
+            format!("{size}-byte frames: relay CPU per packet (median)"),
+            "µs of relay CPU per delivered packet",
+        ),
+    };
     let groups = ns.len().max(1);
     let mut c = ChartBuilder::on(area)
-        .caption(
-            format!("{size}-byte frames: delivered kpps (median, min-max)"),
-            ("sans-serif", 18),
-        )
+        .caption(caption, ("sans-serif", 18))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -91,7 +119,7 @@ fn panel(r: &Results, size: usize, area: &Area) -> R<()> {
     c.configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
-        .y_desc("kpps at the sink")
+        .y_desc(unit)
         .label_style(("sans-serif", 14))
         .draw()?;
     for (g, &n) in ns.iter().enumerate() {
@@ -102,14 +130,17 @@ fn panel(r: &Results, size: usize, area: &Area) -> R<()> {
             };
             let left = x0 + 0.1 + i as f64 * 0.27;
             let mid = left + 0.12;
+            let (v, lo, hi) = values(s, metric);
             c.draw_series(std::iter::once(Rectangle::new(
-                [(left, 0.0), (left + 0.24, s.median_pps / 1e3)],
+                [(left, 0.0), (left + 0.24, v)],
                 color.filled(),
             )))?;
-            c.draw_series(std::iter::once(PathElement::new(
-                vec![(mid, s.min_pps / 1e3), (mid, s.max_pps / 1e3)],
-                BLACK.stroke_width(2),
-            )))?;
+            if hi > lo {
+                c.draw_series(std::iter::once(PathElement::new(
+                    vec![(mid, lo), (mid, hi)],
+                    BLACK.stroke_width(2),
+                )))?;
+            }
         }
         if let Some(x) = r
             .ratios
@@ -119,10 +150,14 @@ fn panel(r: &Results, size: usize, area: &Area) -> R<()> {
             let top = BARS
                 .iter()
                 .filter_map(|(v, b, _, _)| get(r, n, size, v, b))
-                .map(|s| s.max_pps / 1e3)
+                .map(|s| values(s, metric).2)
                 .fold(0.0, f64::max);
+            let label = match metric {
+                Metric::Pps => format!("ours/module {:.2}x", x.ours_over_kmod),
+                Metric::CpuNs => format!("module/ours {:.2}x", x.kmod_cpu_over_ours),
+            };
             c.draw_series(std::iter::once(Text::new(
-                format!("ours/module {:.2}x", x.ours_over_kmod),
+                label,
                 (x0 + 0.15, top + max_y * 0.04),
                 ("sans-serif", 14),
             )))?;
@@ -147,4 +182,25 @@ fn panel(r: &Results, size: usize, area: &Area) -> R<()> {
         )))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Mode, report};
+    use super::*;
+
+    #[test]
+    fn renders_a_png() {
+        let r = Results::new(Mode::Smoke, report::sample_runs(), 1.0);
+        let path = std::env::temp_dir().join(format!("incumbent-chart-{}.png", std::process::id()));
+        render(&r, &path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(
+            bytes.len() > 10_000,
+            "a near-empty image: {} bytes",
+            bytes.len()
+        );
+    }
 }

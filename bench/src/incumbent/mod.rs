@@ -151,6 +151,13 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Both relays' daemons are control planes here: on the relay's vCPU (their CPU counts) at
+/// normal priority, below the NAPI thread that forwards. (rtpengine's userspace relay in the
+/// host benchmark runs above it instead: there it is the data path.)
+fn pin_daemon(pid: u32) {
+    cpu::pin_all(pid, cpu::RELAY_CPU, 0);
+}
+
 fn raise_hard_nofile(n: u64) {
     let lim = libc::rlimit {
         rlim_cur: n,
@@ -279,7 +286,7 @@ fn sink_count(t: &Topo) -> Result<u64> {
 
 fn kmod_block(t: &Topo, p: &Plan, n: u32, baseline: &mut Baseline) -> Result<Vec<Run>> {
     let k = kmod::start(t, n, log)?;
-    cpu::pin_all(k.rtpengine.pid(), cpu::RELAY_CPU, cpu::RT_PRIO_USERSPACE);
+    pin_daemon(k.rtpengine.pid());
     let mut runs = vec![];
     let at_sink = || sink_count(t);
     // What the generator can put into r0 at all (a counting drop program there), once per
@@ -348,6 +355,7 @@ fn ours_block(
         "ours: {n} sessions created and latched into XDP in {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
+    pin_daemon(d.daemon.pid());
     let mut pids = topo::threaded_napi(&t.relay, "r0")?;
     pids.push(d.daemon.pid());
     let instance = d.daemon.instance().clone();

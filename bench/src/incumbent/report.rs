@@ -318,11 +318,27 @@ pub fn markdown(r: &Results) -> String {
     s
 }
 
+/// Runs of every variant at one stream count and size, for the tests of the report and chart.
+#[cfg(test)]
+pub(super) fn sample_runs() -> Vec<Run> {
+    vec![
+        tests::run("rtpengine_kmod", "kmod", 0, 100.0, 2000.0),
+        tests::run("rtpengine_kmod", "kmod", 1, 120.0, 1800.0),
+        tests::run("rtpengine_kmod", "kmod", 2, 110.0, 1900.0),
+        tests::run("baseline", "kmod", 0, 400.0, 500.0),
+        tests::run("relay_xdp", "ours", 0, 300.0, 600.0),
+        tests::run("relay_xdp", "ours", 1, 360.0, 550.0),
+        tests::run("relay_xdp", "ours", 2, 330.0, 580.0),
+        tests::run("baseline", "ours", 0, 400.0, 500.0),
+        tests::run("generator_ceiling", "kmod", 0, 900.0, 100.0),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(variant: &str, block: &str, rep: u32, pps: f64, cpu: f64) -> Run {
+    pub(super) fn run(variant: &str, block: &str, rep: u32, pps: f64, cpu: f64) -> Run {
         Run {
             variant: variant.into(),
             block: block.into(),
@@ -346,16 +362,7 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(&mut []), 0.0);
-        let runs = vec![
-            run("rtpengine_kmod", "kmod", 0, 100.0, 2000.0),
-            run("rtpengine_kmod", "kmod", 1, 120.0, 1800.0),
-            run("rtpengine_kmod", "kmod", 2, 110.0, 1900.0),
-            run("baseline", "kmod", 0, 400.0, 500.0),
-            run("relay_xdp", "ours", 0, 300.0, 600.0),
-            run("relay_xdp", "ours", 1, 360.0, 550.0),
-            run("relay_xdp", "ours", 2, 330.0, 580.0),
-            run("baseline", "ours", 0, 400.0, 500.0),
-        ];
+        let runs = sample_runs();
         let s = summarise(&runs);
         let k = find(&s, 1, 64, "rtpengine_kmod", "kmod").unwrap();
         assert_eq!((k.median_pps, k.min_pps, k.max_pps), (110.0, 100.0, 120.0));
