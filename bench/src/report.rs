@@ -29,7 +29,7 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
-fn si(v: f64) -> String {
+pub fn si(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2} M", v / 1e6)
     } else if v >= 1e3 {

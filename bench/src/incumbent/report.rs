@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, fmt::Write, fs};
 use serde::Serialize;
 
 use super::{Mode, Run};
+use crate::report::si;
 
 #[derive(Serialize, Clone)]
 pub struct Guest {
@@ -212,7 +213,8 @@ impl Results {
         let summary = summarise(&runs);
         let ratios = ratios(&summary, &runs);
         let guest = guest();
-        let notes = notes(&guest);
+        let mut notes = notes(&guest);
+        notes.extend(limited_notes(&ratios));
         Results {
             date,
             day,
@@ -228,6 +230,25 @@ impl Results {
     }
 }
 
+/// Where a variant delivered about as much as its block's baseline, what limited it was the
+/// load (the generator and the veth ring in front of the relay), not its own CPU.
+fn limited_notes(ratios: &[Ratio]) -> Vec<String> {
+    ratios
+        .iter()
+        .filter(|x| x.ours_over_baseline >= 0.85)
+        .map(|x| {
+            format!(
+                "{} streams, {} B: ours delivered {:.0}% of the baseline's rate, so the load limited it there, not its CPU: the delivered ratio to the module ({:.2}x) understates the difference; relay CPU per packet ({:.2}x less than the module's) is the measure of capacity.",
+                x.streams,
+                x.frame_bytes,
+                100.0 * x.ours_over_baseline,
+                x.ours_over_kmod,
+                x.kmod_cpu_over_ours
+            )
+        })
+        .collect()
+}
+
 fn notes(g: &Guest) -> Vec<String> {
     let mut n = vec![
         format!("One guest ({} kernel {}, {} vCPUs, {}), one run: the module's block and ours ran one after the other at each stream count, each with its own baseline runs interleaved run by run. Only ratios inside this run mean anything.", if g.accel == "tcg" { "QEMU TCG" } else { "QEMU" }, g.kernel, g.cpus, g.accel),
@@ -241,16 +262,6 @@ fn notes(g: &Guest) -> Vec<String> {
         n.retain(|x| !x.starts_with("What TCG"));
     }
     n
-}
-
-fn si(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1} k", v / 1e3)
-    } else {
-        format!("{v:.0}")
-    }
 }
 
 pub fn markdown(r: &Results) -> String {
