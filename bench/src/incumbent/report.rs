@@ -201,8 +201,22 @@ fn guest() -> Guest {
         cpu_model: m.cpu_model,
         accel,
         rtpengine,
-        xt_rtpengine: read("/sys/module/xt_RTPENGINE/version"),
+        xt_rtpengine: module_version(),
     }
+}
+
+/// The module declares no MODULE_VERSION; it logs the version it was built with on load.
+fn module_version() -> String {
+    std::process::Command::new("dmesg")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
+                l.split_once("Registering xt_RTPENGINE module - version ")
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 const GENERATOR: &str = "bench_gen: BPF_PROG_RUN in live-frames mode on g0 (XDP_TX into r0), in the guest's kernel, cycling over the N streams' (source port, relay port) pairs; valid RTP (version 2, PCMU, SSRC 1, the header the priming datagrams carried), UDP checksum 0. Not pktgen: pktgen steps source and destination ports independently, so it cannot send N streams to ports each relay allocated itself, and its payload starts with a magic number that parses as an RTP header with 14 CSRCs and an extension, which the module rejects as an SSRC mismatch on RTP/AVP streams above ~113 bytes.";
