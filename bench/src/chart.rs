@@ -10,7 +10,7 @@ use crate::report::Results;
 /// Debian's fonts-dejavu-core (installed by `cargo xtask setup`).
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-fn register_font() -> Result<()> {
+pub fn register_font() -> Result<()> {
     let bytes =
         std::fs::read(FONT).with_context(|| format!("reading {FONT} (apt fonts-dejavu-core)"))?;
     // plotters keeps fonts for the process's lifetime.

@@ -93,6 +93,7 @@ pub fn run(t: &Topo, calls: u32, relay_ctl: &Path, log: fn(&str)) -> Vec<Control
         &RELAY_B.to_string(),
         RTPENGINE_NG,
         (40_000, 59_999),
+        None,
     )
     .and_then(|_guard| load(t, RTPENGINE_NG, calls, Some(("pub", "priv"))));
     out.push(row(

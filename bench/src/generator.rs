@@ -24,6 +24,25 @@ struct GenConfig {
 // SAFETY: repr(C), no padding left implicit, plain bytes.
 unsafe impl aya::Pod for GenConfig {}
 
+/// What each frame carries and how the sending calls start.
+pub struct Load {
+    /// UDP payload (the generator writes only the 42 header bytes in front of it).
+    pub payload: Vec<u8>,
+    /// Frames in the first live-frames call; calls then grow until one takes ~0.4 s. A slow
+    /// machine (a TCG guest) starts small, or the first call alone overshoots the time bound.
+    pub first_batch: u32,
+}
+
+impl Load {
+    /// The host runs: a 200-byte IP packet, large first calls.
+    pub fn host() -> Load {
+        Load {
+            payload: frames::rtp_payload(),
+            first_batch: 100_000,
+        }
+    }
+}
+
 pub struct Sent {
     pub frames: u64,
     pub secs: f64,
@@ -41,11 +60,12 @@ fn thread_cpu() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-/// Send to `dst` for `secs` (and at most `max_frames`), cycling through `flows`
+/// Send `load` to `dst` for `secs` (and at most `max_frames`), cycling through `flows`
 /// (source port, destination port). Runs in the calling thread: call it in the gen netns.
 pub fn send(
     dst: std::net::Ipv4Addr,
     flows: &[(u16, u16)],
+    load: &Load,
     secs: f64,
     max_frames: u64,
 ) -> Result<Sent> {
@@ -59,7 +79,7 @@ pub fn send(
         (topo::GEN_IP.octets(), 1),
         (dst.octets(), 1),
         64,
-        &frames::rtp_payload(),
+        &load.payload,
         true,
     )?;
     let mut hdr = [0u8; 42];
@@ -89,7 +109,7 @@ pub fn send(
     // and teardown), so calls grow until one takes about 0.4 s; the time bound overshoots by
     // at most one call.
     crate::cpu::pin_self(crate::cpu::GEN_CPU);
-    let mut batch: u32 = 100_000;
+    let mut batch: u32 = load.first_batch.max(1);
     let (start, cpu0) = (Instant::now(), thread_cpu());
     let limit = Duration::from_secs_f64(secs);
     let mut sent = 0u64;

@@ -5,6 +5,9 @@
 //! the bare XDP baseline, rtpengine, a recvmmsg/sendmmsg relay) and ng control-plane rates,
 //! then writes `<date>-<host>.json`, `.md` and `.png` into DIR.
 //! `relay-bench mmsg-relay ...` is the userspace reference relay (run inside a namespace).
+//! `relay-bench incumbent --mode full|smoke --out DIR --relay-ctl PATH` runs inside the Debian
+//! 6.1 guest `cargo xtask bench --incumbent` boots: rtpengine's kernel module against our
+//! relay under the same load (incumbent/mod.rs).
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -14,6 +17,7 @@ mod control;
 mod cpu;
 mod frames;
 mod generator;
+mod incumbent;
 mod memory;
 mod mmsg;
 mod ng;
@@ -55,6 +59,18 @@ enum Cmd {
         #[arg(long)]
         relay_ctl: Option<PathBuf>,
     },
+    /// Inside the incumbent guest (xt_RTPENGINE loaded): rtpengine's kernel module, our relay
+    /// and the bare XDP baseline under the same load; writes
+    /// <date>-incumbent-vm[-smoke].{json,md,png} into DIR.
+    Incumbent {
+        #[arg(long, value_enum, default_value = "full")]
+        mode: incumbent::Mode,
+        #[arg(long)]
+        out: PathBuf,
+        /// The relay-ctl binary whose daemon is measured.
+        #[arg(long)]
+        relay_ctl: PathBuf,
+    },
     /// The recvmmsg/sendmmsg reference relay: `--map LISTEN=FROM>TO` pairs read from a file.
     MmsgRelay {
         /// File with one "listen_port from_port to_addr:port" line per leg.
@@ -80,6 +96,11 @@ fn main() -> ExitCode {
             out,
             relay_ctl,
         } => run::run(mode, &out, relay_ctl.as_deref()),
+        Cmd::Incumbent {
+            mode,
+            out,
+            relay_ctl,
+        } => incumbent::run(mode, &out, &relay_ctl),
         Cmd::MmsgRelay {
             legs,
             listen,

@@ -7,6 +7,8 @@ static BENCH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 pub const SWAP_TX: &str = "bench_swap_tx";
 pub const COUNT_DROP: &str = "bench_count_drop";
 pub const GEN: &str = "bench_gen";
+pub const REDIRECT: &str = "bench_redirect";
+pub const REDIRECT_MAP: &str = "BENCH_REDIRECT";
 pub const GEN_MAP: &str = "BENCH_GEN";
 pub const COUNT_MAP: &str = "BENCH_COUNT";
 

@@ -1,5 +1,6 @@
-//! rtpengine's userspace daemon (Debian `rtpengine-daemon`) in a namespace: no kernel module
-//! (`--table=-1`), no config file, its own ng port, logs to a file, killed on drop.
+//! rtpengine's daemon (Debian `rtpengine-daemon`) in a namespace: no config file, its own ng
+//! port, logs to a file, killed on drop. Userspace only (`--table=-1`) on the host; with its
+//! kernel module's table in the incumbent guest (incumbent/kmod.rs).
 use std::{
     fs,
     path::PathBuf,
@@ -19,14 +20,31 @@ pub struct Rtpengine {
 
 impl Rtpengine {
     /// Start with interfaces `pub` (caller side) and `priv` (callee side) and wait until
-    /// its ng port answers a ping.
+    /// its ng port answers a ping. `kernel_table`: forward through xt_RTPENGINE's table of
+    /// that id (the module must be loaded) instead of userspace only.
     pub fn start(
         ns: &Netns,
         pub_ip: &str,
         priv_ip: &str,
         ng_port: u16,
         ports: (u16, u16),
+        kernel_table: Option<u32>,
     ) -> Result<Rtpengine> {
+        let mode: Vec<String> = match kernel_table {
+            None => vec!["--table=-1".into()],
+            Some(t) => vec![
+                format!("--table={t}"),
+                // Refuse to start rather than silently relaying in userspace.
+                "--no-fallback".into(),
+                // Kernelize a stream on its first packet, not after ~3 s of confirmation.
+                "--endpoint-learning=immediate".into(),
+                // The measured streams sit idle while the other variants run: never time out.
+                "--timeout=3600".into(),
+                "--silent-timeout=3600".into(),
+                // Forwarding is the module's; one userspace thread is plenty for signalling.
+                "--num-threads=1".into(),
+            ],
+        };
         let log =
             std::env::temp_dir().join(format!("relay-bench-rtpengine-{}.log", std::process::id()));
         let log_file = fs::File::create(&log)?;
@@ -37,9 +55,9 @@ impl Rtpengine {
                 "--config-file=none",
                 "--foreground",
                 "--log-stderr",
-                "--table=-1",
                 "--log-level=4",
             ])
+            .args(&mode)
             .arg(format!("--interface=pub/{pub_ip}"))
             .arg(format!("--interface=priv/{priv_ip}"))
             .arg(format!("--listen-ng=127.0.0.1:{ng_port}"))

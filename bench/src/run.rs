@@ -172,7 +172,7 @@ fn tput_notes(v: &[tput::Variant]) -> Vec<String> {
     n
 }
 
-fn machine() -> Machine {
+pub fn machine() -> Machine {
     let read = |p: &str| fs::read_to_string(p).unwrap_or_default().trim().to_owned();
     let cpuinfo = read("/proc/cpuinfo");
     let cpu_model = cpuinfo
@@ -206,7 +206,7 @@ fn machine() -> Machine {
 }
 
 /// (YYYY-MM-DD HH:MM UTC, YYYY-MM-DD) from the system clock (civil-from-days, no tz data).
-fn today() -> (String, String) {
+pub fn today() -> (String, String) {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -62,7 +62,7 @@ pub struct Variant {
     pub note: String,
 }
 
-fn count(e: &Ebpf) -> Result<u64> {
+pub fn count(e: &Ebpf) -> Result<u64> {
     let m: PerCpuArray<_, u64> =
         PerCpuArray::try_from(e.map(progs::COUNT_MAP).context("count map")?)?;
     Ok(m.get(&0, 0)?.iter().sum())
@@ -70,11 +70,12 @@ fn count(e: &Ebpf) -> Result<u64> {
 
 /// Drive `flows` at `dst` for `secs`, counting what `delivered` reports before and after.
 #[allow(clippy::too_many_arguments)]
-fn drive(
+pub fn drive(
     t: &Topo,
     name: &str,
     dst: Ipv4Addr,
     flows: &[(u16, u16)],
+    load: &generator::Load,
     secs: f64,
     delivered: &dyn Fn() -> Result<u64>,
     relay_pids: &[u32],
@@ -90,7 +91,7 @@ fn drive(
     );
     let sent = t
         .sender
-        .run(|| generator::send(dst, flows, secs, 50_000_000))??;
+        .run(|| generator::send(dst, flows, load, secs, 50_000_000))??;
     // Frames in flight (queues, the userspace relays' socket buffers) arrive shortly after.
     std::thread::sleep(Duration::from_millis(300));
     let (d1, s1, r1, m1) = (
@@ -156,6 +157,7 @@ pub fn run(
             "generator_ceiling",
             RELAY_A,
             &seq_flows,
+            &generator::Load::host(),
             plan.secs,
             &|| count(&sink),
             &napi,
@@ -174,6 +176,7 @@ pub fn run(
             "xdp_baseline",
             RELAY_A,
             &seq_flows,
+            &generator::Load::host(),
             plan.secs,
             &|| Ok(t.delivered()?.0),
             &napi,
@@ -214,7 +217,7 @@ pub fn run(
 }
 
 /// One datagram from GEN_IP:sport to RELAY_A:dport per flow, `n` times (latching, learning).
-fn latch(t: &Topo, flows: &[(u16, u16)], n: u32) -> Result<()> {
+pub fn latch(t: &Topo, flows: &[(u16, u16)], n: u32) -> Result<()> {
     t.sender.run(|| -> Result<()> {
         for &(s, d) in flows {
             let sock = std::net::UdpSocket::bind((GEN_IP, s))
@@ -232,109 +235,143 @@ fn latch(t: &Topo, flows: &[(u16, u16)], n: u32) -> Result<()> {
 const API_PORT: u16 = 19_907;
 const BPFFS_ROOT: &str = "/sys/fs/bpf/media-relay-bench";
 
-fn relay_daemon(t: &Topo, plan: Plan, relay_ctl: &Path) -> Result<Variant> {
-    let name = format!("bench{}", std::process::id());
-    let state = std::env::temp_dir().join(format!("mr-bench-state-{name}.json"));
-    let api: SocketAddr = ([127, 0, 0, 1], API_PORT).into();
-    let args: Vec<String> = [
-        "--iface",
-        "r0",
-        "--iface",
-        "r1",
-        "--api-listen",
-        &api.to_string(),
-        "--port-min",
-        "30000",
-        "--port-max",
-        &(30_000 + 2 * plan.streams + 1).to_string(),
-        "--max-legs",
-        &(4 * plan.streams + 64).to_string(),
-        "--xdp-mode",
-        "native",
-        "--state-file",
-        &state.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let daemon = DaemonProcess::start_with(
-        relay_ctl,
-        &t.relay,
-        Path::new(BPFFS_ROOT),
-        &name,
-        &args,
-        true,
-    )?;
-    let _state_guard = RemoveOnDrop(vec![state.clone(), state.with_extension("json.lock")]);
-    let flows = t.relay.run(|| -> Result<Vec<(u16, u16)>> {
-        let c = ApiClient::new(api);
-        let mut flows = vec![];
-        for i in 0..plan.streams {
-            let s = c
-                .create_session(CreateSession {
-                    call_id: format!("bench-{i}"),
-                    policy: None,
-                    answered: Some(true),
-                    streams: vec![StreamRequest {
-                        media: None,
-                        a: SideRequest {
-                            peer: Some((GEN_IP, 10_000 + i as u16).into()),
-                            rtcp_peer: None,
-                            relay_addr: Some(RELAY_A.into()),
-                        },
-                        b: SideRequest {
-                            peer: Some((SINK_IP, 20_000 + i as u16).into()),
-                            rtcp_peer: None,
-                            relay_addr: Some(RELAY_B.into()),
-                        },
-                    }],
-                })
-                .map_err(|e| anyhow!("creating session {i}: {e}"))?;
-            let leg = s.streams[0]
-                .legs
-                .iter()
-                .find(|l| l.side == "a")
-                .context("no side a")?;
-            flows.push((10_000 + i as u16, leg.relay.port()));
-        }
-        Ok(flows)
-    })??;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut waiting = flows.clone();
-    loop {
-        // (Re)send a latching datagram for every flow whose leg is not in XDP yet.
-        latch(t, &waiting, 1)?;
-        std::thread::sleep(Duration::from_millis(300));
-        let latched: Vec<u16> = t.relay.run(|| -> Result<Vec<u16>> {
-            let all = ApiClient::new(api)
-                .get_sessions()
-                .map_err(|e| anyhow!("{e}"))?;
-            Ok(all
-                .iter()
-                .flat_map(|s| s.streams[0].legs.iter())
-                .filter(|l| l.side == "a" && l.kernel)
-                .map(|l| l.relay.port())
-                .collect())
+/// Our daemon in the relay namespace with `streams` sessions created through its HTTP API,
+/// side a of each latched into XDP by a first datagram from the generator namespace.
+pub struct RelayDaemon {
+    pub daemon: DaemonProcess,
+    /// (generator source port, side a's relay port) per stream.
+    pub flows: Vec<(u16, u16)>,
+    pub api: SocketAddr,
+    _state: RemoveOnDrop,
+}
+
+impl RelayDaemon {
+    pub fn start(t: &Topo, streams: u32, relay_ctl: &Path) -> Result<RelayDaemon> {
+        let name = format!("bench{}", std::process::id());
+        let state = std::env::temp_dir().join(format!("mr-bench-state-{name}.json"));
+        let api: SocketAddr = ([127, 0, 0, 1], API_PORT).into();
+        let args: Vec<String> = [
+            "--iface",
+            "r0",
+            "--iface",
+            "r1",
+            "--api-listen",
+            &api.to_string(),
+            "--port-min",
+            "30000",
+            "--port-max",
+            &(30_000 + 2 * streams + 1).to_string(),
+            "--max-legs",
+            &(4 * streams + 64).to_string(),
+            "--xdp-mode",
+            "native",
+            "--state-file",
+            &state.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let daemon = DaemonProcess::start_with(
+            relay_ctl,
+            &t.relay,
+            Path::new(BPFFS_ROOT),
+            &name,
+            &args,
+            true,
+        )?;
+        let state_guard = RemoveOnDrop(vec![state.clone(), state.with_extension("json.lock")]);
+        let flows = t.relay.run(|| -> Result<Vec<(u16, u16)>> {
+            let c = ApiClient::new(api);
+            let mut flows = vec![];
+            for i in 0..streams {
+                let s = c
+                    .create_session(CreateSession {
+                        call_id: format!("bench-{i}"),
+                        policy: None,
+                        answered: Some(true),
+                        streams: vec![StreamRequest {
+                            media: None,
+                            a: SideRequest {
+                                peer: Some((GEN_IP, 10_000 + i as u16).into()),
+                                rtcp_peer: None,
+                                relay_addr: Some(RELAY_A.into()),
+                            },
+                            b: SideRequest {
+                                peer: Some((SINK_IP, 20_000 + i as u16).into()),
+                                rtcp_peer: None,
+                                relay_addr: Some(RELAY_B.into()),
+                            },
+                        }],
+                    })
+                    .map_err(|e| anyhow!("creating session {i}: {e}"))?;
+                let leg = s.streams[0]
+                    .legs
+                    .iter()
+                    .find(|l| l.side == "a")
+                    .context("no side a")?;
+                flows.push((10_000 + i as u16, leg.relay.port()));
+            }
+            Ok(flows)
         })??;
-        waiting.retain(|(_, d)| !latched.contains(d));
-        let in_kernel = plan.streams as usize - waiting.len();
-        if waiting.is_empty() {
-            break;
+        // Generous: a TCG guest latches 10k legs slowly.
+        let deadline = Instant::now() + Duration::from_secs(30 + u64::from(streams) / 50);
+        let mut waiting = flows.clone();
+        loop {
+            // (Re)send a latching datagram for every flow whose leg is not in XDP yet.
+            latch(t, &waiting, 1)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let latched: Vec<u16> = t.relay.run(|| -> Result<Vec<u16>> {
+                let all = ApiClient::new(api)
+                    .get_sessions()
+                    .map_err(|e| anyhow!("{e}"))?;
+                Ok(all
+                    .iter()
+                    .flat_map(|s| s.streams[0].legs.iter())
+                    .filter(|l| l.side == "a" && l.kernel)
+                    .map(|l| l.relay.port())
+                    .collect())
+            })??;
+            waiting.retain(|(_, d)| !latched.contains(d));
+            let in_kernel = streams as usize - waiting.len();
+            if waiting.is_empty() {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "only {in_kernel} of {streams} sessions latched into XDP in time:\n{}",
+                daemon.log()
+            );
         }
-        ensure!(
-            Instant::now() < deadline,
-            "only {in_kernel} of {} sessions latched into XDP after 30 s:\n{}",
-            plan.streams,
-            daemon.log()
-        );
+        Ok(RelayDaemon {
+            daemon,
+            flows,
+            api,
+            _state: state_guard,
+        })
     }
+
+    /// Packets the daemon reports XDP forwarded so far (its data-plane statistics).
+    pub fn kernel_forwarded(&self, t: &Topo) -> Result<u64> {
+        let api = self.api;
+        t.relay.run(|| {
+            ApiClient::new(api)
+                .get_stats()
+                .map(|s| s.forwarded_kernel_packets)
+                .map_err(|e| anyhow!("{e}"))
+        })?
+    }
+}
+
+fn relay_daemon(t: &Topo, plan: Plan, relay_ctl: &Path) -> Result<Variant> {
+    let d = RelayDaemon::start(t, plan.streams, relay_ctl)?;
     let mut pids = topo::threaded_napi(&t.relay, "r0")?;
-    pids.push(daemon.pid());
+    pids.push(d.daemon.pid());
     drive(
         t,
         "relay_xdp",
         RELAY_A,
-        &flows,
+        &d.flows,
+        &generator::Load::host(),
         plan.secs,
         &|| Ok(t.delivered()?.1),
         &pids,
@@ -415,6 +452,7 @@ fn scaling(t: &Topo, plan: Plan, log: fn(&str)) -> Result<Vec<Variant>> {
                 "relay_xdp_direct",
                 RELAY_A,
                 &flows[..active],
+                &generator::Load::host(),
                 plan.secs,
                 &|| Ok(t.delivered()?.1),
                 &napi,
@@ -474,6 +512,7 @@ fn mmsg_relay(t: &Topo, plan: Plan, self_exe: &Path) -> Result<Variant> {
         "recvmmsg_relay",
         RELAY_A,
         &flows,
+        &generator::Load::host(),
         plan.secs,
         &|| Ok(t.delivered()?.1),
         &pids,
@@ -505,6 +544,7 @@ fn rtpengine(t: &Topo, plan: Plan) -> Result<Variant> {
         &RELAY_B.to_string(),
         RTPENGINE_NG_PORT,
         (40_000, 59_999),
+        None,
     )?;
     let flows = t.relay.run(|| -> Result<Vec<(u16, u16)>> {
         let mut c = crate::ng::Client::new(([127, 0, 0, 1], RTPENGINE_NG_PORT).into())?;
@@ -532,6 +572,7 @@ fn rtpengine(t: &Topo, plan: Plan) -> Result<Variant> {
         "rtpengine",
         RELAY_A,
         &flows,
+        &generator::Load::host(),
         plan.secs,
         &|| Ok(t.delivered()?.1),
         &pids,

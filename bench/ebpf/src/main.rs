@@ -7,6 +7,9 @@
 //!   namespace counts at the earliest point and costs the system nothing more.
 //! - `bench_gen`: the traffic generator, run with BPF_PROG_RUN in live-frames mode on the
 //!   generator's veth. It writes a header template and the leg's ports, then XDP_TX.
+//! - `bench_redirect`: the forwarding baseline for paths that end on another interface (the
+//!   incumbent comparison): writes two configured MAC addresses and XDP_REDIRECTs to a
+//!   configured ifindex; no IP/UDP work, no lookup.
 #![no_std]
 #![no_main]
 
@@ -43,6 +46,17 @@ static BENCH_GEN: Array<GenConfig> = Array::with_max_entries(1, 0);
 #[map]
 static BENCH_FLOWS: Array<[u16; 2]> = Array::with_max_entries(MAX_FLOWS, 0);
 
+/// `bench_redirect`'s target: Ethernet destination and source, then the egress ifindex.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RedirectConfig {
+    pub macs: [u8; 12],
+    pub ifindex: u32,
+}
+
+#[map]
+static BENCH_REDIRECT: Array<RedirectConfig> = Array::with_max_entries(1, 0);
+
 /// Per CPU: frames counted by `bench_count_drop` (index 0) and the generator's sequence (1).
 #[map]
 static BENCH_COUNT: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
@@ -60,6 +74,19 @@ pub fn bench_swap_tx(ctx: XdpContext) -> u32 {
         *eth.add(1) = dst;
     }
     xdp_action::XDP_TX
+}
+
+#[xdp]
+pub fn bench_redirect(ctx: XdpContext) -> u32 {
+    let start = ctx.data();
+    if start + 12 > ctx.data_end() {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(cfg) = BENCH_REDIRECT.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    unsafe { *(start as *mut [u8; 12]) = cfg.macs };
+    unsafe { aya_ebpf::helpers::bpf_redirect(cfg.ifindex, 0) as u32 }
 }
 
 #[xdp]

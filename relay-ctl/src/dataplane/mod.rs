@@ -2,7 +2,7 @@
 //! to its maps (`maps`). Pins live under one directory per instance (`pins`), so a controller
 //! restart or crash leaves forwarding untouched.
 mod attach;
-mod link_detach;
+pub mod links;
 mod load;
 mod maps;
 mod pins;

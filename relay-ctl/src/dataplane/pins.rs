@@ -92,7 +92,7 @@ impl Instance {
         for ifname in self.pinned_links()? {
             let path = self.link_path(&ifname);
             // A link whose interface is gone (namespace deleted) is already defunct: ENOLINK.
-            match super::link_detach::detach_pinned_link(&path) {
+            match super::links::detach_pinned_link(&path) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOLINK) => {}
                 Err(e) => {

@@ -1,0 +1,359 @@
+//! `relay-bench incumbent`: our XDP relay against rtpengine's kernel fast path
+//! (xt_RTPENGINE), run inside the Debian 6.1 guest that `cargo xtask bench --incumbent`
+//! boots with the module loaded (bench/README.md, "Against rtpengine's kernel module").
+//!
+//! Same topology as the host throughput runs (topo.rs: gen -> relay -> sink over veth), same
+//! generator, same counter at the end: s0's counting program sees every frame either relay
+//! delivers. Per stream count N, two blocks:
+//!
+//! 1. kernel module: iptables rule, rtpengine with `--table`, N calls over ng, each stream
+//!    primed until the module forwards it; then per repetition and frame size a module run
+//!    and a baseline run (bench_redirect attached to r0, so the stack never sees the frames).
+//! 2. ours: the daemon, N sessions through its API, latched; per repetition and size our run
+//!    and a baseline run (bench_redirect swapped behind the daemon's r0 link and back).
+//!
+//! Each block carries its own baseline runs, interleaved with the relay's, so drift of a
+//! shared machine shows up in both and the ratios stay comparable.
+use std::{fs, path::Path, time::Instant};
+
+use anyhow::{Result, ensure};
+use serde::Serialize;
+
+mod baseline;
+mod chart;
+mod kmod;
+mod report;
+
+use crate::{
+    cpu,
+    generator::Load,
+    progs,
+    topo::{self, RELAY_A, Topo},
+    tput::{self, RelayDaemon},
+};
+use baseline::Baseline;
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// N in {1, 100, 10000}, 64 and 214-byte frames, 5 repetitions of 2 s.
+    Full,
+    /// One stream, both sizes, one repetition of 1 s: the harness cannot rot (CI).
+    Smoke,
+}
+
+struct Plan {
+    streams: &'static [u32],
+    sizes: &'static [usize],
+    reps: u32,
+    secs: f64,
+}
+
+fn plan(mode: Mode) -> Plan {
+    match mode {
+        Mode::Full => Plan {
+            streams: &[1, 100, 10_000],
+            sizes: &[64, 214],
+            reps: 5,
+            secs: 2.0,
+        },
+        Mode::Smoke => Plan {
+            streams: &[1],
+            sizes: &[64, 214],
+            reps: 1,
+            secs: 1.0,
+        },
+    }
+}
+
+/// One measured run.
+#[derive(Serialize, Clone, Debug)]
+pub struct Run {
+    /// `rtpengine_kmod`, `relay_xdp`, `baseline` or `generator_ceiling`.
+    pub variant: String,
+    /// Which block it ran in: `kmod` or `ours` (the baseline runs in both).
+    pub block: String,
+    pub streams: u32,
+    pub frame_bytes: usize,
+    pub rep: u32,
+    pub sent: u64,
+    pub delivered: u64,
+    pub secs: f64,
+    pub delivered_pps: f64,
+    pub loss: f64,
+    /// Relay-side CPU (r0's NAPI thread, the relay's daemon, ksoftirqd) per delivered packet.
+    pub cpu_ns_per_pkt: f64,
+    /// What the relay itself says it forwarded meanwhile (module's target counters, our
+    /// daemon's XDP statistics); none for the baseline.
+    pub relay_forwarded: Option<u64>,
+}
+
+use report::Results;
+
+/// An RTP packet's UDP payload of `len` bytes: version 2, PCMU, SSRC 1, the same 12-byte
+/// header the priming datagrams carry (tput::latch), so the module's SSRC check passes.
+pub fn rtp_payload(len: usize) -> Vec<u8> {
+    let mut p = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+    // 0xff: PCMU silence.
+    p.resize(len.max(12), 0xff);
+    p
+}
+
+/// Frame bytes on the wire (no FCS) -> UDP payload bytes (Ethernet 14, IPv4 20, UDP 8).
+fn payload_len(frame: usize) -> usize {
+    frame.saturating_sub(42)
+}
+
+fn log(msg: &str) {
+    eprintln!("incumbent: {msg}");
+}
+
+pub fn run(mode: Mode, out: &Path, relay_ctl: &Path) -> Result<()> {
+    let start = Instant::now();
+    let p = plan(mode);
+    let t = Topo::build()?;
+    // r0 receives the generator's XDP_TX frames only with NAPI; without XDP (the module's
+    // block) GRO requested provides it, and it stays on for every variant.
+    topo::napi_without_xdp(&t.relay, "r0")?;
+    let mut baseline = Baseline::load(&t)?;
+    let mut runs = vec![];
+    for &n in p.streams {
+        runs.extend(kmod_block(&t, &p, n, &mut baseline)?);
+        runs.extend(ours_block(&t, &p, n, relay_ctl, &mut baseline)?);
+    }
+    let results = report::Results::new(mode, runs, start.elapsed().as_secs_f64());
+    check(&results)?;
+    fs::create_dir_all(out)?;
+    let suffix = if mode == Mode::Smoke { "-smoke" } else { "" };
+    let base = out.join(format!("{}-incumbent-vm{suffix}", results.day));
+    fs::write(
+        base.with_extension("json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    fs::write(base.with_extension("md"), report::markdown(&results))?;
+    chart::render(&results, &base.with_extension("png"))?;
+    log(&format!(
+        "wrote {}.{{json,md,png}} in {:.0} s",
+        base.display(),
+        results.wall_secs
+    ));
+    Ok(())
+}
+
+/// What must hold for the numbers to mean anything; a failure fails the run (and CI's smoke).
+fn check(r: &Results) -> Result<()> {
+    for x in &r.runs {
+        let what = format!(
+            "{} ({} block, {} streams, {} B, rep {})",
+            x.variant, x.block, x.streams, x.frame_bytes, x.rep
+        );
+        ensure!(x.delivered > 0, "{what}: nothing reached the sink");
+        ensure!(
+            x.delivered <= x.sent,
+            "{what}: the sink counted {} frames but {} were sent",
+            x.delivered,
+            x.sent
+        );
+        if let Some(f) = x.relay_forwarded {
+            // Every frame at the sink went through the measured fast path: had userspace
+            // relayed some (rtpengine falls back for packets its module rejects), the sink
+            // would count more than the fast path forwarded.
+            ensure!(
+                x.delivered <= f,
+                "{what}: the sink counted {} frames but the fast path forwarded only {f}",
+                x.delivered
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Which run: the labels a `Run` carries.
+#[derive(Clone, Copy)]
+struct Case<'a> {
+    variant: &'a str,
+    block: &'a str,
+    n: u32,
+    size: usize,
+    rep: u32,
+}
+
+/// How a run is counted: frames at the end, and the relay's own forwarded counter if any.
+struct Meters<'a> {
+    delivered: &'a dyn Fn() -> Result<u64>,
+    forwarded: Option<&'a dyn Fn() -> Result<u64>>,
+}
+
+fn measure(
+    t: &Topo,
+    c: Case<'_>,
+    flows: &[(u16, u16)],
+    secs: f64,
+    pids: &[u32],
+    m: Meters<'_>,
+) -> Result<Run> {
+    let load = Load {
+        payload: rtp_payload(payload_len(c.size)),
+        // A TCG guest sends some 10^5 frames/s: small first calls keep the time bound.
+        first_batch: 4_096,
+    };
+    let f0 = m.forwarded.map(|f| f()).transpose()?;
+    let v = tput::drive(
+        t,
+        c.variant,
+        RELAY_A,
+        flows,
+        &load,
+        secs,
+        m.delivered,
+        pids,
+        0,
+        "",
+    )?;
+    let relay_forwarded = match (m.forwarded, f0) {
+        (Some(f), Some(f0)) => Some(f()?.saturating_sub(f0)),
+        _ => None,
+    };
+    let r = Run {
+        variant: c.variant.to_owned(),
+        block: c.block.to_owned(),
+        streams: c.n,
+        frame_bytes: c.size,
+        rep: c.rep,
+        sent: v.sent,
+        delivered: v.delivered,
+        secs: v.secs,
+        delivered_pps: v.delivered_pps,
+        loss: v.loss,
+        cpu_ns_per_pkt: v.cpu_ns_per_pkt,
+        relay_forwarded,
+    };
+    log(&format!(
+        "{:>17} n={:<5} {:>3} B rep {}: {:>8.0} pps delivered, loss {:.1}%, {:.0} ns CPU/pkt{}",
+        c.variant,
+        c.n,
+        c.size,
+        c.rep,
+        r.delivered_pps,
+        100.0 * r.loss,
+        r.cpu_ns_per_pkt,
+        r.relay_forwarded
+            .map(|f| format!(", relay forwarded {f}"))
+            .unwrap_or_default()
+    ));
+    Ok(r)
+}
+
+fn sink_count(t: &Topo) -> Result<u64> {
+    Ok(t.delivered()?.1)
+}
+
+fn kmod_block(t: &Topo, p: &Plan, n: u32, baseline: &mut Baseline) -> Result<Vec<Run>> {
+    let k = kmod::start(t, n, log)?;
+    cpu::pin_all(k.rtpengine.pid(), cpu::RELAY_CPU, cpu::RT_PRIO_USERSPACE);
+    let mut runs = vec![];
+    let at_sink = || sink_count(t);
+    // What the generator can put into r0 at all (a counting drop program there), once per
+    // size: a variant delivering about this much is limited by the generator, not itself.
+    for &size in p.sizes {
+        let drop_r0 = t.relay.run(|| topo::attach(progs::COUNT_DROP, "r0"))??;
+        let napi = topo::threaded_napi(&t.relay, "r0")?;
+        let at_r0 = || tput::count(&drop_r0);
+        let case = Case {
+            variant: "generator_ceiling",
+            block: "kmod",
+            n,
+            size,
+            rep: 0,
+        };
+        let m = Meters {
+            delivered: &at_r0,
+            forwarded: None,
+        };
+        runs.push(measure(t, case, &k.flows, p.secs, &napi, m)?);
+    }
+    let fwd = || k.forwarded();
+    for rep in 0..p.reps {
+        for &size in p.sizes {
+            let mut pids = topo::threaded_napi(&t.relay, "r0")?;
+            pids.push(k.rtpengine.pid());
+            let case = Case {
+                variant: "rtpengine_kmod",
+                block: "kmod",
+                n,
+                size,
+                rep,
+            };
+            let m = Meters {
+                delivered: &at_sink,
+                forwarded: Some(&fwd),
+            };
+            runs.push(measure(t, case, &k.flows, p.secs, &pids, m)?);
+            runs.push(baseline.attached(t, || {
+                let pids = topo::threaded_napi(&t.relay, "r0")?;
+                let case = Case {
+                    variant: "baseline",
+                    ..case
+                };
+                let m = Meters {
+                    delivered: &at_sink,
+                    forwarded: None,
+                };
+                measure(t, case, &k.flows, p.secs, &pids, m)
+            })?);
+        }
+    }
+    Ok(runs)
+}
+
+fn ours_block(
+    t: &Topo,
+    p: &Plan,
+    n: u32,
+    relay_ctl: &Path,
+    baseline: &mut Baseline,
+) -> Result<Vec<Run>> {
+    let t0 = Instant::now();
+    let d = RelayDaemon::start(t, n, relay_ctl)?;
+    log(&format!(
+        "ours: {n} sessions created and latched into XDP in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
+    let mut pids = topo::threaded_napi(&t.relay, "r0")?;
+    pids.push(d.daemon.pid());
+    let instance = d.daemon.instance().clone();
+    let fwd = || d.kernel_forwarded(t);
+    let at_sink = || sink_count(t);
+    let mut runs = vec![];
+    for rep in 0..p.reps {
+        for &size in p.sizes {
+            let case = Case {
+                variant: "relay_xdp",
+                block: "ours",
+                n,
+                size,
+                rep,
+            };
+            let m = Meters {
+                delivered: &at_sink,
+                forwarded: Some(&fwd),
+            };
+            runs.push(measure(t, case, &d.flows, p.secs, &pids, m)?);
+            runs.push(baseline.swapped_into(
+                &instance.link_path("r0"),
+                &instance.prog_path(),
+                || {
+                    let case = Case {
+                        variant: "baseline",
+                        ..case
+                    };
+                    let m = Meters {
+                        delivered: &at_sink,
+                        forwarded: None,
+                    };
+                    measure(t, case, &d.flows, p.secs, &pids, m)
+                },
+            )?);
+        }
+    }
+    Ok(runs)
+}
