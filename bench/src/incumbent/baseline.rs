@@ -53,7 +53,8 @@ impl Baseline {
         })??;
         let r = f();
         let prog = progs::program(&mut self.ebpf, progs::REDIRECT)?;
-        prog.detach(id).context("detaching bench_redirect from r0")?;
+        prog.detach(id)
+            .context("detaching bench_redirect from r0")?;
         r
     }
 
@@ -70,7 +71,8 @@ impl Baseline {
         links::update_pinned_link(link, fd.as_fd())
             .with_context(|| format!("BPF_LINK_UPDATE {} -> bench_redirect", link.display()))?;
         let r = f();
-        let relay = links::pinned_fd(prog).with_context(|| format!("opening {}", prog.display()))?;
+        let relay =
+            links::pinned_fd(prog).with_context(|| format!("opening {}", prog.display()))?;
         links::update_pinned_link(link, relay.as_fd())
             .with_context(|| format!("BPF_LINK_UPDATE {} back to the relay", link.display()))?;
         r

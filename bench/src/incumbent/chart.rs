@@ -18,7 +18,12 @@ const BARS: [(&str, &str, RGBColor, &str); 3] = [
         RGBColor(0x94, 0x67, 0xbd),
         "rtpengine kernel module",
     ),
-    ("relay_xdp", "ours", RGBColor(0xd6, 0x27, 0x28), "ours (XDP)"),
+    (
+        "relay_xdp",
+        "ours",
+        RGBColor(0xd6, 0x27, 0x28),
+        "ours (XDP)",
+    ),
     (
         "baseline",
         "ours",

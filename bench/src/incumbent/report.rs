@@ -118,7 +118,13 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
         .collect()
 }
 
-fn find<'a>(s: &'a [Summary], n: u32, size: usize, variant: &str, block: &str) -> Option<&'a Summary> {
+fn find<'a>(
+    s: &'a [Summary],
+    n: u32,
+    size: usize,
+    variant: &str,
+    block: &str,
+) -> Option<&'a Summary> {
     s.iter().find(|x| {
         x.streams == n && x.frame_bytes == size && x.variant == variant && x.block == block
     })
@@ -226,7 +232,7 @@ fn notes(g: &Guest) -> Vec<String> {
     let mut n = vec![
         format!("One guest ({} kernel {}, {} vCPUs, {}), one run: the module's block and ours ran one after the other at each stream count, each with its own baseline runs interleaved run by run. Only ratios inside this run mean anything.", if g.accel == "tcg" { "QEMU TCG" } else { "QEMU" }, g.kernel, g.cpus, g.accel),
         "What TCG distorts: every guest instruction is translated and runs as several host instructions, guest memory goes through a software TLB, atomics and the guest's timers are emulated. Absolute rates are some 100x below hardware, and not every kind of work slows down by the same factor: the module's path (netfilter, the IP stack's receive and output, an skb per packet) and ours (one XDP program on the driver's frame) are both instruction- and memory-bound, but their ratio on hardware can differ from the ratio here. Treat ratios as a same-kernel, same-load comparison, not as a hardware prediction.".to_owned(),
-        "CPUs: the generator runs on vCPU 0; r0's NAPI runs threaded on vCPU 1 (SCHED_FIFO) and does each relay's work there: the module inside netfilter's INPUT hook, our program in XDP. s0's counting NAPI thread runs on vCPU 1 too, above both, so every variant pays the same per delivered frame. CPU ns/packet counts r0's NAPI thread, ksoftirqd and the relay's daemon.".to_owned(),
+        "CPUs: vCPU 1 does the relay's work and nothing else: r0's NAPI runs threaded there (SCHED_FIFO), with the module inside netfilter's INPUT hook or our program in XDP, and the relay's daemon. vCPU 0 runs the generator and, above it, s0's counting NAPI thread (frames the module sends through the stack reach s0 as skbs that s0 copies before counting; on the relay's vCPU that copy would slow the module's path). CPU ns/packet counts r0's NAPI thread, ksoftirqd and the relay's daemon per delivered packet.".to_owned(),
         "Same load, same end: byte-identical frames from one generator, counted by one XDP program on s0, whichever relay sent them; the check that every frame counted at s0 went through the measured fast path (the module's target counters, our XDP statistics) passed for every run.".to_owned(),
         "The module's path is its lightest here: no conntrack loaded, one iptables rule, RTP/AVP without SRTP or recording. A carrier box with conntrack would add cost to the module's path, not to ours.".to_owned(),
         "baseline: bench_redirect on r0 (two MAC addresses, XDP_REDIRECT to r1; no IP/UDP work, no lookup). In the module's block it is attached to r0 for its runs; in ours it replaces our program behind the daemon's pinned r0 link (BPF_LINK_UPDATE) and our program is put back after each run.".to_owned(),
@@ -329,6 +335,8 @@ mod tests {
             delivered_pps: pps,
             loss: 0.1,
             cpu_ns_per_pkt: cpu,
+            generator_cpu_secs: 1.0,
+            machine_busy_secs: 2.0,
             relay_forwarded: None,
         }
     }
