@@ -1,11 +1,27 @@
 //! `bench`: setup, release build of the relay and the harness, then `relay-bench run`, which
 //! writes bench/results/<date>-<host>[-quick].{json,md,png} (bench/README.md explains every
-//! number); `--smoke` writes under target/bench-smoke/.
+//! number); `--smoke` writes under target/bench-smoke/. A full run then benchmarks against
+//! rtpengine's kernel module in the 6.1 VM guest, which `--incumbent` runs alone
+//! (vm/incumbent.rs).
 
 use anyhow::Result;
 
 use crate::setup::run_setup;
 use crate::util::{Pins, cargo, command, repo_root, require_root, run};
+use crate::vm::incumbent;
+
+/// What every benchmark runs, as cargo arguments: the daemon and the harness (the VM guests'
+/// static build uses the same).
+pub const BINARIES: &[&str] = &[
+    "-p",
+    "relay-ctl",
+    "--bin",
+    "relay-ctl",
+    "-p",
+    "relay-bench",
+    "--bin",
+    "relay-bench",
+];
 
 /// How much to run: everything (under 10 min), shorter (under 2 min), or the harness alone.
 #[derive(Clone, Copy)]
@@ -15,21 +31,30 @@ pub enum BenchMode {
     Smoke,
 }
 
-pub fn run_bench(pins: &Pins, mode: BenchMode) -> Result<()> {
+/// `incumbent`: only the VM run against rtpengine's kernel module (full, or smoke with
+/// `BenchMode::Smoke`); a plain full run does the host benchmark and then that VM run.
+pub fn run_bench(pins: &Pins, mode: BenchMode, incumbent: bool) -> Result<()> {
+    if incumbent {
+        let vm_mode = match mode {
+            BenchMode::Smoke => incumbent::Mode::Smoke,
+            BenchMode::Full | BenchMode::Quick => incumbent::Mode::Full,
+        };
+        return incumbent::run_bench(pins, vm_mode);
+    }
+    run_host(pins, mode)?;
+    if matches!(mode, BenchMode::Full) {
+        incumbent::run_bench(pins, incumbent::Mode::Full)?;
+    }
+    Ok(())
+}
+
+/// The host benchmark (`relay-bench run`).
+fn run_host(pins: &Pins, mode: BenchMode) -> Result<()> {
     require_root("`bench` needs root: it loads XDP programs and builds network namespaces")?;
     run_setup(pins)?;
-    run(cargo(&pins.stable)?.args([
-        "build",
-        "--release",
-        "-p",
-        "relay-ctl",
-        "--bin",
-        "relay-ctl",
-        "-p",
-        "relay-bench",
-        "--bin",
-        "relay-bench",
-    ]))?;
+    run(cargo(&pins.stable)?
+        .args(["build", "--release"])
+        .args(BINARIES))?;
     let root = repo_root();
     // Smoke output is not a result: it goes under target/.
     let (mode, out) = match mode {

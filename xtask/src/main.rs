@@ -43,14 +43,19 @@ enum Task {
         kernel: String,
     },
     /// Setup, then benchmark the relay against a bare XDP baseline, rtpengine and a
-    /// recvmmsg relay (needs root); results in bench/results/ (see bench/README.md).
+    /// recvmmsg relay (needs root), then against rtpengine's kernel module in a 6.1 VM guest;
+    /// results in bench/results/ (see bench/README.md).
     Bench {
-        /// Shorter and smaller: under 2 minutes.
-        #[arg(long, conflicts_with = "smoke")]
+        /// Shorter and smaller, host only: under 2 minutes.
+        #[arg(long, conflicts_with_all = ["smoke", "incumbent"])]
         quick: bool,
-        /// The harness alone in seconds (per-packet cost at a tiny repeat, outputs written).
+        /// The harness alone in seconds (per-packet cost at a tiny repeat, outputs written);
+        /// with --incumbent, the VM guest's smoke run (a few minutes, under target/).
         #[arg(long)]
         smoke: bool,
+        /// Only the VM run against rtpengine's kernel module (xt_RTPENGINE) in Debian's 6.1.
+        #[arg(long)]
+        incumbent: bool,
     },
 }
 
@@ -76,13 +81,18 @@ fn run(task: Task) -> Result<()> {
         Task::Test => test::run_test(&pins),
         Task::Demo => demo::run_demo(&pins),
         Task::VmTest { kernel } => vm::run_vm_test(&pins, &kernel),
-        Task::Bench { quick, smoke } => bench::run_bench(
+        Task::Bench {
+            quick,
+            smoke,
+            incumbent,
+        } => bench::run_bench(
             &pins,
             match (quick, smoke) {
                 (_, true) => bench::BenchMode::Smoke,
                 (true, _) => bench::BenchMode::Quick,
                 _ => bench::BenchMode::Full,
             },
+            incumbent,
         ),
     }
 }

@@ -59,6 +59,18 @@ const APT_PACKAGES: &[&str] = &[
     // chart's text font.
     "rtpengine-daemon",
     "fonts-dejavu-core",
+    // `cargo xtask bench --incumbent` runs rtpengine with its kernel module in the 6.1 guest
+    // (vm-tests/README.md, bench guest): `iptables-legacy` inserts its RTPENGINE rule there,
+    // from the host's /usr over 9p.
+    "iptables",
+    // The RTPENGINE target's iptables extension (libxt_RTPENGINE.so), for that rule.
+    "rtpengine-iptables",
+    // Build xt_RTPENGINE.ko against the guest kernel's headers (xtask/src/vm/kmod.rs): the
+    // 6.1 headers name gcc-12 as their compiler, and kbuild is make. The module's source,
+    // rtpengine-kernel-dkms, is only `apt-get download`ed: installing it would run DKMS
+    // against the host's kernel.
+    "gcc-12",
+    "make",
 ];
 
 /// Packages whose maintainer scripts would start a system service, and the unit: the tests and

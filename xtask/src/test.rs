@@ -35,7 +35,9 @@ fn run_phases(pins: &Pins, phases: &mut Phases, tally: &Cell<Tally>) -> Result<(
         result
     })?;
     // Both guest kernels; ~45 s with the kernels cached, see vm-tests/README.md.
-    crate::vm::run_kernels(pins, crate::vm::KERNELS, phases)
+    let bins = crate::vm::run_kernels(pins, crate::vm::KERNELS, phases)?;
+    // The bench guest against rtpengine's kernel module, in smoke mode (vm-tests/README.md).
+    crate::vm::incumbent::run_phases(phases, &bins, crate::vm::incumbent::Mode::Smoke)
 }
 
 #[derive(Clone, Copy, Default)]

@@ -1,12 +1,12 @@
-//! The guest's initramfs: busybox, the init and scenario scripts from `vm-tests/`, our
-//! statically linked binaries, and one kernel's modules. Uncompressed: TCG decompresses slowly.
+//! The guest's initramfs: busybox, the init and helper scripts from `vm-tests/guest`, one
+//! scenario directory, our statically linked binaries, and one kernel's modules.
+//! Uncompressed: TCG decompresses slowly.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::kernel::Kernel;
 use crate::util::{Pins, cargo, command, repo_root, run};
 
 /// Statically linked so they run on the guest's bare userland (`+crt-static`, gnu target:
@@ -14,6 +14,20 @@ use crate::util::{Pins, cargo, command, repo_root, run};
 pub struct StaticBins {
     pub relay_ctl: PathBuf,
     pub xdp_fixtures: PathBuf,
+    /// The benchmark harness, for the bench guest.
+    pub relay_bench: PathBuf,
+}
+
+/// What differs between guests: the vm-test guests and the bench guest (vm-tests/README.md).
+pub struct Image<'a> {
+    /// Host file and its name under `/vm/`.
+    pub binaries: Vec<(&'a Path, &'static str)>,
+    /// Load order, dependencies first.
+    pub modules: Vec<&'a Path>,
+    /// Its `*.sh` become `/vm/scenarios/`, run in name order.
+    pub scenarios: PathBuf,
+    /// Small files under `/vm/` the init and scenarios read (name, content).
+    pub files: Vec<(&'static str, String)>,
 }
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
@@ -27,8 +41,7 @@ fn static_cargo(pins: &Pins, subcommand: &str) -> Result<std::process::Command> 
         "-C target-feature=+crt-static",
     )
     .args([subcommand, "--release", "--target", TARGET, "--target-dir"])
-    .arg(target_dir())
-    .args(["-p", "relay-ctl"]);
+    .arg(target_dir());
     Ok(cmd)
 }
 
@@ -36,10 +49,13 @@ fn target_dir() -> PathBuf {
     repo_root().join("target/vm-static")
 }
 
+/// relay-bench (its build script builds bench/ebpf, as relay-ctl's builds relay-ebpf) is built
+/// in the same cargo run even for vm-test: relay-ctl alone would unify its dependencies'
+/// features differently and so be a second build of everything to cache.
 pub fn build_static(pins: &Pins) -> Result<StaticBins> {
-    run(static_cargo(pins, "build")?.args(["--bin", "relay-ctl"]))?;
+    run(static_cargo(pins, "build")?.args(crate::bench::BINARIES))?;
     let mut test = static_cargo(pins, "test")?;
-    test.args(["--test", "xdp_fixtures", "--no-run"]);
+    test.args(["-p", "relay-ctl", "--test", "xdp_fixtures", "--no-run"]);
     println!("$ cargo test --no-run (static xdp_fixtures)");
     let out = test.output().context("building the static fixture tests")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -52,14 +68,16 @@ pub fn build_static(pins: &Pins) -> Result<StaticBins> {
         .filter(|l| l.contains("Executable") && l.contains("xdp_fixtures"))
         .find_map(|l| l.rsplit_once('(')?.1.strip_suffix(')'))
         .context("cargo did not name the xdp_fixtures executable")?;
+    let release = target_dir().join(TARGET).join("release");
     Ok(StaticBins {
-        relay_ctl: target_dir().join(TARGET).join("release/relay-ctl"),
+        relay_ctl: release.join("relay-ctl"),
         xdp_fixtures: repo_root().join(exe),
+        relay_bench: release.join("relay-bench"),
     })
 }
 
-/// Assembles `<out_dir>/initramfs.cpio` for `kernel`.
-pub fn build(bins: &StaticBins, kernel: &Kernel, out_dir: &Path) -> Result<PathBuf> {
+/// Assembles `<out_dir>/initramfs.cpio`.
+pub fn build(image: &Image, out_dir: &Path) -> Result<PathBuf> {
     let stage = out_dir.join("stage");
     let _ = fs::remove_dir_all(&stage);
     let vm_tests = repo_root().join("vm-tests");
@@ -73,18 +91,25 @@ pub fn build(bins: &StaticBins, kernel: &Kernel, out_dir: &Path) -> Result<PathB
         Path::new("/etc/ld.so.cache"),
         &stage.join("etc/ld.so.cache"),
     )?;
-    copy(&bins.relay_ctl, &stage.join("vm/relay-ctl"))?;
-    copy(&bins.xdp_fixtures, &stage.join("vm/xdp_fixtures"))?;
-    for sub in ["guest", "scenarios"] {
-        for entry in fs::read_dir(vm_tests.join(sub))? {
+    for (bin, name) in &image.binaries {
+        copy(bin, &stage.join("vm").join(name))?;
+    }
+    for (from, to) in [
+        (vm_tests.join("guest"), "guest"),
+        (image.scenarios.clone(), "scenarios"),
+    ] {
+        for entry in fs::read_dir(&from).with_context(|| format!("reading {}", from.display()))? {
             let path = entry?.path();
             if let Some(name) = path.file_name() {
-                copy(&path, &stage.join("vm").join(sub).join(name))?;
+                copy(&path, &stage.join("vm").join(to).join(name))?;
             }
         }
     }
+    for (name, content) in &image.files {
+        fs::write(stage.join("vm").join(name), content)?;
+    }
     let mut names = Vec::new();
-    for ko in &kernel.modules {
+    for ko in &image.modules {
         let name = ko.file_name().context("module path")?;
         copy(ko, &stage.join("vm/modules").join(name))?;
         names.push(name.to_string_lossy().trim_end_matches(".ko").to_string());
@@ -107,8 +132,9 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Scenario names in run order (the init runs `scenarios/*.sh` sorted, like `ls`).
-pub fn scenario_names() -> Result<Vec<String>> {
-    let mut names: Vec<String> = fs::read_dir(repo_root().join("vm-tests/scenarios"))?
+pub fn scenario_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             e.file_name()

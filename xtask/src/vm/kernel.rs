@@ -9,16 +9,39 @@ use anyhow::{Context, Result, bail};
 
 use crate::util::{cache_dir, command, output, run};
 
-/// Modules the guest needs, dependencies added from each module's own `depends=`. A name with
-/// no file is built in on that kernel (e.g. virtio_pci on 6.12).
+/// Modules every guest needs, dependencies added from each module's own `depends=`. A name
+/// with no file is built in on that kernel (e.g. virtio_pci on 6.12).
 const WANTED: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "veth", "pktgen"];
+
+/// What the bench guest loads in addition, for rtpengine's xt_RTPENGINE target and its
+/// `iptables-legacy` rule. Only the bench guest loads them: the vm-test scenarios measure XDP
+/// with no netfilter hooks in the stack, as they were written, and a netfilter module that
+/// failed to load must not fail the XDP tests. Cached with the others, so both guests share
+/// one download.
+const NETFILTER: &[&str] = &["x_tables", "ip_tables", "iptable_filter", "xt_tcpudp"];
 
 /// A kernel ready to boot: its image and its modules in load order.
 pub struct Kernel {
     pub label: String,
+    /// The Debian image package and its version (kmod.rs builds against their headers).
+    pub package: String,
+    pub version: String,
     pub vmlinuz: PathBuf,
     /// Uncompressed `.ko` files, dependencies first.
     pub modules: Vec<PathBuf>,
+    /// `NETFILTER` with dependencies not already in `modules`, to load after them.
+    pub netfilter_modules: Vec<PathBuf>,
+}
+
+/// The `complete` marker's content: the module lists the cache was made for, so that a cache
+/// made for other lists (e.g. before `NETFILTER` existed) is fetched again, not used with
+/// modules missing.
+fn cache_stamp() -> String {
+    format!(
+        "modules: {}\nnetfilter: {}\n",
+        WANTED.join(","),
+        NETFILTER.join(",")
+    )
 }
 
 /// `label` is what users type (`6.1`, `6.12`); the metapackage says which image it is today.
@@ -49,17 +72,24 @@ pub fn fetch(label: &str) -> Result<Kernel> {
     let dir = cache_dir()?
         .join("vm")
         .join(format!("{pkg}_{version}").replace(['~', '+'], "-"));
-    if !dir.join("complete").exists() {
+    let stamp_ok = fs::read_to_string(dir.join("complete")).is_ok_and(|s| s == cache_stamp());
+    if !stamp_ok {
         download(&pkg, &dir).with_context(|| format!("fetching {pkg} {version}"))?;
     }
-    let list = fs::read_to_string(dir.join("modules.list"))?;
+    let list = |name: &str| -> Result<Vec<PathBuf>> {
+        Ok(fs::read_to_string(dir.join(name))?
+            .lines()
+            .filter(|m| !m.is_empty())
+            .map(|m| dir.join("modules").join(format!("{m}.ko")))
+            .collect())
+    };
     Ok(Kernel {
         label: label.to_string(),
         vmlinuz: dir.join("vmlinuz"),
-        modules: list
-            .lines()
-            .map(|m| dir.join("modules").join(format!("{m}.ko")))
-            .collect(),
+        modules: list("modules.list")?,
+        netfilter_modules: list("netfilter.list")?,
+        package: pkg,
+        version: version.to_string(),
     })
 }
 
@@ -95,6 +125,10 @@ fn unpack(pkg: &str, scratch: &Path, dir: &Path) -> Result<()> {
     for name in WANTED {
         add_with_deps(name, &index, &mut order, 0)?;
     }
+    let base = order.len();
+    for name in NETFILTER {
+        add_with_deps(name, &index, &mut order, 0)?;
+    }
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir.join("modules"))?;
     fs::copy(&boot, dir.join("vmlinuz"))?;
@@ -104,8 +138,10 @@ fn unpack(pkg: &str, scratch: &Path, dir: &Path) -> Result<()> {
             ko_bytes(&index[name])?,
         )?;
     }
-    fs::write(dir.join("modules.list"), order.join("\n") + "\n")?;
-    fs::write(dir.join("complete"), "")?;
+    let (modules, netfilter) = order.split_at(base);
+    fs::write(dir.join("modules.list"), modules.join("\n") + "\n")?;
+    fs::write(dir.join("netfilter.list"), netfilter.join("\n") + "\n")?;
+    fs::write(dir.join("complete"), cache_stamp())?;
     Ok(())
 }
 
@@ -180,13 +216,19 @@ fn ko_bytes(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// `depends=a,b` from the module's .modinfo section (NUL-separated `key=value` strings).
-fn depends(ko: &[u8]) -> Vec<String> {
+/// One `key=value` of the module's .modinfo section (NUL-separated strings).
+pub fn modinfo(ko: &[u8], key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
     ko.split(|b| *b == 0)
-        .find_map(|s| s.strip_prefix(b"depends="))
+        .find_map(|s| s.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// `depends=a,b`, as the kernel names modules (dashes as underscores).
+fn depends(ko: &[u8]) -> Vec<String> {
+    modinfo(ko, "depends")
         .map(|d| {
-            String::from_utf8_lossy(d)
-                .split(',')
+            d.split(',')
                 .filter(|s| !s.is_empty())
                 .map(|s| s.replace('-', "_"))
                 .collect()
@@ -196,12 +238,17 @@ fn depends(ko: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::depends;
+    use super::{depends, modinfo};
 
     #[test]
     fn reads_modinfo_depends() {
-        let ko = b"\0license=GPL\0depends=virtio,9pnet,virtio_ring\0vermagic=x\0";
+        let ko = b"\0license=GPL\0depends=virtio,9pnet,virtio_ring\0vermagic=6.1.0-56-amd64 SMP\0";
         assert_eq!(depends(ko), ["virtio", "9pnet", "virtio_ring"]);
         assert!(depends(b"\0depends=\0").is_empty());
+        assert_eq!(
+            modinfo(ko, "vermagic").as_deref(),
+            Some("6.1.0-56-amd64 SMP")
+        );
+        assert_eq!(modinfo(ko, "author"), None);
     }
 }

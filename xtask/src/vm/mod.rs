@@ -1,17 +1,21 @@
 //! `vm-test`: boots each guest kernel under QEMU and runs `vm-tests/scenarios` inside it
-//! (see vm-tests/README.md).
+//! (see vm-tests/README.md). `incumbent` boots the same machinery as the bench guest.
 
+pub mod incumbent;
 mod initramfs;
 mod kernel;
+mod kmod;
 mod qemu;
 
 use std::fs;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 
 use crate::setup::run_setup;
 use crate::util::{Phases, Pins, repo_root, secs};
+use initramfs::{Image, StaticBins};
 
 /// The kernels `--kernel all` means: Debian 12's default and its backported LTS.
 pub const KERNELS: &[&str] = &["6.1", "6.12"];
@@ -32,11 +36,12 @@ pub fn run_vm_test(pins: &Pins, kernel: &str) -> Result<()> {
 fn run_phases(pins: &Pins, labels: &[&str], phases: &mut Phases) -> Result<()> {
     // QEMU, busybox-static, cpio and xz come from setup's Debian packages.
     phases.run("setup", || run_setup(pins))?;
-    run_kernels(pins, labels, phases)
+    run_kernels(pins, labels, phases).map(|_| ())
 }
 
-/// Everything after setup; `test` runs it as its own phases for both kernels.
-pub fn run_kernels(pins: &Pins, labels: &[&str], phases: &mut Phases) -> Result<()> {
+/// Everything after setup; `test` runs it as its own phases for both kernels, then its bench
+/// guest phases (incumbent.rs) with the same static binaries.
+pub fn run_kernels(pins: &Pins, labels: &[&str], phases: &mut Phases) -> Result<StaticBins> {
     let mut kernels = Vec::new();
     phases.run("vm-kernels", || {
         for l in labels {
@@ -44,6 +49,40 @@ pub fn run_kernels(pins: &Pins, labels: &[&str], phases: &mut Phases) -> Result<
         }
         Ok(())
     })?;
+    let bins = static_build(pins, phases)?;
+    phases.run("vm-boot", || {
+        let scenarios = repo_root().join("vm-tests/scenarios");
+        let mut failed = Vec::new();
+        for k in &kernels {
+            let image = Image {
+                binaries: vec![
+                    (bins.relay_ctl.as_path(), "relay-ctl"),
+                    (bins.xdp_fixtures.as_path(), "xdp_fixtures"),
+                ],
+                modules: k.modules.iter().map(|m| m.as_path()).collect(),
+                scenarios: scenarios.clone(),
+                files: Vec::new(),
+            };
+            let out_dir = repo_root().join("target/vm").join(&k.label);
+            if !boot_guest(
+                &k.label,
+                &k.vmlinuz,
+                &image,
+                &out_dir,
+                &qemu::Options::vm_test(),
+            )? {
+                failed.push(k.label.clone());
+            }
+        }
+        if !failed.is_empty() {
+            bail!("vm-test failed on kernel {}", failed.join(", "));
+        }
+        Ok(())
+    })?;
+    Ok(bins)
+}
+
+fn static_build(pins: &Pins, phases: &mut Phases) -> Result<StaticBins> {
     let mut bins = None;
     phases.run("vm-static-build", || {
         bins = Some(initramfs::build_static(pins)?);
@@ -52,42 +91,46 @@ pub fn run_kernels(pins: &Pins, labels: &[&str], phases: &mut Phases) -> Result<
     let Some(bins) = bins else {
         bail!("static build produced nothing");
     };
-    phases.run("vm-boot", || {
-        let scenarios = initramfs::scenario_names()?;
-        let mut failed = Vec::new();
-        for k in &kernels {
-            let start = Instant::now();
-            let out_dir = repo_root().join("target/vm").join(&k.label);
-            fs::create_dir_all(&out_dir)?;
-            let initrd = initramfs::build(&bins, k, &out_dir)?;
-            println!("==> vm-test: booting {} ({})", k.label, k.vmlinuz.display());
-            let verdict = qemu::boot(&k.vmlinuz, &initrd, &scenarios)?;
-            let log_path = out_dir.join("console.log");
-            fs::write(&log_path, verdict.log.join("\n") + "\n")?;
-            if verdict.failures.is_empty() {
-                println!(
-                    "vm-test {}: {} scenarios passed in {} (console: {})",
-                    k.label,
-                    scenarios.len(),
-                    secs(start.elapsed()),
-                    log_path.display()
-                );
-            } else {
-                // The whole console: a failure must be readable from CI's log alone.
-                println!("---- {} guest console ----", k.label);
-                for line in &verdict.log {
-                    println!("{line}");
-                }
-                println!("---- end of {} guest console ----", k.label);
-                for f in &verdict.failures {
-                    println!("vm-test {}: FAIL {f}", k.label);
-                }
-                failed.push(k.label.clone());
-            }
+    Ok(bins)
+}
+
+/// Packs `image` into `out_dir`, boots it and judges the console; the console is kept in
+/// `out_dir/console.log` and printed whole on failure. Returns whether every scenario passed.
+fn boot_guest(
+    name: &str,
+    vmlinuz: &Path,
+    image: &Image,
+    out_dir: &Path,
+    opts: &qemu::Options,
+) -> Result<bool> {
+    let start = Instant::now();
+    fs::create_dir_all(out_dir)?;
+    let scenarios = initramfs::scenario_names(&image.scenarios)?;
+    let initrd = initramfs::build(image, out_dir)?;
+    println!("==> vm: booting {name} ({})", vmlinuz.display());
+    let verdict = qemu::boot(vmlinuz, &initrd, &scenarios, opts)?;
+    let log_path = out_dir.join("console.log");
+    fs::write(&log_path, verdict.log.join("\n") + "\n")?;
+    if verdict.failures.is_empty() {
+        println!(
+            "vm {name}: {} scenarios passed in {} (console: {})",
+            scenarios.len(),
+            secs(start.elapsed()),
+            log_path.display()
+        );
+        return Ok(true);
+    }
+    // The whole console: a failure must be readable from CI's log alone (a live guest
+    // printed it as it ran).
+    if !opts.live {
+        println!("---- {name} guest console ----");
+        for line in &verdict.log {
+            println!("{line}");
         }
-        if !failed.is_empty() {
-            bail!("vm-test failed on kernel {}", failed.join(", "));
-        }
-        Ok(())
-    })
+        println!("---- end of {name} guest console ----");
+    }
+    for f in &verdict.failures {
+        println!("vm {name}: FAIL {f}");
+    }
+    Ok(false)
 }

@@ -7,11 +7,33 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-/// Whole-guest limit: boot (~5 s under TCG) plus every scenario's own 120 s limit is far
-/// above a normal run (~30 s), yet keeps both kernels together under CI's 10 minutes.
-pub const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
+/// How one guest runs: the vm-test guests and the bench guest differ in these.
+pub struct Options<'a> {
+    pub memory_mb: u32,
+    /// Whole-guest limit; QEMU is killed after it.
+    pub timeout: Duration,
+    /// A host directory the guest may write, exported as 9p tag `out` (the init mounts it at
+    /// `/out`).
+    pub out_share: Option<&'a Path>,
+    /// Print every console line as it arrives (a long bench run shows its progress), not
+    /// only the markers.
+    pub live: bool,
+}
+
+impl Options<'_> {
+    /// vm-test: boot (~5 s under TCG) plus every scenario's own 120 s limit is far above a
+    /// normal run (~30 s), yet 240 s keeps both kernels together under CI's 10 minutes.
+    pub fn vm_test() -> Options<'static> {
+        Options {
+            memory_mb: 1024,
+            timeout: Duration::from_secs(240),
+            out_share: None,
+            live: false,
+        }
+    }
+}
 
 /// What the console showed.
 pub struct Verdict {
@@ -21,9 +43,14 @@ pub struct Verdict {
 
 /// Boots with KVM where it works, else (or if the KVM guest never reached its init: nested
 /// KVM can open /dev/kvm and still fail on the first vCPU) under TCG.
-pub fn boot(vmlinuz: &Path, initrd: &Path, scenarios: &[String]) -> Result<Verdict> {
+pub fn boot(
+    vmlinuz: &Path,
+    initrd: &Path,
+    scenarios: &[String],
+    opts: &Options,
+) -> Result<Verdict> {
     if kvm_openable() {
-        let v = boot_with(vmlinuz, initrd, scenarios, true)?;
+        let v = boot_with(vmlinuz, initrd, scenarios, opts, true)?;
         if v.log.iter().any(|l| l.starts_with("VMTEST BOOTED")) {
             return Ok(v);
         }
@@ -33,7 +60,7 @@ pub fn boot(vmlinuz: &Path, initrd: &Path, scenarios: &[String]) -> Result<Verdi
             tail.join(" | ")
         );
     }
-    boot_with(vmlinuz, initrd, scenarios, false)
+    boot_with(vmlinuz, initrd, scenarios, opts, false)
 }
 
 fn kvm_openable() -> bool {
@@ -44,14 +71,21 @@ fn kvm_openable() -> bool {
         .is_ok()
 }
 
-fn boot_with(vmlinuz: &Path, initrd: &Path, scenarios: &[String], kvm: bool) -> Result<Verdict> {
+fn boot_with(
+    vmlinuz: &Path,
+    initrd: &Path,
+    scenarios: &[String],
+    opts: &Options,
+    kvm: bool,
+) -> Result<Verdict> {
     let (accel, cpu) = if kvm {
         ("q35,accel=kvm", "host")
     } else {
         ("q35,accel=tcg", "max")
     };
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", accel, "-cpu", cpu, "-smp", "2", "-m", "1024"])
+    cmd.args(["-machine", accel, "-cpu", cpu, "-smp", "2", "-m"])
+        .arg(opts.memory_mb.to_string())
         .args(["-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(vmlinuz)
@@ -66,8 +100,22 @@ fn boot_with(vmlinuz: &Path, initrd: &Path, scenarios: &[String], kvm: bool) -> 
         .args([
             "-virtfs",
             "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on",
-        ])
-        .stdin(Stdio::null())
+        ]);
+    if let Some(out) = opts.out_share {
+        // QEMU's option syntax would split the path at a comma.
+        if out.as_os_str().to_string_lossy().contains(',') {
+            bail!(
+                "the shared directory {} has a comma in its path",
+                out.display()
+            );
+        }
+        // Writable; security_model=none: files appear owned by whoever runs QEMU.
+        let mut spec = std::ffi::OsString::from("local,path=");
+        spec.push(out);
+        spec.push(",mount_tag=out,security_model=none");
+        cmd.arg("-virtfs").arg(spec);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
@@ -95,7 +143,7 @@ fn boot_with(vmlinuz: &Path, initrd: &Path, scenarios: &[String], kvm: bool) -> 
         });
     }
     drop(tx);
-    let deadline = Instant::now() + GUEST_TIMEOUT;
+    let deadline = Instant::now() + opts.timeout;
     let mut log = Vec::new();
     let mut timed_out = false;
     loop {
@@ -104,7 +152,7 @@ fn boot_with(vmlinuz: &Path, initrd: &Path, scenarios: &[String], kvm: bool) -> 
             Ok(line) => {
                 // Control characters from the serial line (e.g. \r) only clutter the log.
                 let line: String = line.chars().filter(|c| !c.is_control()).collect();
-                if line.starts_with("VMTEST") || line.starts_with("== scenario") {
+                if opts.live || line.starts_with("VMTEST") || line.starts_with("== scenario") {
                     println!("  guest: {line}");
                 }
                 log.push(line);
@@ -121,7 +169,7 @@ fn boot_with(vmlinuz: &Path, initrd: &Path, scenarios: &[String], kvm: bool) -> 
     let _ = child.wait();
     let mut failures = judge(&log, scenarios);
     if timed_out {
-        failures.insert(0, format!("guest hung: no exit within {GUEST_TIMEOUT:?}"));
+        failures.insert(0, format!("guest hung: no exit within {:?}", opts.timeout));
     }
     Ok(Verdict { log, failures })
 }
