@@ -92,10 +92,12 @@ fn boot_with(
         .arg("-initrd")
         .arg(initrd)
         // panic=-1: a guest panic reboots at once, and -no-reboot turns that into an exit.
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 oops=panic quiet loglevel=4",
-        ])
+        // mr.accel: the bench guest reports how it ran (TCG distorts what it measures).
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 mr.accel={}",
+            if kvm { "kvm" } else { "tcg" }
+        ))
         // The host's /usr, read-only: ip, ethtool, nsenter, curl, python3 run unchanged.
         .args([
             "-virtfs",
