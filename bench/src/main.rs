@@ -71,6 +71,11 @@ enum Cmd {
         #[arg(long)]
         relay_ctl: PathBuf,
     },
+    /// Render an incumbent run's JSON again (markdown, chart, derived fields) from its runs.
+    IncumbentRender {
+        #[arg(long)]
+        json: PathBuf,
+    },
     /// The recvmmsg/sendmmsg reference relay: `--map LISTEN=FROM>TO` pairs read from a file.
     MmsgRelay {
         /// File with one "listen_port from_port to_addr:port" line per leg.
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             out,
             relay_ctl,
         } => incumbent::run(mode, &out, &relay_ctl),
+        Cmd::IncumbentRender { json } => incumbent::render(&json),
         Cmd::MmsgRelay {
             legs,
             listen,

@@ -98,7 +98,8 @@ fn panel(r: &Results, size: usize, area: &Area, metric: Metric) -> R<()> {
         .filter(|s| s.frame_bytes == size && s.variant != "generator_ceiling")
         .map(|s| values(s, metric).2)
         .fold(0.1, f64::max)
-        * 1.25;
+        // Headroom for the legend and the ratio labels above the bars.
+        * 1.45;
     let (caption, unit) = match metric {
         Metric::Pps => (
             format!("{size}-byte frames: delivered kpps (median, min-max)"),

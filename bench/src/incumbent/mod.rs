@@ -17,7 +17,7 @@
 use std::{fs, path::Path, time::Instant};
 
 use anyhow::{Result, ensure};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 mod baseline;
 mod chart;
@@ -66,7 +66,7 @@ fn plan(mode: Mode) -> Plan {
 }
 
 /// One measured run.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Run {
     /// `rtpengine_kmod`, `relay_xdp`, `baseline` or `generator_ceiling`.
     pub variant: String,
@@ -136,19 +136,37 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: &Path) -> Result<()> {
     check(&results)?;
     fs::create_dir_all(out)?;
     let suffix = if mode == Mode::Smoke { "-smoke" } else { "" };
-    let base = out.join(format!("{}-incumbent-vm{suffix}", results.day));
+    write(
+        &results,
+        &out.join(format!("{}-incumbent-vm{suffix}", results.day)),
+    )
+}
+
+/// `<base>.json`, `.md` and `.png`.
+fn write(results: &Results, base: &Path) -> Result<()> {
     fs::write(
         base.with_extension("json"),
-        serde_json::to_string_pretty(&results)?,
+        serde_json::to_string_pretty(results)?,
     )?;
-    fs::write(base.with_extension("md"), report::markdown(&results))?;
-    chart::render(&results, &base.with_extension("png"))?;
+    fs::write(base.with_extension("md"), report::markdown(results))?;
+    chart::render(results, &base.with_extension("png"))?;
     log(&format!(
-        "wrote {}.{{json,md,png}} in {:.0} s",
+        "wrote {}.{{json,md,png}} ({:.0} s run)",
         base.display(),
         results.wall_secs
     ));
     Ok(())
+}
+
+/// Renders a run's JSON again: summary, ratios, notes, markdown and chart from its runs and
+/// guest facts (the measurements are never touched), next to the JSON.
+pub fn render(json: &Path) -> Result<()> {
+    let text = fs::read_to_string(json)?;
+    let r: Results = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not an incumbent result: {e}", json.display()))?;
+    let again = Results::derive(r.date, r.mode, r.guest, r.runs, r.wall_secs);
+    check(&again)?;
+    write(&again, &json.with_extension(""))
 }
 
 /// Both relays' daemons are control planes here: on the relay's vCPU (their CPU counts) at

@@ -2,12 +2,12 @@
 //! the guest's facts, and the notes that say what the numbers can and cannot mean.
 use std::{collections::BTreeMap, fmt::Write, fs};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Mode, Run};
 use crate::report::si;
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize, Deserialize, Clone)]
 pub struct Guest {
     pub kernel: String,
     pub cpus: u32,
@@ -19,7 +19,7 @@ pub struct Guest {
 }
 
 /// Median and spread of one variant's runs at one stream count and frame size.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Summary {
     pub streams: u32,
     pub frame_bytes: usize,
@@ -36,7 +36,7 @@ pub struct Summary {
 }
 
 /// The comparison at one stream count and frame size (medians over the repetitions).
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Ratio {
     pub streams: u32,
     pub frame_bytes: usize,
@@ -57,7 +57,7 @@ pub struct Ratio {
     pub generator_ceiling_pps: f64,
 }
 
-#[derive(Serialize, Clone)]
+#[derive(Serialize, Deserialize, Clone)]
 pub struct Results {
     pub date: String,
     #[serde(skip)]
@@ -223,16 +223,33 @@ const GENERATOR: &str = "bench_gen: BPF_PROG_RUN in live-frames mode on g0 (XDP_
 
 impl Results {
     pub fn new(mode: Mode, runs: Vec<Run>, wall_secs: f64) -> Results {
-        let (date, day) = crate::run::today();
+        let (date, _) = crate::run::today();
+        Results::derive(
+            date,
+            format!("{mode:?}").to_lowercase(),
+            guest(),
+            runs,
+            wall_secs,
+        )
+    }
+
+    /// Everything but the runs and the guest's facts is derived from them: a run's JSON can be
+    /// rendered again (`relay-bench incumbent-render`) with the same numbers.
+    pub fn derive(
+        date: String,
+        mode: String,
+        guest: Guest,
+        runs: Vec<Run>,
+        wall_secs: f64,
+    ) -> Results {
         let summary = summarise(&runs);
         let ratios = ratios(&summary, &runs);
-        let guest = guest();
         let mut notes = notes(&guest);
         notes.extend(limited_notes(&ratios));
         Results {
+            day: date.chars().take(10).collect(),
             date,
-            day,
-            mode: format!("{mode:?}").to_lowercase(),
+            mode,
             guest,
             generator: GENERATOR.to_owned(),
             summary,
@@ -269,6 +286,7 @@ fn notes(g: &Guest) -> Vec<String> {
         "What TCG distorts: every guest instruction is translated and runs as several host instructions, guest memory goes through a software TLB, atomics and the guest's timers are emulated. Absolute rates are some 100x below hardware, and not every kind of work slows down by the same factor: the module's path (netfilter, the IP stack's receive and output, an skb per packet) and ours (one XDP program on the driver's frame) are both instruction- and memory-bound, but their ratio on hardware can differ from the ratio here. Treat ratios as a same-kernel, same-load comparison, not as a hardware prediction.".to_owned(),
         "CPUs: vCPU 1 does the relay's work and nothing else: r0's NAPI runs threaded there (SCHED_FIFO), with the module inside netfilter's INPUT hook or our program in XDP, and the relay's daemon. vCPU 0 runs the generator and, above it, s0's counting NAPI thread (frames the module sends through the stack reach s0 as skbs that s0 copies before counting; on the relay's vCPU that copy would slow the module's path). CPU ns/packet counts r0's NAPI thread, ksoftirqd and the relay's daemon per delivered packet.".to_owned(),
         "Same load, same end: byte-identical frames from one generator, counted by one XDP program on s0, whichever relay sent them; the check that every frame counted at s0 went through the measured fast path (the module's target counters, our XDP statistics) passed for every run.".to_owned(),
+        "Each block's CPU per packet includes its relay's daemon, during its baseline runs too (the daemon runs meanwhile). Ours sweeps every session once a second (a stats read per leg side for timeouts), which at 10k sessions is a visible share of a TCG vCPU: the difference between the two blocks' baseline CPU at 10k streams is that sweep. rtpengine's userspace polls its module's per-stream statistics likewise.".to_owned(),
         "The module's path is its lightest here: no conntrack loaded, one iptables rule, RTP/AVP without SRTP or recording. A carrier box with conntrack would add cost to the module's path, not to ours.".to_owned(),
         "baseline: bench_redirect on r0 (two MAC addresses, XDP_REDIRECT to r1; no IP/UDP work, no lookup). In the module's block it is attached to r0 for its runs; in ours it replaces our program behind the daemon's pinned r0 link (BPF_LINK_UPDATE) and our program is put back after each run.".to_owned(),
     ];
@@ -399,6 +417,13 @@ mod tests {
         assert!((r.kmod_cpu_over_ours - 1900.0 / 580.0).abs() < 1e-9);
         assert!((r.ours_over_baseline - 330.0 / 400.0).abs() < 1e-9);
         assert!((r.normalised_ours_over_kmod - 3.0).abs() < 1e-9);
+        // A run's JSON renders again to the same derived numbers.
+        let r = Results::new(Mode::Smoke, sample_runs(), 1.0);
+        let back: Results = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        let again = Results::derive(back.date, back.mode, back.guest, back.runs, back.wall_secs);
+        assert_eq!(again.day, r.day);
+        assert_eq!(format!("{:?}", again.ratios), format!("{:?}", r.ratios));
+        assert_eq!(markdown(&again), markdown(&r));
         // No module runs at a size: no ratio row rather than a division by zero.
         assert!(ratios(&s[..0], &runs).is_empty());
     }
