@@ -158,7 +158,7 @@ fn rewrite_includes(makefile: &str, root: &Path) -> Result<String> {
     Ok(out)
 }
 
-/// `PACKAGE_VERSION="10.5.3.5"` from dkms.conf.
+/// `PACKAGE_VERSION="<upstream version>"` from dkms.conf.
 fn dkms_version(conf: &str) -> Result<String> {
     conf.lines()
         .find_map(|l| l.trim().strip_prefix("PACKAGE_VERSION="))
@@ -221,18 +221,18 @@ mod tests {
 
     #[test]
     fn parses_dkms_version() {
-        let conf = "PACKAGE_NAME=\"rtpengine\"\nPACKAGE_VERSION=\"10.5.3.5\"\nAUTOINSTALL=yes\n";
-        assert_eq!(dkms_version(conf).unwrap(), "10.5.3.5");
+        let conf = "PACKAGE_NAME=\"rtpengine\"\nPACKAGE_VERSION=\"11.2.7.1\"\nAUTOINSTALL=yes\n";
+        assert_eq!(dkms_version(conf).unwrap(), "11.2.7.1");
         assert!(dkms_version("PACKAGE_NAME=\"rtpengine\"\n").is_err());
         assert!(dkms_version("PACKAGE_VERSION=\"\"\n").is_err());
     }
 
     #[test]
     fn module_matches_the_daemons_upstream_version() {
-        assert!(check_versions("10.5.3.5", "10.5.3.5-1+deb12u1").is_ok());
-        assert!(check_versions("10.5.3.5", "1:10.5.3.5-1").is_ok());
-        assert!(check_versions("10.5.3.5", "10.5.3.5").is_ok());
-        assert!(check_versions("10.5.3.4", "10.5.3.5-1+deb12u1").is_err());
-        assert!(check_versions("10.5.3", "10.5.3.5-1").is_err());
+        assert!(check_versions("11.2.7.1", "11.2.7.1-1+deb12u1").is_ok());
+        assert!(check_versions("11.2.7.1", "1:11.2.7.1-1").is_ok());
+        assert!(check_versions("11.2.7.1", "11.2.7.1").is_ok());
+        assert!(check_versions("11.2.7.0", "11.2.7.1-1+deb12u1").is_err());
+        assert!(check_versions("11.2.7", "11.2.7.1-1").is_err());
     }
 }
