@@ -26,6 +26,10 @@ pub struct Session {
     pub created_ns: u64,
     pub answered_ns: Option<u64>,
     pub streams: Vec<Stream>,
+    /// Last-seen times per side at the sweeper's last reading of the statistics (a lower
+    /// bound of the current ones). Not persisted: a restarted daemon reads afresh.
+    #[serde(skip)]
+    pub seen_hint: [u64; 2],
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

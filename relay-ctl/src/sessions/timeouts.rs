@@ -126,4 +126,30 @@ mod tests {
             Some(Expiry::Silent(0))
         );
     }
+
+    proptest::proptest! {
+        /// What lets the sweeper skip reading statistics (sessions/mod.rs): a later (larger)
+        /// last-seen reading never expires a session that an earlier one kept alive.
+        #[test]
+        fn more_recent_media_never_expires_sooner(
+            offered in proptest::bool::ANY,
+            created in 0u64..10_000 * S,
+            answered in proptest::option::of(0u64..10_000 * S),
+            early in proptest::array::uniform2(0u64..10_000 * S),
+            later in proptest::array::uniform2(0u64..1_000 * S),
+            now in 0u64..20_000 * S,
+            secs in proptest::array::uniform3(1u64..5_000),
+        ) {
+            let state = if offered { SessionState::Offered } else { SessionState::Answered };
+            let t = Timeouts {
+                no_media: Duration::from_secs(secs[0]),
+                silent: Duration::from_secs(secs[1]),
+                offer: Duration::from_secs(secs[2]),
+            };
+            let grown = [early[0] + later[0], early[1] + later[1]];
+            if expiry(state, created, answered, early, now, &t).is_none() {
+                proptest::prop_assert!(expiry(state, created, answered, grown, now, &t).is_none());
+            }
+        }
+    }
 }
