@@ -2,9 +2,12 @@
 //! drive the data plane through these modules.
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod error;
+pub mod events;
 pub mod limits;
 pub mod metrics;
 pub mod netlink;

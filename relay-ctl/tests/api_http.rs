@@ -18,6 +18,8 @@ use relay_ctl::{
         router::{self, MAX_BODY_BYTES},
     },
     cli::{ApiClient, CliError},
+    error::Error,
+    events::Event,
 };
 use serde_json::{Value, json};
 
@@ -87,28 +89,28 @@ impl MemControl {
     }
 }
 
-fn no_session(id: &str) -> ApiError {
-    ApiError::not_found(format!("no session {id:?}"))
+fn no_session(id: &str) -> Error {
+    Error::not_found(format!("no session {id:?}"))
 }
 
 impl Control for MemControl {
     fn sessions(&self) -> Vec<SessionView> {
         self.lock().sessions.values().cloned().collect()
     }
-    fn session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+    fn session(&self, call_id: &str) -> Result<SessionView, Error> {
         self.lock()
             .sessions
             .get(call_id)
             .cloned()
             .ok_or_else(|| no_session(call_id))
     }
-    fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError> {
+    fn create_session(&self, req: CreateSession) -> Result<SessionView, Error> {
         if req.streams.is_empty() {
-            return Err(ApiError::bad_request("a session needs at least one stream"));
+            return Err(Error::invalid("a session needs at least one stream"));
         }
         let mut st = self.lock();
         if st.sessions.contains_key(&req.call_id) {
-            return Err(ApiError::conflict(format!(
+            return Err(Error::conflict(format!(
                 "session {:?} already exists",
                 req.call_id
             )));
@@ -149,7 +151,7 @@ impl Control for MemControl {
         st.sessions.insert(req.call_id, v.clone());
         Ok(v)
     }
-    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, ApiError> {
+    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, Error> {
         let mut st = self.lock();
         let v = st
             .sessions
@@ -172,15 +174,15 @@ impl Control for MemControl {
         totals(v);
         Ok(v.clone())
     }
-    fn delete_session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+    fn delete_session(&self, call_id: &str) -> Result<SessionView, Error> {
         self.lock()
             .sessions
             .remove(call_id)
             .ok_or_else(|| no_session(call_id))
     }
-    fn stats(&self) -> Result<StatsView, ApiError> {
+    fn stats(&self) -> Result<StatsView, Error> {
         if self.fail_stats {
-            return Err(ApiError::internal("cannot read the pinned maps"));
+            return Err(Error::internal("cannot read the pinned maps"));
         }
         let st = self.lock();
         let answered = st
@@ -242,10 +244,10 @@ impl Control for MemControl {
             }],
         }
     }
-    fn metrics(&self) -> Result<String, ApiError> {
+    fn metrics(&self) -> Result<String, Error> {
         Ok("relay_sessions 0\n".into())
     }
-    fn count(&self, _event: &'static str) {}
+    fn count(&self, _event: Event) {}
 }
 
 /// `router::serve` on its own runtime thread; stopped (gracefully) on drop.

@@ -5,29 +5,32 @@ pub mod types;
 
 pub use types::*;
 
-/// What the HTTP layer needs from the daemon. The session controller implements it; the
-/// router only translates HTTP to these calls and results to JSON.
+use crate::{error::Error, events::Event};
+
+/// What the front ends (HTTP, ng, the SIP relay interface) need from the daemon. The session
+/// controller implements it; each front end translates its protocol to these calls, and
+/// results and [`Error`]s back (HTTP: `router.rs`).
 pub trait Control: Send + Sync + 'static {
     fn sessions(&self) -> Vec<SessionView>;
-    fn session(&self, call_id: &str) -> Result<SessionView, ApiError>;
-    fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError>;
-    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, ApiError>;
+    fn session(&self, call_id: &str) -> Result<SessionView, Error>;
+    fn create_session(&self, req: CreateSession) -> Result<SessionView, Error>;
+    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, Error>;
     /// Remove a session (kernel legs first, then sockets; ports go to quarantine).
-    fn delete_session(&self, call_id: &str) -> Result<SessionView, ApiError>;
-    fn stats(&self) -> Result<StatsView, ApiError>;
+    fn delete_session(&self, call_id: &str) -> Result<SessionView, Error>;
+    fn stats(&self) -> Result<StatsView, Error>;
     fn ports(&self) -> PortsView;
     /// Prometheus text exposition (format 0.0.4).
-    fn metrics(&self) -> Result<String, ApiError>;
+    fn metrics(&self) -> Result<String, Error>;
     /// Count an event of a signalling front end (SIP relay interface, ...) among the
     /// controller's counters, so it shows in /v1/stats and /metrics.
-    fn count(&self, event: &'static str);
+    fn count(&self, event: Event);
     /// `POST /v1/reflector/tickets`: `req` is the decoded body or why it did not decode, so
     /// the refusal is counted either way. Daemons without a reflector say so.
     fn issue_ticket(
         &self,
-        req: Result<crate::reflector::TicketRequest, ApiError>,
-    ) -> Result<crate::reflector::TicketView, ApiError> {
+        req: Result<crate::reflector::TicketRequest, Error>,
+    ) -> Result<crate::reflector::TicketView, Error> {
         let _ = req;
-        Err(ApiError::not_found("this daemon has no reflector"))
+        Err(Error::not_found("this daemon has no reflector"))
     }
 }

@@ -14,6 +14,8 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
+use crate::error::{Error, ErrorKind};
+
 use super::{ApiError, Control, CreateSession, PortsView, SessionView, StatsView, UpdateSession};
 
 /// Request bodies are small JSON documents; anything larger is a client bug or abuse.
@@ -57,6 +59,20 @@ pub async fn serve(
         .await?;
     log::info!("HTTP API on {addr} stopped");
     Ok(())
+}
+
+/// The controller's error kinds as HTTP statuses.
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let status = match e.kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Exhausted => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status.as_u16(), e.message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -191,7 +207,11 @@ async fn issue_ticket(
     State(ctl): State<Ctl>,
     body: Result<ApiJson<crate::reflector::TicketRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<crate::reflector::TicketView>), ApiError> {
-    let t = ctl.issue_ticket(body.map(|ApiJson(r)| r))?;
+    // A body that did not decode is the reflector's refusal to count, as invalid.
+    let req = body
+        .map(|ApiJson(r)| r)
+        .map_err(|e| Error::invalid(e.error));
+    let t = ctl.issue_ticket(req)?;
     Ok((StatusCode::CREATED, Json(t)))
 }
 

@@ -206,6 +206,13 @@ pub struct StatsView {
     pub controller: BTreeMap<String, u64>,
 }
 
+impl StatsView {
+    /// A controller event's count (0 if it never happened).
+    pub fn event(&self, e: crate::events::Event) -> u64 {
+        self.controller.get(e.name()).copied().unwrap_or(0)
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct InterfaceView {
     pub name: String,

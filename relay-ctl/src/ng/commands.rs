@@ -5,7 +5,6 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use super::{
@@ -15,46 +14,50 @@ use super::{
 };
 use crate::{
     api::{
-        ApiError, Control, CreateSession, LatchPolicy, PeerUpdate, SessionView, SideRequest,
-        StreamRequest, StreamUpdate, UpdateSession,
+        Control, CreateSession, LatchPolicy, PeerUpdate, SessionView, SideRequest, StreamRequest,
+        StreamUpdate, UpdateSession,
     },
+    clock::unix_now,
+    error::{Error, ErrorKind},
+    events::Event,
     sdp::{MediaPlan, Plan, Sdp},
 };
 
 /// An ng error: the reason goes to the proxy (`error-reason`), the kind to a counter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NgError {
-    pub counter: &'static str,
+    pub counter: Event,
     pub reason: String,
 }
 
 impl NgError {
-    fn new(counter: &'static str, reason: impl Into<String>) -> NgError {
+    fn new(counter: Event, reason: impl Into<String>) -> NgError {
         NgError {
             counter,
             reason: reason.into(),
         }
     }
     fn missing(key: &str) -> NgError {
-        NgError::new("ng_error_missing_key", format!("missing key {key:?}"))
+        NgError::new(Event::NgErrorMissingKey, format!("missing key {key:?}"))
     }
     fn unknown_call(call_id: &str) -> NgError {
         NgError::new(
-            "ng_error_unknown_call",
+            Event::NgErrorUnknownCall,
             format!("Unknown call-id {call_id:?}"),
         )
     }
 }
 
-impl From<ApiError> for NgError {
-    fn from(e: ApiError) -> NgError {
-        let counter = match e.status {
-            503 => "ng_error_resources",
-            404 => "ng_error_unknown_call",
-            400 | 409 => "ng_error_rejected",
-            _ => "ng_error_internal",
+/// The controller's error kinds as ng error reasons (counted by kind).
+impl From<Error> for NgError {
+    fn from(e: Error) -> NgError {
+        let counter = match e.kind {
+            ErrorKind::Exhausted => Event::NgErrorResources,
+            ErrorKind::NotFound => Event::NgErrorUnknownCall,
+            ErrorKind::Invalid | ErrorKind::Conflict => Event::NgErrorRejected,
+            ErrorKind::Internal => Event::NgErrorInternal,
         };
-        NgError::new(counter, e.error)
+        NgError::new(counter, e.message)
     }
 }
 
@@ -90,13 +93,6 @@ pub struct Ng {
     calls: Mutex<HashMap<String, Call>>,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The controller's session id for an ng call-id: SIP Call-IDs may contain '/', which the
 /// HTTP API's path cannot; escape it (and '%').
 pub fn session_id(call_id: &str) -> String {
@@ -109,8 +105,8 @@ fn session_of(call_id: &str, call: Option<&Call>) -> String {
 }
 
 /// A controller 404 is ng's "unknown call"; other errors keep their kind.
-fn unknown_call_or(call_id: &str, e: ApiError) -> NgError {
-    if e.status == 404 {
+fn unknown_call_or(call_id: &str, e: Error) -> NgError {
+    if e.kind == ErrorKind::NotFound {
         NgError::unknown_call(call_id)
     } else {
         NgError::from(e)
@@ -148,14 +144,14 @@ impl Ng {
     pub fn handle(&self, req: &Value) -> Value {
         let cmd = request::get_str(req, "command").map(request::normalize);
         let counter = match cmd.as_deref() {
-            Some("ping") => "ng_cmd_ping",
-            Some("offer") => "ng_cmd_offer",
-            Some("answer") => "ng_cmd_answer",
-            Some("delete") => "ng_cmd_delete",
-            Some("query") => "ng_cmd_query",
-            Some("list") => "ng_cmd_list",
-            Some("statistics") => "ng_cmd_statistics",
-            _ => "ng_cmd_other",
+            Some("ping") => Event::NgCmdPing,
+            Some("offer") => Event::NgCmdOffer,
+            Some("answer") => Event::NgCmdAnswer,
+            Some("delete") => Event::NgCmdDelete,
+            Some("query") => Event::NgCmdQuery,
+            Some("list") => Event::NgCmdList,
+            Some("statistics") => Event::NgCmdStatistics,
+            _ => Event::NgCmdOther,
         };
         self.ctl.count(counter);
         let result = match cmd.as_deref() {
@@ -167,7 +163,7 @@ impl Ng {
             Some("list") => Ok(self.list(req)),
             Some("statistics") => self.statistics(),
             Some(other) => Err(NgError::new(
-                "ng_error_unknown_command",
+                Event::NgErrorUnknownCommand,
                 format!("Unrecognized command {other:?}"),
             )),
             None => Err(NgError::missing("command")),
@@ -176,7 +172,7 @@ impl Ng {
             Ok(v) => v,
             Err(e) => {
                 self.ctl.count(e.counter);
-                self.ctl.count("ng_errors");
+                self.ctl.count(Event::NgErrors);
                 log::info!("ng {}: {}", cmd.as_deref().unwrap_or("?"), e.reason);
                 reply::error(&e.reason)
             }
@@ -190,10 +186,10 @@ impl Ng {
     fn count_options(&self, o: &Options) {
         // One count per ignored item (bounded by the datagram's size).
         for _ in &o.unknown_flags {
-            self.ctl.count("ng_unknown_flags");
+            self.ctl.count(Event::NgUnknownFlags);
         }
         for _ in &o.unknown_keys {
-            self.ctl.count("ng_unknown_keys");
+            self.ctl.count(Event::NgUnknownKeys);
         }
         if !o.unknown_flags.is_empty() || !o.unknown_keys.is_empty() {
             log::debug!(
@@ -225,7 +221,7 @@ impl Ng {
                     .copied()
             });
         if found.is_none() {
-            self.ctl.count("ng_unknown_direction");
+            self.ctl.count(Event::NgUnknownDirection);
         }
         found
     }
@@ -242,12 +238,12 @@ impl Ng {
             .ok_or(NgError::missing("sdp"))?;
         let opts = Options::parse(req);
         self.count_options(&opts);
-        let sdp = Sdp::parse(body).map_err(|e| NgError::new("ng_error_sdp", e.to_string()))?;
+        let sdp = Sdp::parse(body).map_err(|e| NgError::new(Event::NgErrorSdp, e.to_string()))?;
         if let Some(want) = &opts.transport_protocol
             && let Some(m) = sdp.media.iter().find(|m| m.active() && m.proto != *want)
         {
             return Err(NgError::new(
-                "ng_error_unsupported",
+                Event::NgErrorUnsupported,
                 format!(
                     "transport-protocol {want} asked for a {} stream: this relay passes the \
                      protocol through and does not convert (no SRTP termination)",
@@ -305,7 +301,7 @@ impl Ng {
     fn adopt(&self, call_id: &str, from_tag: &str, to_tag: Option<&str>) -> Option<Call> {
         let session = session_id(call_id);
         let view = self.ctl.session(&session).ok()?;
-        self.ctl.count("ng_adopted_calls");
+        self.ctl.count(Event::NgAdoptedCalls);
         log::info!("ng: adopting session {session:?} (no ng record: daemon restarted?)");
         let now = unix_now();
         Some(Call {
@@ -375,7 +371,7 @@ impl Ng {
         }
         if streams.is_empty() {
             return Err(NgError::new(
-                "ng_error_sdp",
+                Event::NgErrorSdp,
                 "SDP has no active media section (every m= port is 0)",
             ));
         }
@@ -436,7 +432,7 @@ impl Ng {
                 call.session,
                 sdp.active_kinds()
             );
-            self.ctl.count("ng_reoffer_new_media");
+            self.ctl.count(Event::NgReofferNewMedia);
             let _ = self.ctl.delete_session(&call.session);
             let (mut fresh, view) = self.first_offer(call_id, sdp, opts, from_tag)?;
             fresh.created = call.created;
@@ -458,7 +454,7 @@ impl Ng {
         {
             call.tags[1] = t.to_owned();
         }
-        self.ctl.count("ng_reoffer_same_ports");
+        self.ctl.count(Event::NgReofferSamePorts);
         Ok(view)
     }
 
@@ -472,7 +468,7 @@ impl Ng {
     ) -> Result<SessionView, NgError> {
         if sdp.media.len() != call.streams.len() {
             return Err(NgError::new(
-                "ng_error_sdp",
+                Event::NgErrorSdp,
                 format!(
                     "the answer has {} media sections, the offer had {}",
                     sdp.media.len(),
@@ -485,7 +481,7 @@ impl Ng {
         let answerer = 1 - call.offerer;
         if call.offerer == 0 {
             if from_tag != call.tags[0] {
-                self.ctl.count("ng_tag_mismatch");
+                self.ctl.count(Event::NgTagMismatch);
             }
             call.tags[1] = to_tag.to_owned();
         }
@@ -508,7 +504,7 @@ impl Ng {
             let Some(si) = *si else { continue };
             let slot = streams
                 .get_mut(si)
-                .ok_or_else(|| NgError::new("ng_error_internal", "stream index"))?;
+                .ok_or_else(|| NgError::new(Event::NgErrorInternal, "stream index"))?;
             let p = if m.active() {
                 let (peer, rtcp) = Self::peer_of(m, opts);
                 PeerUpdate {

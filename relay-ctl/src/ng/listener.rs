@@ -4,6 +4,8 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use tokio::net::UdpSocket;
 
+use crate::events::Event;
+
 use super::{
     bencode::{self, Value},
     cache::{DEFAULT_CAPACITY, DEFAULT_TTL, ReplyCache},
@@ -39,13 +41,13 @@ impl Framing {
     ) -> Option<Vec<u8>> {
         let ctl = self.ng.control().clone();
         let Some(sp) = datagram.iter().position(|&b| b == b' ') else {
-            ctl.count("ng_bad_frames");
+            ctl.count(Event::NgBadFrames);
             log::debug!("ng: datagram from {from} without a cookie, dropped");
             return None;
         };
         let (cookie, body) = (&datagram[..sp], &datagram[sp + 1..]);
         if cookie.is_empty() || cookie.len() > MAX_COOKIE {
-            ctl.count("ng_bad_frames");
+            ctl.count(Event::NgBadFrames);
             log::debug!(
                 "ng: datagram from {from} with a {}-byte cookie, dropped",
                 cookie.len()
@@ -53,17 +55,17 @@ impl Framing {
             return None;
         }
         if let Some(cached) = self.cache.get(from, cookie, now) {
-            ctl.count("ng_retransmits");
+            ctl.count(Event::NgRetransmits);
             return Some(frame(cookie, cached));
         }
         let reply = match bencode::decode(body) {
             Ok(v @ Value::Dict(_)) => self.ng.handle(&v),
             Ok(_) => {
-                ctl.count("ng_bad_frames");
+                ctl.count(Event::NgBadFrames);
                 reply::error("the message is not a bencode dictionary")
             }
             Err(e) => {
-                ctl.count("ng_bad_frames");
+                ctl.count(Event::NgBadFrames);
                 reply::error(&e.to_string())
             }
         };
@@ -121,9 +123,10 @@ mod tests {
     use super::*;
     use crate::{
         api::{
-            ApiError, Control, CreateSession, LatchPolicy, LegView, PortsView, SessionState,
-            SessionView, StatsView, StreamView, UpdateSession,
+            Control, CreateSession, LatchPolicy, LegView, PortsView, SessionState, SessionView,
+            StatsView, StreamView, UpdateSession,
         },
+        error::Error,
         ng::{Ng, NgConfig, bencode::DictBuilder},
     };
 
@@ -133,14 +136,14 @@ mod tests {
     struct Recorder {
         created: Mutex<Vec<CreateSession>>,
         live: Mutex<BTreeMap<String, SessionView>>,
-        counters: Mutex<BTreeMap<&'static str, u64>>,
+        counters: Mutex<BTreeMap<Event, u64>>,
     }
 
     impl Recorder {
-        fn counter(&self, k: &str) -> u64 {
+        fn counter(&self, k: Event) -> u64 {
             self.counters
                 .lock()
-                .map(|c| c.get(k).copied().unwrap_or(0))
+                .map(|c| c.get(&k).copied().unwrap_or(0))
                 .unwrap_or(0)
         }
     }
@@ -182,22 +185,19 @@ mod tests {
         }
     }
 
-    fn none(id: &str) -> ApiError {
-        ApiError::not_found(format!("no session {id:?}"))
+    fn none(id: &str) -> Error {
+        Error::not_found(format!("no session {id:?}"))
     }
 
     impl Control for Recorder {
         fn sessions(&self) -> Vec<SessionView> {
             vec![]
         }
-        fn session(&self, id: &str) -> Result<SessionView, ApiError> {
-            let live = self
-                .live
-                .lock()
-                .map_err(|_| ApiError::internal("poisoned"))?;
+        fn session(&self, id: &str) -> Result<SessionView, Error> {
+            let live = self.live.lock().map_err(|_| Error::internal("poisoned"))?;
             live.get(id).cloned().ok_or_else(|| none(id))
         }
-        fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError> {
+        fn create_session(&self, req: CreateSession) -> Result<SessionView, Error> {
             let v = view(&req);
             if let Ok(mut l) = self.live.lock() {
                 l.insert(req.call_id.clone(), v.clone());
@@ -207,18 +207,15 @@ mod tests {
             }
             Ok(v)
         }
-        fn update_session(&self, id: &str, _: UpdateSession) -> Result<SessionView, ApiError> {
+        fn update_session(&self, id: &str, _: UpdateSession) -> Result<SessionView, Error> {
             self.session(id)
         }
-        fn delete_session(&self, id: &str) -> Result<SessionView, ApiError> {
-            let mut live = self
-                .live
-                .lock()
-                .map_err(|_| ApiError::internal("poisoned"))?;
+        fn delete_session(&self, id: &str) -> Result<SessionView, Error> {
+            let mut live = self.live.lock().map_err(|_| Error::internal("poisoned"))?;
             live.remove(id).ok_or_else(|| none(id))
         }
-        fn stats(&self) -> Result<StatsView, ApiError> {
-            Err(ApiError::internal("not recorded"))
+        fn stats(&self) -> Result<StatsView, Error> {
+            Err(Error::internal("not recorded"))
         }
         fn ports(&self) -> PortsView {
             PortsView {
@@ -229,10 +226,10 @@ mod tests {
                 pools: vec![],
             }
         }
-        fn metrics(&self) -> Result<String, ApiError> {
+        fn metrics(&self) -> Result<String, Error> {
             Ok(String::new())
         }
-        fn count(&self, name: &'static str) {
+        fn count(&self, name: Event) {
             if let Ok(mut c) = self.counters.lock() {
                 *c.entry(name).or_insert(0) += 1;
             }
@@ -285,23 +282,23 @@ mod tests {
             .expect("reply");
         assert_eq!(a, b);
         assert_eq!(rec.created.lock().map(|c| c.len()).unwrap_or(0), 1);
-        assert_eq!(rec.counter("ng_retransmits"), 1);
+        assert_eq!(rec.counter(Event::NgRetransmits), 1);
         let r = reply_of("k1", &a);
         assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"));
-        assert_eq!(rec.counter("ng_cmd_offer"), 1);
+        assert_eq!(rec.counter(Event::NgCmdOffer), 1);
         // The same cookie from another proxy is a new request: handled (a re-offer of the
         // same media, same ports), not answered from the cache.
         let c = f
             .on_datagram(peer(2), &msg("k1", &offer()), t0)
             .expect("reply");
         assert_eq!(reply_of("k1", &c).get("sdp"), r.get("sdp"));
-        assert_eq!(rec.counter("ng_cmd_offer"), 2);
-        assert_eq!(rec.counter("ng_reoffer_same_ports"), 1);
+        assert_eq!(rec.counter(Event::NgCmdOffer), 2);
+        assert_eq!(rec.counter(Event::NgReofferSamePorts), 1);
         // After the cache's lifetime the cookie is new again.
         let later = t0 + super::DEFAULT_TTL + Duration::from_secs(1);
         f.on_datagram(peer(1), &msg("k1", &offer()), later)
             .expect("reply");
-        assert_eq!(rec.counter("ng_cmd_offer"), 3);
+        assert_eq!(rec.counter(Event::NgCmdOffer), 3);
         assert_eq!(rec.created.lock().map(|c| c.len()).unwrap_or(0), 1);
     }
 
@@ -317,7 +314,7 @@ mod tests {
         );
         let long = format!("{} d7:command4:pinge", "x".repeat(MAX_COOKIE + 1));
         assert_eq!(f.on_datagram(peer(1), long.as_bytes(), t), None);
-        assert_eq!(rec.counter("ng_bad_frames"), 3);
+        assert_eq!(rec.counter(Event::NgBadFrames), 3);
         let r = f.on_datagram(peer(1), b"c i1e", t).expect("reply");
         let r = reply_of("c", &r);
         assert_eq!(r.get("result").and_then(Value::as_str), Some("error"));
@@ -334,7 +331,7 @@ mod tests {
         d.extend(&ping);
         let out = f.on_datagram(peer(1), &d, t).expect("reply");
         assert!(out.starts_with(b"\xff\x00ab d6:result4:ponge"));
-        assert_eq!(rec.counter("ng_cmd_ping"), 1);
+        assert_eq!(rec.counter(Event::NgCmdPing), 1);
     }
 
     #[test]
@@ -399,6 +396,6 @@ m=audio 5004 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCF
             "{r:?}"
         );
         assert!(rec.created.lock().map(|c| c.is_empty()).unwrap_or(false));
-        assert_eq!(rec.counter("ng_error_sdp"), 1);
+        assert_eq!(rec.counter(Event::NgErrorSdp), 1);
     }
 }

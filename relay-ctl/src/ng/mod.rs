@@ -5,7 +5,6 @@ pub mod bencode;
 pub mod cache;
 pub mod commands;
 pub mod listener;
-pub mod metrics;
 pub mod reply;
 pub mod request;
 

@@ -1,8 +1,12 @@
 //! Replies in rtpengine's shapes (docs/ng.md lists what we fill and what we cannot).
-use std::{net::SocketAddr, time::SystemTime};
+use std::net::SocketAddr;
 
 use super::bencode::{DictBuilder, Value, int};
-use crate::api::{LegView, SessionView, StatsView};
+use crate::{
+    api::{LegView, SessionView, StatsView},
+    clock::unix_now,
+    events::Event,
+};
 
 pub fn error(reason: &str) -> Value {
     DictBuilder::new()
@@ -18,13 +22,6 @@ pub struct CallMeta<'a> {
     pub last_signal: u64,
     pub media: &'a [(String, String)],
     pub streams: &'a [Option<usize>],
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn endpoint(a: SocketAddr) -> Value {
@@ -147,10 +144,6 @@ pub fn call_info(v: &SessionView, meta: Option<CallMeta<'_>>) -> Value {
         .build()
 }
 
-fn ctl(s: &StatsView, k: &str) -> u64 {
-    s.controller.get(k).copied().unwrap_or(0)
-}
-
 /// `statistics`: rtpengine's current/total/control sections from our counters.
 pub fn statistics(s: &StatsView) -> Value {
     let own = s.sessions_offered + s.sessions_answered;
@@ -160,23 +153,26 @@ pub fn statistics(s: &StatsView) -> Value {
         .put("sessionstotal", int(own))
         .int("transcodedmedia", 0)
         .build();
-    let timeouts = ctl(s, "sessions_expired_no_media")
-        + ctl(s, "sessions_expired_silent")
-        + ctl(s, "sessions_expired_unanswered");
+    let timeouts = s.event(Event::ExpiredNoMedia)
+        + s.event(Event::ExpiredSilent)
+        + s.event(Event::ExpiredUnanswered);
     let total = DictBuilder::new()
         .put("uptime", int(s.uptime_secs))
-        .put("managedsessions", int(ctl(s, "sessions_created")))
-        .put("rejectedsessions", int(ctl(s, "session_alloc_failures")))
-        .put("timeoutsessions", int(timeouts))
+        .put("managedsessions", int(s.event(Event::SessionsCreated)))
         .put(
-            "silenttimeoutsessions",
-            int(ctl(s, "sessions_expired_silent")),
+            "rejectedsessions",
+            int(s.event(Event::SessionAllocFailures)),
         )
+        .put("timeoutsessions", int(timeouts))
+        .put("silenttimeoutsessions", int(s.event(Event::ExpiredSilent)))
         .put(
             "offertimeoutsessions",
-            int(ctl(s, "sessions_expired_unanswered")),
+            int(s.event(Event::ExpiredUnanswered)),
         )
-        .put("regularterminatedsessions", int(ctl(s, "sessions_deleted")))
+        .put(
+            "regularterminatedsessions",
+            int(s.event(Event::SessionsDeleted)),
+        )
         .put(
             "relayedpackets",
             int(s.forwarded_kernel_packets + s.forwarded_user_packets),
@@ -187,14 +183,14 @@ pub fn statistics(s: &StatsView) -> Value {
         )
         .build();
     let control = DictBuilder::new()
-        .put("totalpingcount", int(ctl(s, "ng_cmd_ping")))
-        .put("totaloffercount", int(ctl(s, "ng_cmd_offer")))
-        .put("totalanswercount", int(ctl(s, "ng_cmd_answer")))
-        .put("totaldeletecount", int(ctl(s, "ng_cmd_delete")))
-        .put("totalquerycount", int(ctl(s, "ng_cmd_query")))
-        .put("totallistcount", int(ctl(s, "ng_cmd_list")))
-        .put("totalstatisticscount", int(ctl(s, "ng_cmd_statistics")))
-        .put("totalerrorcount", int(ctl(s, "ng_errors")))
+        .put("totalpingcount", int(s.event(Event::NgCmdPing)))
+        .put("totaloffercount", int(s.event(Event::NgCmdOffer)))
+        .put("totalanswercount", int(s.event(Event::NgCmdAnswer)))
+        .put("totaldeletecount", int(s.event(Event::NgCmdDelete)))
+        .put("totalquerycount", int(s.event(Event::NgCmdQuery)))
+        .put("totallistcount", int(s.event(Event::NgCmdList)))
+        .put("totalstatisticscount", int(s.event(Event::NgCmdStatistics)))
+        .put("totalerrorcount", int(s.event(Event::NgErrors)))
         .build();
     DictBuilder::new()
         .str("result", "ok")

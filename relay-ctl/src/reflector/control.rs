@@ -1,13 +1,13 @@
-//! The daemon's API over the session controller plus the reflector and STUN server: session
-//! calls go to the controller unchanged, tickets to the reflector, and `/metrics` gets the
-//! reflector's and STUN server's counters appended.
-use std::sync::{Arc, atomic::Ordering};
+//! The daemon's API over the session controller plus the reflector: session calls go to the
+//! controller unchanged, tickets to the reflector, and `/metrics` gets the reflector's and
+//! the STUN server's counters appended (rendered in `metrics/reflector.rs`).
+use std::sync::Arc;
 
-use prometheus::{IntCounterVec, Opts, Registry, TextEncoder};
-
-use super::{ReflectorService, TicketRequest, TicketView, tickets::Refusal};
+use super::{ReflectorService, TicketRequest, TicketView};
 use crate::{
-    api::{ApiError, Control, CreateSession, PortsView, SessionView, StatsView, UpdateSession},
+    api::{Control, CreateSession, PortsView, SessionView, StatsView, UpdateSession},
+    error::Error,
+    events::Event,
     stun::StunStats,
 };
 
@@ -21,105 +21,47 @@ impl Control for WithReflector {
     fn sessions(&self) -> Vec<SessionView> {
         self.inner.sessions()
     }
-    fn session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+    fn session(&self, call_id: &str) -> Result<SessionView, Error> {
         self.inner.session(call_id)
     }
-    fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError> {
+    fn create_session(&self, req: CreateSession) -> Result<SessionView, Error> {
         self.inner.create_session(req)
     }
-    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, ApiError> {
+    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, Error> {
         self.inner.update_session(call_id, req)
     }
-    fn delete_session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+    fn delete_session(&self, call_id: &str) -> Result<SessionView, Error> {
         self.inner.delete_session(call_id)
     }
-    fn stats(&self) -> Result<StatsView, ApiError> {
+    fn stats(&self) -> Result<StatsView, Error> {
         self.inner.stats()
     }
     fn ports(&self) -> PortsView {
         self.inner.ports()
     }
-    fn metrics(&self) -> Result<String, ApiError> {
+    fn metrics(&self) -> Result<String, Error> {
         let mut text = self.inner.metrics()?;
         text.push_str(
-            &render(&self.reflector, &self.stun)
-                .map_err(|e| ApiError::internal(format!("{e:#}")))?,
+            &crate::metrics::render_reflector(&self.reflector, &self.stun)
+                .map_err(|e| Error::internal(format!("{e:#}")))?,
         );
         Ok(text)
     }
-    fn issue_ticket(&self, req: Result<TicketRequest, ApiError>) -> Result<TicketView, ApiError> {
+    fn issue_ticket(&self, req: Result<TicketRequest, Error>) -> Result<TicketView, Error> {
         self.reflector.issue(req)
     }
-    fn count(&self, event: &'static str) {
+    fn count(&self, event: Event) {
         self.inner.count(event)
     }
 }
 
-fn counter(
-    reg: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> anyhow::Result<IntCounterVec> {
-    let c = IntCounterVec::new(Opts::new(name, help).namespace("media_relay"), labels)?;
-    reg.register(Box::new(c.clone()))?;
-    Ok(c)
-}
-
-/// Prometheus text for the reflector's and the STUN server's counters (the data plane's
-/// reflect/STUN counters are in `media_relay_xdp_*` with the others).
-pub fn render(r: &ReflectorService, stun: &StunStats) -> anyhow::Result<String> {
-    let reg = Registry::new();
-    let c = &r.counters;
-    let tickets = counter(
-        &reg,
-        "reflector_tickets_total",
-        "Reflector ticket requests: issued, or refused by reason",
-        &["result"],
-    )?;
-    tickets
-        .with_label_values(&["issued"])
-        .inc_by(c.tickets_issued.load(Ordering::Relaxed));
-    for (i, why) in Refusal::ALL.iter().enumerate() {
-        tickets
-            .with_label_values(&[&format!("refused_{}", why.as_str())])
-            .inc_by(c.refused[i].load(Ordering::Relaxed));
-    }
-    let keys = counter(
-        &reg,
-        "reflector_key_events_total",
-        "Reflector key events: rotations, removals after the grace period, errors",
-        &["event"],
-    )?;
-    for (ev, v) in [
-        ("rotated", &c.key_rotations),
-        ("removed", &c.key_removals),
-        ("error", &c.key_errors),
-        ("clock_error", &c.clock_errors),
-    ] {
-        keys.with_label_values(&[ev])
-            .inc_by(v.load(Ordering::Relaxed));
-    }
-    let stun_c = counter(
-        &reg,
-        "stun_user_total",
-        "Controller STUN server: answers, error responses by code, silent drops by reason",
-        &["event"],
-    )?;
-    for (ev, v) in stun.snapshot() {
-        stun_c.with_label_values(&[ev]).inc_by(v);
-    }
-    Ok(TextEncoder::new().encode_to_string(&reg.gather())?)
-}
-
-/// The reflector's clock/key task and the STUN server, running next to the controller.
-/// Dropping it stops both (the maps keep their contents for the next daemon).
+/// The reflector's clock/key task, running next to the controller. Dropping it stops the
+/// task (the maps keep their contents for the next daemon).
 pub struct Running {
     /// The API to serve: the controller's plus tickets and the extra metrics.
     pub api: Arc<dyn Control>,
     pub reflector: Arc<ReflectorService>,
     task: tokio::task::JoinHandle<()>,
-    _stun: Option<crate::stun::server::StunServer>,
 }
 
 impl Drop for Running {
@@ -128,12 +70,14 @@ impl Drop for Running {
     }
 }
 
-/// Configure the reflector maps, start the clock/key task and the STUN server.
+/// Configure the reflector maps and start the clock/key task; the API it returns adds
+/// tickets and the reflector's and STUN server's metrics to the controller's.
 pub async fn start(
     maps: crate::dataplane::Reflector,
     cfg: &crate::config::Config,
     relay_addrs: &[std::net::IpAddr],
     sessions: Arc<dyn Control>,
+    stun: Arc<StunStats>,
 ) -> anyhow::Result<Running> {
     let box_addrs = match crate::netlink::box_addrs().await {
         Ok(a) => a,
@@ -144,31 +88,14 @@ pub async fn start(
             vec![]
         }
     };
-    let r = &cfg.reflector;
     let reflector = Arc::new(ReflectorService::start(
         maps,
-        r,
+        &cfg.reflector,
         relay_addrs,
         &box_addrs,
         &cfg.state_file,
     )?);
     let task = tokio::spawn(reflector.clone().run());
-    let stun = Arc::new(StunStats::default());
-    let server = (r.stun_port != 0).then(|| {
-        crate::stun::server::start(
-            crate::stun::handler::Layout {
-                addrs: relay_addrs
-                    .iter()
-                    .copied()
-                    .filter(|a| a.is_ipv4())
-                    .collect(),
-                alt: r.stun_alt_addr,
-                port: r.stun_port,
-                alt_port: r.stun_alt_port,
-            },
-            stun.clone(),
-        )
-    });
     Ok(Running {
         api: Arc::new(WithReflector {
             inner: sessions,
@@ -177,6 +104,5 @@ pub async fn start(
         }),
         reflector,
         task,
-        _stun: server,
     })
 }

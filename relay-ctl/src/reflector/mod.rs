@@ -7,4 +7,4 @@ pub mod service;
 pub mod tickets;
 
 pub use service::ReflectorService;
-pub use tickets::{TicketRequest, TicketView};
+pub use tickets::{Refusal, TicketRequest, TicketView};

@@ -9,7 +9,7 @@ use std::{
         Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
@@ -20,14 +20,7 @@ use super::{
     keys::{KeyAction, KeyRing, fresh_key},
     tickets::{self, Policy, Refusal, TicketRequest, TicketView},
 };
-use crate::{api::ApiError, dataplane::Reflector};
-
-/// Unix seconds now (0 before 1970: the data plane then refuses every ticket).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use crate::{clock::unix_now, dataplane::Reflector, error::Error};
 
 #[derive(Default)]
 pub struct Counters {
@@ -247,22 +240,22 @@ impl ReflectorService {
         }
     }
 
-    fn refuse(&self, why: Refusal, msg: String) -> ApiError {
+    fn refuse(&self, why: Refusal, msg: String) -> Error {
         if let Some(i) = Refusal::ALL.iter().position(|r| *r == why) {
             self.counters.refused[i].fetch_add(1, Ordering::Relaxed);
         }
         log::debug!("ticket refused ({}): {msg}", why.as_str());
         match why {
-            Refusal::Disabled => ApiError::conflict(msg),
-            Refusal::NoKey => ApiError::unavailable(msg),
-            _ => ApiError::bad_request(msg),
+            Refusal::Disabled => Error::conflict(msg),
+            Refusal::NoKey => Error::exhausted(msg),
+            _ => Error::invalid(msg),
         }
     }
 
     /// `POST /v1/reflector/tickets`. `req` is the decoded body, or why it did not decode
     /// (counted like any other refusal).
-    pub fn issue(&self, req: Result<TicketRequest, ApiError>) -> Result<TicketView, ApiError> {
-        let req = req.map_err(|e| self.refuse(Refusal::BadBody, e.error))?;
+    pub fn issue(&self, req: Result<TicketRequest, Error>) -> Result<TicketView, Error> {
+        let req = req.map_err(|e| self.refuse(Refusal::BadBody, e.message))?;
         if self.cfg.reflector_port == 0 {
             return Err(self.refuse(
                 Refusal::Disabled,

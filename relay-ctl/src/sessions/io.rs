@@ -9,7 +9,8 @@ use std::{
 
 use tokio::net::UdpSocket;
 
-use super::{Controller, Inner, kernel, latch::Decision, model::SIDE_NAMES, now_ns};
+use super::{Controller, Inner, kernel, latch::Decision, model::SIDE_NAMES};
+use crate::{clock::now_ns, events::Event};
 
 pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: Arc<UdpSocket>, relay: SocketAddr) {
     let mut buf = vec![0u8; 65_536];
@@ -32,12 +33,12 @@ pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: Arc<UdpSocket>, re
         let mut inner = ctl.lock();
         match result {
             Ok(_) => {
-                inner.count("user_forwarded_packets");
-                inner.count_by("user_forwarded_bytes", n as u64);
+                inner.count(Event::UserForwardedPackets);
+                inner.count_by(Event::UserForwardedBytes, n as u64);
             }
             Err(e) => {
                 log::debug!("{relay}: forwarding to {dest}: {e}");
-                inner.count("user_drop_send_error");
+                inner.count(Event::UserDropSendError);
             }
         }
     }
@@ -55,13 +56,13 @@ impl Controller {
         let mut guard = self.lock();
         let inner: &mut Inner = &mut guard;
         let Some(owner) = inner.sockets.get(&relay).map(|s| s.owner.clone()) else {
-            inner.count("user_drop_unknown_port");
+            inner.count(Event::UserDropUnknownPort);
             return None;
         };
         let holdoff = self.cfg.holdoff.as_nanos() as u64;
         let now = now_ns();
         let Some(session) = inner.sessions.get_mut(&owner.call_id) else {
-            inner.count("user_drop_unknown_port");
+            inner.count(Event::UserDropUnknownPort);
             return None;
         };
         let policy = session.policy;
@@ -79,8 +80,8 @@ impl Controller {
         let mut changed = false;
         match decision {
             Decision::Reject(r) => {
-                inner.count(r.name());
-                log::debug!("{relay}: {src} refused ({})", r.name());
+                inner.count(r.event());
+                log::debug!("{relay}: {src} refused ({})", r.event().name());
                 return None;
             }
             Decision::Accept => {}
@@ -114,22 +115,22 @@ impl Controller {
         if changed {
             let errors = kernel::apply(&mut inner.dp, comp, shared, false);
             inner.count(match decision {
-                Decision::Relatch(_) => "relatch_total",
-                _ => "latch_total",
+                Decision::Relatch(_) => Event::Relatch,
+                _ => Event::Latch,
             });
-            inner.count_by("kernel_errors", errors);
+            inner.count_by(Event::KernelErrors, errors);
             self.latch_changed.notify_one();
         }
         inner.dirty = true;
         let Some(dest) = dest else {
-            inner.count("user_drop_no_destination");
+            inner.count(Event::UserDropNoDestination);
             return None;
         };
         let out = inner.sockets.get(&out_relay).map(|s| s.sock.clone());
         match out {
             Some(out) => Some((out, dest)),
             None => {
-                inner.count("user_drop_unknown_port");
+                inner.count(Event::UserDropUnknownPort);
                 None
             }
         }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::LatchPolicy;
+use crate::{api::LatchPolicy, events::Event};
 
 /// What the controller does with a packet that reached a leg's socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,11 +29,11 @@ pub enum Reject {
 }
 
 impl Reject {
-    /// Counter name suffix.
-    pub fn name(self) -> &'static str {
+    /// The event that counts this refusal.
+    pub fn event(self) -> Event {
         match self {
-            Reject::NotSignalled => "latch_rejected_strict",
-            Reject::HoldOff => "latch_rejected_holdoff",
+            Reject::NotSignalled => Event::LatchRejectedStrict,
+            Reject::HoldOff => Event::LatchRejectedHoldoff,
         }
     }
 }

@@ -17,7 +17,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard, Weak},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use tokio::{net::UdpSocket, task::JoinHandle};
@@ -30,34 +30,18 @@ use self::{
 };
 use crate::{
     api::{
-        ApiError, Control, CreateSession, InterfaceView, LatchPolicy, PortsView, SessionState,
-        SessionView, StatsView, UpdateSession,
+        Control, CreateSession, InterfaceView, LatchPolicy, PortsView, SessionState, SessionView,
+        StatsView, UpdateSession,
     },
+    clock::{now_ns, unix_now},
     dataplane::DataPlane,
+    error::{Error, ErrorKind},
+    events::{Counts, Event},
     ports::{AllocError, PortAllocator, PortPair},
 };
 
-/// CLOCK_MONOTONIC in ns: the clock of XDP's per-leg last-seen (bpf_ktime_get_coarse_ns),
-/// and unlike `Instant` it means the same in a restarted daemon.
 /// How long the state writer gathers changes before it writes (see `state_writer`).
 pub const STATE_COALESCE: std::time::Duration = std::time::Duration::from_millis(50);
-
-pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// What the controller needs to know that is not in the session table.
 #[derive(Clone, Debug)]
@@ -99,7 +83,7 @@ struct Inner {
     ports: PortAllocator,
     slots: Slots,
     dp: DataPlane,
-    counters: BTreeMap<&'static str, u64>,
+    counters: Counts,
     /// Session table changed since the last state snapshot was taken.
     dirty: bool,
     /// Generation of the last snapshot taken.
@@ -122,11 +106,11 @@ struct Owner {
 }
 
 impl Inner {
-    fn count(&mut self, name: &'static str) {
-        self.count_by(name, 1);
+    fn count(&mut self, e: Event) {
+        self.counters.add(e, 1);
     }
-    fn count_by(&mut self, name: &'static str, n: u64) {
-        *self.counters.entry(name).or_insert(0) += n;
+    fn count_by(&mut self, e: Event, n: u64) {
+        self.counters.add(e, n);
     }
 }
 
@@ -146,7 +130,7 @@ impl Controller {
                 ports,
                 slots,
                 dp,
-                counters: BTreeMap::new(),
+                counters: Counts::default(),
                 dirty: true,
                 state_gen: 0,
             }),
@@ -179,11 +163,11 @@ impl Controller {
         relay: SocketAddr,
         std_sock: std::net::UdpSocket,
         owner: Owner,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let _guard = self.rt.enter();
         let sock = Arc::new(
             UdpSocket::from_std(std_sock)
-                .map_err(|e| ApiError::internal(format!("socket {relay}: {e}")))?,
+                .map_err(|e| Error::internal(format!("socket {relay}: {e}")))?,
         );
         let task = self
             .rt
@@ -203,13 +187,13 @@ impl Controller {
         }
     }
 
-    fn relay_addr(&self, want: Option<IpAddr>) -> Result<IpAddr, ApiError> {
+    fn relay_addr(&self, want: Option<IpAddr>) -> Result<IpAddr, Error> {
         match want {
             None => self.cfg.relay_addrs.first().copied().ok_or_else(|| {
-                ApiError::internal("the daemon has no relay address (give --relay-addr)")
+                Error::internal("the daemon has no relay address (give --relay-addr)")
             }),
             Some(a) if self.cfg.relay_addrs.contains(&a) => Ok(a),
-            Some(a) => Err(ApiError::bad_request(format!(
+            Some(a) => Err(Error::invalid(format!(
                 "relay_addr {a} is not one of this relay's addresses ({})",
                 join(&self.cfg.relay_addrs)
             ))),
@@ -218,7 +202,7 @@ impl Controller {
 
     /// Allocate everything a session needs, or nothing: on any failure what was taken is
     /// given back before the error is returned.
-    fn build_session(&self, inner: &mut Inner, req: &CreateSession) -> Result<Session, ApiError> {
+    fn build_session(&self, inner: &mut Inner, req: &CreateSession) -> Result<Session, Error> {
         let policy = req.policy.unwrap_or(self.cfg.policy);
         let shared = policy == LatchPolicy::Alternate;
         let now = Instant::now();
@@ -230,7 +214,7 @@ impl Controller {
                 let addr_a = self.relay_addr(s.a.relay_addr)?;
                 let addr_b = self.relay_addr(s.b.relay_addr)?;
                 if shared && addr_a != addr_b {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(Error::invalid(format!(
                         "stream {i}: the alternate policy shares one relay port, so both sides \
                          need the same relay_addr ({addr_a} != {addr_b})"
                     )));
@@ -251,7 +235,7 @@ impl Controller {
                     let mut sides: [Side; 2] = Default::default();
                     for (x, side) in sides.iter_mut().enumerate() {
                         let slot = inner.slots.alloc().ok_or_else(|| {
-                            ApiError::unavailable(format!(
+                            Error::exhausted(format!(
                                 "kernel leg table full ({} legs): raise --max-legs",
                                 inner.slots.capacity()
                             ))
@@ -286,7 +270,7 @@ impl Controller {
                     });
                 }
                 let [rtp, rtcp] = <[Component; 2]>::try_from(comps)
-                    .map_err(|_| ApiError::internal("two components"))?;
+                    .map_err(|_| Error::internal("two components"))?;
                 streams.push(Stream {
                     media: s.media.clone().unwrap_or_else(|| "audio".to_owned()),
                     shared,
@@ -365,7 +349,7 @@ impl Controller {
                 errors += kernel::apply(&mut inner.dp, comp, stream.shared, true);
             }
         }
-        inner.count_by("kernel_errors", errors);
+        inner.count_by(Event::KernelErrors, errors);
         let now = Instant::now();
         for stream in &session.streams {
             Self::drop_sockets(inner, stream);
@@ -422,7 +406,7 @@ impl Controller {
                     v.packets_kernel,
                     v.packets_user
                 );
-                inner.count(why.counter());
+                inner.count(why.event());
             }
         }
         let snap = self.snapshot(&mut inner);
@@ -466,7 +450,7 @@ impl Controller {
                 log::warn!("state file: {e:#}");
                 let mut inner = self.lock();
                 inner.dirty = true;
-                inner.count("state_write_errors");
+                inner.count(Event::StateWriteErrors);
             }
         }
     }
@@ -520,17 +504,17 @@ fn join<T: std::fmt::Display>(xs: &[T]) -> String {
         .join(", ")
 }
 
-fn alloc_error(e: AllocError) -> ApiError {
+fn alloc_error(e: AllocError) -> Error {
     match e {
-        AllocError::Exhausted { .. } => ApiError::unavailable(e.to_string()),
-        AllocError::UnknownAddr(_) => ApiError::bad_request(e.to_string()),
-        _ => ApiError::internal(e.to_string()),
+        AllocError::Exhausted { .. } => Error::exhausted(e.to_string()),
+        AllocError::UnknownAddr(_) => Error::invalid(e.to_string()),
+        _ => Error::internal(e.to_string()),
     }
 }
 
-fn valid_call_id(id: &str) -> Result<(), ApiError> {
+fn valid_call_id(id: &str) -> Result<(), Error> {
     if id.is_empty() || id.len() > MAX_CALL_ID {
-        return Err(ApiError::bad_request(format!(
+        return Err(Error::invalid(format!(
             "call_id must be 1 to {MAX_CALL_ID} bytes"
         )));
     }
@@ -538,7 +522,7 @@ fn valid_call_id(id: &str) -> Result<(), ApiError> {
         .chars()
         .any(|c| c.is_control() || c.is_whitespace() || c == '/')
     {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "call_id must not contain whitespace, control characters or '/'",
         ));
     }
@@ -556,26 +540,26 @@ impl Control for Controller {
             .collect()
     }
 
-    fn session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+    fn session(&self, call_id: &str) -> Result<SessionView, Error> {
         let inner = self.lock();
         inner
             .sessions
             .get(call_id)
             .map(|s| view::session_view(&inner.dp, s, now_ns()))
-            .ok_or_else(|| ApiError::not_found(format!("no session {call_id:?}")))
+            .ok_or_else(|| Error::not_found(format!("no session {call_id:?}")))
     }
 
-    fn create_session(&self, req: CreateSession) -> Result<SessionView, ApiError> {
+    fn create_session(&self, req: CreateSession) -> Result<SessionView, Error> {
         valid_call_id(&req.call_id)?;
         if req.streams.is_empty() || req.streams.len() > MAX_STREAMS {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "a session needs 1 to {MAX_STREAMS} streams, got {}",
                 req.streams.len()
             )));
         }
         let mut inner = self.lock();
         if inner.sessions.contains_key(&req.call_id) {
-            return Err(ApiError::conflict(format!(
+            return Err(Error::conflict(format!(
                 "session {:?} exists; update it with POST /v1/sessions/{{id}}",
                 req.call_id
             )));
@@ -583,10 +567,10 @@ impl Control for Controller {
         let session = match self.build_session(&mut inner, &req) {
             Ok(s) => s,
             Err(e) => {
-                inner.count(if e.status == 503 {
-                    "session_alloc_failures"
+                inner.count(if e.kind == ErrorKind::Exhausted {
+                    Event::SessionAllocFailures
                 } else {
-                    "session_bad_requests"
+                    Event::SessionBadRequests
                 });
                 return Err(e);
             }
@@ -605,20 +589,20 @@ impl Control for Controller {
                 .join(",")
         );
         inner.sessions.insert(session.call_id.clone(), session);
-        inner.count("sessions_created");
+        inner.count(Event::SessionsCreated);
         self.state_changed(&mut inner);
         Ok(view)
     }
 
-    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, ApiError> {
+    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, Error> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let session = inner
             .sessions
             .get_mut(call_id)
-            .ok_or_else(|| ApiError::not_found(format!("no session {call_id:?}")))?;
+            .ok_or_else(|| Error::not_found(format!("no session {call_id:?}")))?;
         if req.streams.len() > session.streams.len() {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "session {call_id:?} has {} stream(s), the update names {}",
                 session.streams.len(),
                 req.streams.len()
@@ -643,27 +627,27 @@ impl Control for Controller {
             log::info!("session {call_id} answered");
         }
         let view = view::session_view(&inner.dp, session, now_ns());
-        inner.count_by("kernel_errors", errors);
+        inner.count_by(Event::KernelErrors, errors);
         self.state_changed(inner);
         Ok(view)
     }
 
-    fn delete_session(&self, call_id: &str) -> Result<SessionView, ApiError> {
+    fn delete_session(&self, call_id: &str) -> Result<SessionView, Error> {
         let mut inner = self.lock();
         let v = self
             .remove_session(&mut inner, call_id)
-            .ok_or_else(|| ApiError::not_found(format!("no session {call_id:?}")))?;
+            .ok_or_else(|| Error::not_found(format!("no session {call_id:?}")))?;
         log::info!(
             "session {call_id} deleted ({} packets by XDP, {} by the controller); ports quarantined",
             v.packets_kernel,
             v.packets_user
         );
-        inner.count("sessions_deleted");
+        inner.count(Event::SessionsDeleted);
         self.state_changed(&mut inner);
         Ok(v)
     }
 
-    fn stats(&self) -> Result<StatsView, ApiError> {
+    fn stats(&self) -> Result<StatsView, Error> {
         let inner = self.lock();
         view::stats_view(self, &inner)
     }
@@ -673,7 +657,7 @@ impl Control for Controller {
         view::ports_view(&inner.ports)
     }
 
-    fn metrics(&self) -> Result<String, ApiError> {
+    fn metrics(&self) -> Result<String, Error> {
         let (stats, ports) = {
             let inner = self.lock();
             (
@@ -681,10 +665,10 @@ impl Control for Controller {
                 view::ports_view(&inner.ports),
             )
         };
-        crate::metrics::render(&stats, &ports).map_err(|e| ApiError::internal(format!("{e:#}")))
+        crate::metrics::render(&stats, &ports).map_err(|e| Error::internal(format!("{e:#}")))
     }
 
-    fn count(&self, event: &'static str) {
+    fn count(&self, event: Event) {
         self.lock().count(event);
     }
 }

@@ -7,6 +7,7 @@ use std::{collections::HashMap, net::SocketAddr, time::Instant};
 use relay_common::{LegKey, LegValue, leg::LEG_F_SHARED};
 
 use super::{Controller, Inner, Owner, kernel, state::StateFile};
+use crate::events::Event;
 
 pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
     let now = Instant::now();
@@ -25,7 +26,7 @@ pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
         .map(|(i, (_, v))| (v.slot, i))
         .collect();
     let (mut adopted, mut dropped) = (0, 0);
-    let mono_now = super::now_ns();
+    let mono_now = crate::clock::now_ns();
     'session: for mut session in st.sessions {
         // Monotonic times from another boot (a state file kept on disk across a reboot) lie
         // in the future: restart the clocks rather than never expiring the session.
@@ -134,7 +135,7 @@ pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
         if !claimed[i] {
             log::info!("removing kernel leg {} (no session owns it)", k.relay);
             if inner.dp.remove_leg(k).is_ok() {
-                inner.count("orphan_legs_removed");
+                inner.count(Event::OrphanLegsRemoved);
             }
         }
     }
@@ -148,7 +149,7 @@ pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
             }
         }
     }
-    inner.count_by("kernel_errors", errors);
+    inner.count_by(Event::KernelErrors, errors);
     inner.dirty = true;
     log::info!("adopted {adopted} session(s) from the state file ({dropped} dropped)");
 }

@@ -3,7 +3,7 @@
 //! never answered within `offer`. Pure: the sweeper passes the clock and last-seen times.
 use std::time::Duration;
 
-use crate::api::SessionState;
+use crate::{api::SessionState, events::Event};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -33,11 +33,11 @@ pub enum Expiry {
 }
 
 impl Expiry {
-    pub fn counter(self) -> &'static str {
+    pub fn event(self) -> Event {
         match self {
-            Expiry::NoMedia => "sessions_expired_no_media",
-            Expiry::Silent(_) => "sessions_expired_silent",
-            Expiry::Unanswered => "sessions_expired_unanswered",
+            Expiry::NoMedia => Event::ExpiredNoMedia,
+            Expiry::Silent(_) => Event::ExpiredSilent,
+            Expiry::Unanswered => Event::ExpiredUnanswered,
         }
     }
 }

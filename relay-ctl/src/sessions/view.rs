@@ -8,10 +8,10 @@ use super::{
     model::{SIDE_NAMES, Session, Stream},
 };
 use crate::{
-    api::{
-        ApiError, LegView, PoolView, PortsView, SessionState, SessionView, StatsView, StreamView,
-    },
+    api::{LegView, PoolView, PortsView, SessionState, SessionView, StatsView, StreamView},
     dataplane::DataPlane,
+    error::Error,
+    events::Event,
     ports::PortAllocator,
 };
 
@@ -116,11 +116,11 @@ pub fn ports_view(p: &PortAllocator) -> PortsView {
     }
 }
 
-pub(super) fn stats_view(ctl: &Controller, inner: &Inner) -> Result<StatsView, ApiError> {
+pub(super) fn stats_view(ctl: &Controller, inner: &Inner) -> Result<StatsView, Error> {
     let dp_counters = inner
         .dp
         .counters()
-        .map_err(|e| ApiError::internal(format!("reading data-plane counters: {e:#}")))?;
+        .map_err(|e| Error::internal(format!("reading data-plane counters: {e:#}")))?;
     let get = |c: Counter| {
         dp_counters
             .iter()
@@ -136,13 +136,14 @@ pub(super) fn stats_view(ctl: &Controller, inner: &Inner) -> Result<StatsView, A
         .flat_map(|st| &st.comps)
         .map(|c| c.installed.len() as u64)
         .sum();
-    let mut controller: BTreeMap<String, u64> = inner
-        .counters
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), *v))
+    // The allocator keeps its own two counts; the rest are the controller's events.
+    let mut counts = inner.counters.clone();
+    counts.set(Event::PortAllocExhausted, inner.ports.exhausted());
+    counts.set(Event::PortBindConflicts, inner.ports.bind_conflicts());
+    let controller: BTreeMap<String, u64> = counts
+        .nonzero()
+        .map(|(e, v)| (e.name().to_owned(), v))
         .collect();
-    controller.insert("port_alloc_exhausted".into(), inner.ports.exhausted());
-    controller.insert("port_bind_conflicts".into(), inner.ports.bind_conflicts());
     let state_count =
         |st: SessionState| inner.sessions.values().filter(|s| s.state == st).count() as u64;
     Ok(StatsView {
@@ -154,11 +155,8 @@ pub(super) fn stats_view(ctl: &Controller, inner: &Inner) -> Result<StatsView, A
         kernel_legs,
         forwarded_kernel_packets: get(Counter::VerdictTx) + get(Counter::VerdictRedirect),
         forwarded_kernel_bytes: get(Counter::FwdBytes),
-        forwarded_user_packets: controller
-            .get("user_forwarded_packets")
-            .copied()
-            .unwrap_or(0),
-        forwarded_user_bytes: controller.get("user_forwarded_bytes").copied().unwrap_or(0),
+        forwarded_user_packets: counts.get(Event::UserForwardedPackets),
+        forwarded_user_bytes: counts.get(Event::UserForwardedBytes),
         interfaces: ctl.cfg.interfaces.clone(),
         dataplane: dp_counters
             .iter()

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use sdp_types::{Attribute, Connection, Media, Origin, Session, Time};
 
-use crate::sdp::Sdp;
+use crate::{events::Event, sdp::Sdp};
 
 /// The two media kinds the seed relays: "an audio port number 209 for relaying of audio
 /// media and a video port number 210 for relaying of video media".
@@ -47,10 +47,10 @@ pub enum MediaError {
 }
 
 impl MediaError {
-    pub fn counter(&self) -> &'static str {
+    pub fn event(&self) -> Event {
         match self {
-            MediaError::Parse(_) => "sip_err_bad_sdp",
-            MediaError::NoMedia => "sip_err_no_media",
+            MediaError::Parse(_) => Event::SipErrBadSdp,
+            MediaError::NoMedia => Event::SipErrNoMedia,
         }
     }
 }

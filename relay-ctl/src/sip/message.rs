@@ -6,6 +6,8 @@
 //! name here, and responses are built from rsip's types so the wire format is its.
 use std::fmt;
 
+use crate::events::Event;
+
 use rsip::{
     Header, Headers, SipMessage, StatusCode,
     headers::{ContentLength, ContentType, UntypedHeader},
@@ -23,11 +25,11 @@ pub enum SipError {
 }
 
 impl SipError {
-    pub fn counter(&self) -> &'static str {
+    pub fn event(&self) -> Event {
         match self {
-            SipError::Unparsable(_) => "sip_err_unparsable",
-            SipError::MissingHeader(_) => "sip_err_missing_header",
-            SipError::BadCSeq(_) => "sip_err_bad_cseq",
+            SipError::Unparsable(_) => Event::SipErrUnparsable,
+            SipError::MissingHeader(_) => Event::SipErrMissingHeader,
+            SipError::BadCSeq(_) => Event::SipErrBadCseq,
         }
     }
 }
@@ -340,8 +342,8 @@ mod tests {
         let m = Message::parse(no_cseq.as_bytes()).expect("parses");
         assert_eq!(m.cseq(), Err(SipError::BadCSeq("seven".into())));
         assert_eq!(
-            response(&m, 400, "x", &[], None).err().map(|e| e.counter()),
-            Some("sip_err_bad_cseq")
+            response(&m, 400, "x", &[], None).err().map(|e| e.event()),
+            Some(Event::SipErrBadCseq)
         );
     }
 }

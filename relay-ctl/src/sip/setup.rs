@@ -16,10 +16,28 @@ use super::{
     message::{Message, SipError, response},
     routable::{Prefix, is_routable},
 };
-use crate::api::{
-    ApiError, Control, CreateSession, LatchPolicy, PeerUpdate, SessionView, SideRequest,
-    StreamRequest, StreamUpdate, UpdateSession,
+use crate::{
+    api::{
+        Control, CreateSession, LatchPolicy, PeerUpdate, SessionView, SideRequest, StreamRequest,
+        StreamUpdate, UpdateSession,
+    },
+    error::{Error, ErrorKind},
+    events::Event,
 };
+
+/// The controller's error kinds as SIP final responses (RFC 3261 21.x), with the event that
+/// counts each.
+fn failure(kind: ErrorKind) -> (u16, Event) {
+    match kind {
+        // Try later, or another relay.
+        ErrorKind::Exhausted => (503, Event::SipErrNoResource),
+        // Call/Transaction Does Not Exist.
+        ErrorKind::NotFound => (481, Event::SipErrUnknownSession),
+        // Not Acceptable Here: the offer cannot be relayed as asked.
+        ErrorKind::Invalid | ErrorKind::Conflict => (488, Event::SipErrRejected),
+        ErrorKind::Internal => (500, Event::SipErrRejected),
+    }
+}
 
 /// RFC 3261 17.2.1: a server transaction answers retransmissions for 64*T1 = 32 s after
 /// its final response; we keep the 302 that long.
@@ -63,46 +81,46 @@ impl SessionSetup {
         };
         match (msg.method.as_deref(), msg.status) {
             (Some("INVITE"), _) => {
-                self.count("sip_rx_invite");
+                self.count(Event::SipRxInvite);
                 self.invite(&msg, local)
             }
             (Some("BYE"), _) => {
-                self.count("sip_rx_bye");
+                self.count(Event::SipRxBye);
                 self.bye(&msg)
             }
             // The ACK of our 302 (RFC 3261 17.1.1.3) ends the transaction: nothing to do.
             (Some("ACK"), _) => {
-                self.count("sip_rx_ack");
+                self.count(Event::SipRxAck);
                 None
             }
             // Proxies ping their relays with OPTIONS to see they are alive.
             (Some("OPTIONS"), _) => {
-                self.count("sip_rx_options");
+                self.count(Event::SipRxOptions);
                 self.reply(&msg, 200, &[("Allow", ALLOW.into())], None)
             }
             (Some(other), _) => {
-                self.count("sip_err_method");
+                self.count(Event::SipErrMethod);
                 warn!("sip: {other} not supported here (405)");
                 self.reply(&msg, 405, &[("Allow", ALLOW.into())], None)
             }
             (None, Some(200)) => {
-                self.count("sip_rx_ok");
+                self.count(Event::SipRxOk);
                 self.ok(&msg);
                 None
             }
             (None, _) => {
-                self.count("sip_rx_other_response");
+                self.count(Event::SipRxOtherResponse);
                 None
             }
         }
     }
 
-    fn count(&self, name: &'static str) {
+    fn count(&self, name: Event) {
         self.control.count(name);
     }
 
     fn refuse_silently(&self, e: &SipError) -> Option<Vec<u8>> {
-        self.count(e.counter());
+        self.count(e.event());
         warn!("sip: dropped: {e}");
         None
     }
@@ -122,10 +140,10 @@ impl SessionSetup {
         match response(req, status, &tag, extra, sdp) {
             Ok(r) => {
                 self.count(match status {
-                    200..=299 => "sip_tx_2xx",
-                    300..=399 => "sip_tx_3xx",
-                    400..=499 => "sip_tx_4xx",
-                    _ => "sip_tx_5xx",
+                    200..=299 => Event::SipTx2xx,
+                    300..=399 => Event::SipTx3xx,
+                    400..=499 => Event::SipTx4xx,
+                    _ => Event::SipTx5xx,
                 });
                 Some(r)
             }
@@ -135,13 +153,7 @@ impl SessionSetup {
 
     /// An error response with the reason in a Warning header (RFC 3261 20.43, code 399:
     /// miscellaneous), which proxies log.
-    fn fail(
-        &self,
-        req: &Message,
-        status: u16,
-        counter: &'static str,
-        why: &str,
-    ) -> Option<Vec<u8>> {
+    fn fail(&self, req: &Message, status: u16, counter: Event, why: &str) -> Option<Vec<u8>> {
         self.count(counter);
         warn!("sip: {status}: {why}");
         let warning = format!("399 media-relay \"{}\"", why.replace('"', "'"));
@@ -160,21 +172,21 @@ impl SessionSetup {
         };
         let key: TxKey = (id.clone(), cseq, req.branch().unwrap_or("").to_owned());
         if let Some(r) = self.cached(&key) {
-            self.count("sip_retransmissions");
-            self.count("sip_tx_3xx");
+            self.count(Event::SipRetransmissions);
+            self.count(Event::SipTx3xx);
             return Some(r);
         }
         if !req.has_sdp() {
             return self.fail(
                 req,
                 400,
-                "sip_err_no_sdp",
+                Event::SipErrNoSdp,
                 "relay server invite without SDP",
             );
         }
         let offered = match media::offered(&req.body) {
             Ok(o) => o,
-            Err(e) => return self.fail(req, 488, e.counter(), &e.to_string()),
+            Err(e) => return self.fail(req, 488, e.event(), &e.to_string()),
         };
         let session = match self.control.session(&id) {
             // A second invite for a live session (re-INVITE through the proxy): same
@@ -184,10 +196,10 @@ impl SessionSetup {
         };
         let session = match session {
             Ok(s) => s,
-            Err(e) if e.status == 503 => {
-                return self.fail(req, 503, "sip_err_no_resource", &e.error);
+            Err(e) => {
+                let (status, event) = failure(e.kind);
+                return self.fail(req, status, event, &e.message);
             }
-            Err(e) => return self.fail(req, 488, "sip_err_rejected", &e.error),
         };
         // Step 66: the response's SDP names the relay resource, one port per media kind.
         let mut streams = vec![];
@@ -222,12 +234,7 @@ impl SessionSetup {
     /// the first IP channel (from the SDP payload of the relay server invite message 202) to
     /// a new record 57 in the session table 46". One shared port per stream is the seed's
     /// relay (both channels use it), which is the controller's alternate policy.
-    fn allocate(
-        &self,
-        id: &str,
-        offered: &[Offered],
-        local: IpAddr,
-    ) -> Result<SessionView, ApiError> {
+    fn allocate(&self, id: &str, offered: &[Offered], local: IpAddr) -> Result<SessionView, Error> {
         let req = CreateSession {
             call_id: id.to_owned(),
             policy: Some(LatchPolicy::Alternate),
@@ -250,7 +257,7 @@ impl SessionSetup {
                 .collect(),
         };
         let s = self.control.create_session(req)?;
-        self.count("sip_sessions_created");
+        self.count(Event::SipSessionsCreated);
         info!(
             "sip: session {id}: relay {} ({} stream(s))",
             s.streams
@@ -263,18 +270,18 @@ impl SessionSetup {
         Ok(s)
     }
 
-    fn reinvite(&self, s: &SessionView, offered: &[Offered]) -> Result<SessionView, ApiError> {
+    fn reinvite(&self, s: &SessionView, offered: &[Offered]) -> Result<SessionView, Error> {
         let kinds: Vec<&str> = offered.iter().map(|o| o.kind.as_str()).collect();
         let have: Vec<&str> = s.streams.iter().map(|st| st.media.as_str()).collect();
         if kinds != have {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "session {} relays {} and cannot change to {}: BYE it and invite again",
                 s.call_id,
                 have.join("+"),
                 kinds.join("+")
             )));
         }
-        self.count("sip_reinvites");
+        self.count(Event::SipReinvites);
         let update = UpdateSession {
             streams: offered
                 .iter()
@@ -305,13 +312,13 @@ impl SessionSetup {
             }
         };
         if !matches!(msg.cseq(), Ok((_, ref m)) if m == "INVITE") || !msg.has_sdp() {
-            self.count("sip_rx_other_response");
+            self.count(Event::SipRxOtherResponse);
             return;
         }
         let session = match self.control.session(&id) {
             Ok(s) => s,
             Err(_) => {
-                self.count("sip_err_unknown_session");
+                self.count(Event::SipErrUnknownSession);
                 warn!("sip: OK for unknown session {id}");
                 return;
             }
@@ -319,7 +326,7 @@ impl SessionSetup {
         let offered = match media::offered(&msg.body) {
             Ok(o) => o,
             Err(e) => {
-                self.count(e.counter());
+                self.count(e.event());
                 warn!("sip: OK for session {id}: {e}");
                 return;
             }
@@ -351,7 +358,7 @@ impl SessionSetup {
         match self.control.update_session(&id, update) {
             Ok(_) => info!("sip: session {id} answered"),
             Err(e) => {
-                self.count("sip_err_rejected");
+                self.count(Event::SipErrRejected);
                 warn!("sip: OK for session {id}: {e}");
             }
         }
@@ -365,11 +372,13 @@ impl SessionSetup {
         match self.control.delete_session(&id) {
             Ok(_) => {
                 self.forget(&id);
-                self.count("sip_sessions_deleted");
+                self.count(Event::SipSessionsDeleted);
                 self.reply(req, 200, &[], None)
             }
-            Err(e) if e.status == 404 => self.fail(req, 481, "sip_err_unknown_session", &e.error),
-            Err(e) => self.fail(req, 500, "sip_err_rejected", &e.error),
+            Err(e) => {
+                let (status, event) = failure(e.kind);
+                self.fail(req, status, event, &e.message)
+            }
         }
     }
 

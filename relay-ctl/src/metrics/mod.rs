@@ -1,14 +1,30 @@
-//! `/metrics`: Prometheus text built from the same snapshot as `/v1/stats` and `/v1/ports`.
+//! `/metrics`: Prometheus text, in one place. The daemon's families (`render`) are built from
+//! the same snapshot as `/v1/stats` and `/v1/ports`; controller events are exported by the
+//! table in `events.rs`; the reflector and the STUN server add theirs (`reflector.rs`).
 //! A fresh registry per scrape: the values live in the kernel maps and the controller,
 //! so there is nothing to keep in between, and the text always matches the JSON.
+mod reflector;
+
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::api::{PortsView, StatsView};
+pub use self::reflector::render as render_reflector;
+use crate::{
+    api::{PortsView, StatsView},
+    events::{Event, Family},
+};
 
 const NS: &str = "media_relay";
 
-fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
+/// Register a counter family in this scrape's registry (the one registration helper).
+pub(crate) fn counter(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec> {
     let c = IntCounterVec::new(Opts::new(name, help).namespace(NS), labels)?;
     reg.register(Box::new(c.clone()))?;
     Ok(c)
@@ -20,8 +36,31 @@ fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntG
     Ok(g)
 }
 
-fn ctl(s: &StatsView, name: &str) -> u64 {
-    s.controller.get(name).copied().unwrap_or(0)
+/// Every controller event that has a metric, in its family, zeros included (so a series
+/// exists before its first event and `rate()` works from the start).
+fn events(reg: &Registry, s: &StatsView) -> Result<()> {
+    let mut families: BTreeMap<Family, IntCounterVec> = BTreeMap::new();
+    for e in Event::ALL {
+        let Some((family, value)) = e.metric() else {
+            continue;
+        };
+        let vec = match families.get(&family) {
+            Some(v) => v.clone(),
+            None => {
+                let (name, help, label) = family.describe();
+                let labels: &[&str] = match &label {
+                    Some(l) => std::slice::from_ref(l),
+                    None => &[],
+                };
+                let v = counter(reg, name, help, labels)?;
+                families.insert(family, v.clone());
+                v
+            }
+        };
+        let values: &[&str] = if value.is_empty() { &[] } else { &[value] };
+        vec.with_label_values(values).inc_by(s.event(*e));
+    }
+    Ok(())
 }
 
 pub fn render(s: &StatsView, p: &PortsView) -> Result<String> {
@@ -132,75 +171,7 @@ pub fn render(s: &StatsView, p: &PortsView) -> Result<String> {
         }
     }
 
-    let latch = counter(
-        &reg,
-        "latch_events_total",
-        "Latching: first latches, re-latches (handover), and refused sources",
-        &["event"],
-    )?;
-    for (ev, key) in [
-        ("latch", "latch_total"),
-        ("relatch", "relatch_total"),
-        ("rejected_strict", "latch_rejected_strict"),
-        ("rejected_holdoff", "latch_rejected_holdoff"),
-    ] {
-        latch.with_label_values(&[ev]).inc_by(ctl(s, key));
-    }
-    let drops = counter(
-        &reg,
-        "userspace_drops_total",
-        "Packets the controller did not forward, by reason",
-        &["reason"],
-    )?;
-    for (reason, key) in [
-        ("no_destination", "user_drop_no_destination"),
-        ("send_error", "user_drop_send_error"),
-        ("unknown_port", "user_drop_unknown_port"),
-    ] {
-        drops.with_label_values(&[reason]).inc_by(ctl(s, key));
-    }
-    let sess = counter(
-        &reg,
-        "sessions_total",
-        "Session lifecycle events",
-        &["event"],
-    )?;
-    for (ev, key) in [
-        ("created", "sessions_created"),
-        ("deleted", "sessions_deleted"),
-        ("expired_no_media", "sessions_expired_no_media"),
-        ("expired_silent", "sessions_expired_silent"),
-        ("expired_unanswered", "sessions_expired_unanswered"),
-        ("alloc_failed", "session_alloc_failures"),
-    ] {
-        sess.with_label_values(&[ev]).inc_by(ctl(s, key));
-    }
-    let errors = counter(
-        &reg,
-        "controller_errors_total",
-        "Controller errors by kind",
-        &["kind"],
-    )?;
-    for (kind, key) in [
-        ("kernel_map", "kernel_errors"),
-        ("state_write", "state_write_errors"),
-        ("port_bind_conflict", "port_bind_conflicts"),
-    ] {
-        errors.with_label_values(&[kind]).inc_by(ctl(s, key));
-    }
-
-    let sip = counter(
-        &reg,
-        "sip_relay_events_total",
-        "Seed 003's SIP relay interface: messages received (rx_*), responses sent (tx_*), \
-         sessions created/deleted, retransmissions answered from cache, errors (err_*)",
-        &["event"],
-    )?;
-    for (name, v) in &s.controller {
-        if let Some(ev) = name.strip_prefix("sip_") {
-            sip.with_label_values(&[ev]).inc_by(*v);
-        }
-    }
+    events(&reg, s)?;
 
     let xdp = gauge(
         &reg,
@@ -213,6 +184,5 @@ pub fn render(s: &StatsView, p: &PortsView) -> Result<String> {
             .set(1);
     }
 
-    crate::ng::metrics::register(&reg, s)?;
     Ok(TextEncoder::new().encode_to_string(&reg.gather())?)
 }
