@@ -279,7 +279,7 @@ pub enum Command {
     Ports,
     Delete(String),
     /// `relay-ctl reflector ticket`.
-    Ticket(crate::reflector::TicketRequest),
+    Ticket(crate::api::TicketRequest),
 }
 
 /// Run `cmd` against the API; returns what to print on stdout.

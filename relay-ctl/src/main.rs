@@ -112,7 +112,7 @@ fn main() -> Result<()> {
             ttl,
             out,
         }) => client(
-            operator::Command::Ticket(relay_ctl::reflector::TicketRequest {
+            operator::Command::Ticket(relay_ctl::api::TicketRequest {
                 src: src.clone(),
                 dst: dst.clone(),
                 from: from.clone(),

@@ -6,22 +6,10 @@
 
 use anyhow::Result;
 
+use crate::build::BENCH_BINARIES;
 use crate::setup::run_setup;
 use crate::util::{Pins, cargo, command, repo_root, require_root, run};
 use crate::vm::incumbent;
-
-/// What every benchmark runs, as cargo arguments: the daemon and the harness (the VM guests'
-/// static build uses the same).
-pub const BINARIES: &[&str] = &[
-    "-p",
-    "relay-ctl",
-    "--bin",
-    "relay-ctl",
-    "-p",
-    "relay-bench",
-    "--bin",
-    "relay-bench",
-];
 
 /// How much to run: everything (under 10 min), shorter (under 2 min), or the harness alone.
 #[derive(Clone, Copy)]
@@ -54,7 +42,7 @@ fn run_host(pins: &Pins, mode: BenchMode) -> Result<()> {
     run_setup(pins)?;
     run(cargo(&pins.stable)?
         .args(["build", "--release"])
-        .args(BINARIES))?;
+        .args(BENCH_BINARIES))?;
     let root = repo_root();
     // Smoke output is not a result: it goes under target/.
     let (mode, out) = match mode {

@@ -6,6 +6,19 @@ use anyhow::Result;
 use crate::setup::run_setup;
 use crate::util::{Pins, cargo, run};
 
+/// What every benchmark runs, as cargo arguments: the daemon and the harness (the VM guests'
+/// static build, `vm/initramfs.rs`, uses the same).
+pub const BENCH_BINARIES: &[&str] = &[
+    "-p",
+    "relay-ctl",
+    "--bin",
+    "relay-ctl",
+    "-p",
+    "relay-bench",
+    "--bin",
+    "relay-bench",
+];
+
 pub fn run_build(pins: &Pins) -> Result<()> {
     run_setup(pins)?;
     // No `--workspace`: from the root that means the default members, which leave out

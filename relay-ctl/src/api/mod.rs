@@ -26,10 +26,7 @@ pub trait Control: Send + Sync + 'static {
     fn count(&self, event: Event);
     /// `POST /v1/reflector/tickets`: `req` is the decoded body or why it did not decode, so
     /// the refusal is counted either way. Daemons without a reflector say so.
-    fn issue_ticket(
-        &self,
-        req: Result<crate::reflector::TicketRequest, Error>,
-    ) -> Result<crate::reflector::TicketView, Error> {
+    fn issue_ticket(&self, req: Result<TicketRequest, Error>) -> Result<TicketView, Error> {
         let _ = req;
         Err(Error::not_found("this daemon has no reflector"))
     }

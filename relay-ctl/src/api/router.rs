@@ -205,8 +205,8 @@ async fn ports(State(ctl): State<Ctl>) -> Json<PortsView> {
 
 async fn issue_ticket(
     State(ctl): State<Ctl>,
-    body: Result<ApiJson<crate::reflector::TicketRequest>, ApiError>,
-) -> Result<(StatusCode, Json<crate::reflector::TicketView>), ApiError> {
+    body: Result<ApiJson<super::TicketRequest>, ApiError>,
+) -> Result<(StatusCode, Json<super::TicketView>), ApiError> {
     // A body that did not decode is the reflector's refusal to count, as invalid.
     let req = body
         .map(|ApiJson(r)| r)

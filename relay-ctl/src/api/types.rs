@@ -282,3 +282,34 @@ impl fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// `POST /v1/reflector/tickets` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// Source the reflected packet will carry: one of this box's allowed addresses, "ip:port".
+    pub src: String,
+    /// Where the payload goes (typically a peer's NAT mapping), "ip:port".
+    pub dst: String,
+    /// The sender's address:port as the relay sees it (its NAT mapping): the MAC binds it.
+    pub from: String,
+    /// Seconds the ticket is valid [default and maximum: ticket-max-ttl-secs].
+    #[serde(default)]
+    pub ttl: Option<u64>,
+}
+
+/// A signed ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketView {
+    /// The 56-byte header to put in front of the payload, hex.
+    pub header_hex: String,
+    /// The same bytes, standard base64.
+    pub header_base64: String,
+    pub key_id: u16,
+    /// Unix seconds; the reflector refuses the ticket after this second.
+    pub expiry: u64,
+    pub ttl: u64,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub from: SocketAddr,
+}

@@ -22,6 +22,7 @@ use tokio::{
 };
 
 mod plane;
+mod reflector;
 
 pub use crate::config::DaemonArgs;
 use crate::{
@@ -31,7 +32,6 @@ use crate::{
     netlink,
     netns::ifindex,
     ports::{PortAllocator, PortRange},
-    reflector,
     sessions::{Controller, ControllerConfig, state, timeouts::Timeouts},
     sip,
     stun::StunStats,
@@ -75,7 +75,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     let (ctl, reflector_maps, _keep) = start_controller(inst, &cfg, &net, range, plane, saved);
     let tasks = start_tasks(&ctl);
     let stun = start_stun(&cfg, &net.relay_addrs);
-    let reflector = reflector::control::start(
+    let reflector = reflector::start(
         reflector_maps,
         &cfg,
         &net.relay_addrs,

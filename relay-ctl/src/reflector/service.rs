@@ -18,9 +18,14 @@ use relay_common::{reflector::DataPlaneConfig, siphash::SipKey};
 use super::{
     config::{BUILTIN_DENY, Prefix, ReflectorConfig},
     keys::{KeyAction, KeyRing, fresh_key},
-    tickets::{self, Policy, Refusal, TicketRequest, TicketView},
+    tickets::{self, Policy, Refusal},
 };
-use crate::{clock::unix_now, dataplane::Reflector, error::Error};
+use crate::{
+    api::{TicketRequest, TicketView},
+    clock::unix_now,
+    dataplane::Reflector,
+    error::Error,
+};
 
 #[derive(Default)]
 pub struct Counters {

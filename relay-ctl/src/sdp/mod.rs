@@ -2,6 +2,8 @@
 //! `parse` validates a body with the `sdp-types` crate and records where each line sits,
 //! `rewrite` edits only the lines that must change (connection addresses, media ports,
 //! a=rtcp, ICE attributes, the origin), so everything else goes out byte for byte.
+#[cfg(test)]
+mod fixtures;
 pub mod parse;
 pub mod rewrite;
 

@@ -194,7 +194,7 @@ fn line_ending(sdp: &Sdp, n: usize) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sdp::parse::tests::AUDIO_VIDEO;
+    use crate::sdp::fixtures::AUDIO_VIDEO;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
@@ -299,5 +299,26 @@ m=audio 4000/2 RTP/AVP 0\r\na=rtcp:4001\r\n";
         let out = String::from_utf8(rewrite(&s, &p)).unwrap();
         assert!(out.contains("m=audio 30000/2 RTP/AVP 0\r\n"), "{out}");
         assert!(!out.contains("a=rtcp"));
+    }
+
+    proptest::proptest! {
+        /// Whatever parses also rewrites without panicking.
+        #[test]
+        fn never_panics_on_mutated_sdp(pos in 0usize..AUDIO_VIDEO.len(), b in proptest::prelude::any::<u8>()) {
+            let mut raw = AUDIO_VIDEO.as_bytes().to_vec();
+            raw[pos] = b;
+            if let Ok(s) = Sdp::parse(&raw) {
+                let plan = Plan {
+                    origin: Some("198.18.1.1".parse().unwrap()),
+                    session_conn: Some("198.18.1.1".parse().unwrap()),
+                    media: s.media.iter().map(|_| Some(MediaPlan {
+                        addr: "198.18.1.1".parse().unwrap(), port: 30000, rtcp_port: 30001,
+                    })).collect(),
+                    strip_ice: true,
+                    strip_rtcp: false,
+                };
+                let _ = rewrite(&s, &plan);
+            }
+        }
     }
 }

@@ -53,7 +53,7 @@ fn target_dir() -> PathBuf {
 /// in the same cargo run even for vm-test: relay-ctl alone would unify its dependencies'
 /// features differently and so be a second build of everything to cache.
 pub fn build_static(pins: &Pins) -> Result<StaticBins> {
-    run(static_cargo(pins, "build")?.args(crate::bench::BINARIES))?;
+    run(static_cargo(pins, "build")?.args(crate::build::BENCH_BINARIES))?;
     let mut test = static_cargo(pins, "test")?;
     test.args(["-p", "relay-ctl", "--test", "xdp_fixtures", "--no-run"]);
     println!("$ cargo test --no-run (static xdp_fixtures)");

@@ -1,13 +1,17 @@
-//! The daemon's API over the session controller plus the reflector: session calls go to the
-//! controller unchanged, tickets to the reflector, and `/metrics` gets the reflector's and
-//! the STUN server's counters appended (rendered in `metrics/reflector.rs`).
+//! The reflector's start-up, and the daemon's API over the session controller plus the
+//! reflector: session calls go to the controller unchanged, tickets to the reflector, and
+//! `/metrics` gets the reflector's and the STUN server's counters appended (rendered in
+//! `metrics/reflector.rs`).
 use std::sync::Arc;
 
-use super::{ReflectorService, TicketRequest, TicketView};
 use crate::{
-    api::{Control, CreateSession, PortsView, SessionView, StatsView, UpdateSession},
+    api::{
+        Control, CreateSession, PortsView, SessionView, StatsView, TicketRequest, TicketView,
+        UpdateSession,
+    },
     error::Error,
     events::Event,
+    reflector::ReflectorService,
     stun::StunStats,
 };
 
@@ -60,7 +64,6 @@ impl Control for WithReflector {
 pub struct Running {
     /// The API to serve: the controller's plus tickets and the extra metrics.
     pub api: Arc<dyn Control>,
-    pub reflector: Arc<ReflectorService>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -72,7 +75,7 @@ impl Drop for Running {
 
 /// Configure the reflector maps and start the clock/key task; the API it returns adds
 /// tickets and the reflector's and STUN server's metrics to the controller's.
-pub async fn start(
+pub(super) async fn start(
     maps: crate::dataplane::Reflector,
     cfg: &crate::config::Config,
     relay_addrs: &[std::net::IpAddr],
@@ -102,7 +105,6 @@ pub async fn start(
             reflector: reflector.clone(),
             stun,
         }),
-        reflector,
         task,
     })
 }
