@@ -1,4 +1,4 @@
-//! Per-packet cost through BPF_PROG_RUN with `repeat` (DESIGN.md section 7): the relay's
+//! Per-packet cost through BPF_PROG_RUN with `repeat` (docs/design.md section 7): the relay's
 //! paths next to the bare MAC-swap baseline, at growing numbers of installed legs.
 //!
 //! `repeat` runs the program again on the frame it has just rewritten. For the forward path

@@ -37,7 +37,7 @@ pub const DEFAULT_NG_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 2223);
 pub const DEFAULT_STATE_DIR: &str = "/run/media-relay";
 pub const DEFAULT_RELATCH_HOLDOFF_MS: u64 = 1000;
-/// rtpengine's defaults (DESIGN.md section 5).
+/// rtpengine's defaults (docs/design.md section 5).
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_SILENT_TIMEOUT_SECS: u64 = 3600;
 pub const DEFAULT_OFFER_TIMEOUT_SECS: u64 = 3600;

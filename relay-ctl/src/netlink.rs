@@ -1,4 +1,4 @@
-//! Interfaces and their addresses over rtnetlink (DESIGN.md section 5: netlink, not parsing
+//! Interfaces and their addresses over rtnetlink (docs/design.md section 5: netlink, not parsing
 //! `ip` output).
 //!
 //! Each call opens its own netlink socket, in the network namespace of the thread that first

@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-/// How a leg learns the address its media really comes from (DESIGN.md section 5).
+/// How a leg learns the address its media really comes from (docs/design.md section 5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LatchPolicy {

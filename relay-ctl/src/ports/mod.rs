@@ -1,5 +1,5 @@
 //! Relay media ports: RTP on an even port, RTCP on RTP + 1, in pairs from a configured range on
-//! each relay address (DESIGN.md section 5).
+//! each relay address (docs/design.md section 5).
 //!
 //! A pair is reserved by binding both UDP sockets (non-blocking std sockets; the controller turns
 //! them into tokio sockets, which receive what XDP passes up to the stack). Binding without
