@@ -363,6 +363,21 @@ fn bad_requests_get_clear_errors_and_install_nothing() {
             .as_bytes(),
     );
     assert_eq!(rig.ctl("sip_err_missing_header"), 1);
+    // Without Via, From or To no response can be routed: dropped before anything is
+    // allocated (once, the session and its ports stayed until the offer timeout), and a BYE
+    // without them deletes nothing.
+    for (n, header) in ["Via:", "From:", "To:"].iter().enumerate() {
+        let msg = invite(&format!("e6-{n}"), 1, "z9hG4bK-e6", &caller_sdp);
+        let stripped: String = msg
+            .split_inclusive("\r\n")
+            .filter(|l| !l.starts_with(header))
+            .collect();
+        assert_ne!(stripped, msg, "{header} was in the request");
+        no_reply(&proxy, stripped.as_bytes());
+        assert_eq!(rig.ctl("sip_err_missing_header"), 2 + n as u64, "{header}");
+        assert_eq!(used_pairs(&rig), (0, 0), "nothing held without {header}");
+    }
+    assert!(rig.api(|c| c.get_sessions()).expect("list").is_empty());
 
     // Methods: OPTIONS is answered (keepalive), others are refused with Allow.
     let o = parse(&exchange(&proxy, &request("OPTIONS", "o1", 1)));

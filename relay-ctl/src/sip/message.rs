@@ -148,6 +148,17 @@ impl Message {
 
     /// Whether the body is SDP (Content-Type application/sdp, or no type but a body that
     /// starts like SDP, which some proxies send).
+    /// The headers a response must copy (RFC 3261 8.2.6.2): without them no response can be
+    /// routed back, so a request lacking one is refused before anything is done for it.
+    pub fn answerable(&self) -> Result<(), SipError> {
+        self.required("Via")?;
+        self.required("From")?;
+        self.required("To")?;
+        self.required("Call-ID")?;
+        self.cseq()?;
+        Ok(())
+    }
+
     pub fn has_sdp(&self) -> bool {
         if self.body.is_empty() {
             return false;
@@ -171,12 +182,7 @@ pub fn response(
     extra: &[(&str, String)],
     sdp: Option<&[u8]>,
 ) -> Result<Vec<u8>, SipError> {
-    // The headers needed to route a response at all.
-    req.required("Via")?;
-    req.required("From")?;
-    req.required("To")?;
-    req.required("Call-ID")?;
-    req.cseq()?;
+    req.answerable()?;
     let mut headers = Headers::default();
     for (name, value) in &req.headers {
         let h = match name.as_str() {

@@ -79,6 +79,13 @@ impl SessionSetup {
             Ok(m) => m,
             Err(e) => return self.refuse_silently(&e),
         };
+        // A request we could not answer is dropped before it allocates, changes or deletes
+        // anything (its sender would never learn the outcome).
+        if msg.method.is_some()
+            && let Err(e) = msg.answerable()
+        {
+            return self.refuse_silently(&e);
+        }
         match (msg.method.as_deref(), msg.status) {
             (Some("INVITE"), _) => {
                 self.count(Event::SipRxInvite);
