@@ -570,6 +570,28 @@ impl Ng {
             }
         }
         ids.truncate(limit);
+        // As many as fit one datagram: a partial list answers, a full one would not arrive.
+        // Fixed part: d6:result2:ok5:callsl...ee
+        let mut room = super::MAX_REPLY_BODY - "d6:result2:ok5:callslee".len();
+        let fits = ids
+            .iter()
+            .take_while(|id| {
+                let item = id.len().to_string().len() + 1 + id.len();
+                room = match room.checked_sub(item) {
+                    Some(r) => r,
+                    None => return false,
+                };
+                true
+            })
+            .count();
+        if fits < ids.len() {
+            log::info!(
+                "ng list: {} of {} calls fit one reply datagram",
+                fits,
+                ids.len()
+            );
+            ids.truncate(fits);
+        }
         DictBuilder::new()
             .str("result", "ok")
             .put("calls", Value::List(ids.iter().map(Value::str).collect()))

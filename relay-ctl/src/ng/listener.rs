@@ -7,14 +7,13 @@ use tokio::net::UdpSocket;
 use crate::events::Event;
 
 use super::{
+    MAX_COOKIE, MAX_REPLY_BODY,
     bencode::{self, Value},
     cache::{DEFAULT_CAPACITY, DEFAULT_TTL, ReplyCache},
     commands::Ng,
     reply,
 };
 
-/// Largest cookie we accept (rtpengine's clients use a few dozen bytes).
-pub const MAX_COOKIE: usize = 128;
 /// Largest datagram we read: an ng message with an SDP body fits easily.
 pub const MAX_DATAGRAM: usize = 65_535;
 
@@ -69,7 +68,16 @@ impl Framing {
                 reply::error(&e.to_string())
             }
         };
-        let encoded = bencode::encode(&reply);
+        let mut encoded = bencode::encode(&reply);
+        if encoded.len() > MAX_REPLY_BODY {
+            ctl.count(Event::NgErrors);
+            ctl.count(Event::NgErrorInternal);
+            log::warn!(
+                "ng: a {}-byte reply to {from} does not fit a datagram; answered with an error",
+                encoded.len()
+            );
+            encoded = bencode::encode(&reply::error("the reply does not fit a UDP datagram"));
+        }
         let out = frame(cookie, &encoded);
         self.cache.put(from, cookie, encoded, now);
         Some(out)
@@ -191,7 +199,10 @@ mod tests {
 
     impl Control for Recorder {
         fn sessions(&self) -> Vec<SessionView> {
-            vec![]
+            self.live
+                .lock()
+                .map(|l| l.values().cloned().collect())
+                .unwrap_or_default()
         }
         fn session(&self, id: &str) -> Result<SessionView, Error> {
             let live = self.live.lock().map_err(|_| Error::internal("poisoned"))?;
@@ -300,6 +311,38 @@ mod tests {
             .expect("reply");
         assert_eq!(rec.counter(Event::NgCmdOffer), 3);
         assert_eq!(rec.created.lock().map(|c| c.len()).unwrap_or(0), 1);
+    }
+
+    #[test]
+    fn list_of_more_calls_than_a_datagram_holds_still_gets_a_reply() {
+        let (rec, mut f) = framing();
+        // 600 calls with 200-byte ids: about 121 KB of ids, twice what a datagram carries.
+        for i in 0..600 {
+            let id = format!("{i:04}{}", "x".repeat(196));
+            let req = CreateSession {
+                call_id: id,
+                policy: None,
+                answered: None,
+                streams: vec![Default::default()],
+            };
+            rec.create_session(req).expect("recorded");
+        }
+        let list = DictBuilder::new()
+            .str("command", "list")
+            .put("limit", Value::Int(100_000))
+            .build();
+        let cookie = "x".repeat(MAX_COOKIE);
+        let out = f
+            .on_datagram(peer(1), &msg(&cookie, &list), Instant::now())
+            .expect("a reply");
+        assert!(out.len() <= 65_507, "{} bytes cannot be sent", out.len());
+        let r = reply_of(&cookie, &out);
+        assert_eq!(r.get("result").and_then(Value::as_str), Some("ok"));
+        let Some(Value::List(calls)) = r.get("calls") else {
+            panic!("no calls list: {r:?}");
+        };
+        // Cut to what fits, not to a handful: 204 bytes per entry in a 65,378-byte budget.
+        assert!((300..600).contains(&calls.len()), "{} calls", calls.len());
     }
 
     #[test]

@@ -10,6 +10,13 @@ pub mod request;
 
 pub use commands::{Ng, NgConfig};
 
+/// Largest cookie we accept (rtpengine's clients use a few dozen bytes).
+pub const MAX_COOKIE: usize = 128;
+/// Largest reply body that fits one UDP datagram (IPv4's 65,507-byte payload) after the
+/// longest cookie and its space: `list` is cut to it, and anything larger is answered
+/// with an error, so every request gets a reply.
+pub const MAX_REPLY_BODY: usize = 65_507 - MAX_COOKIE - 1;
+
 /// `relay-ctl daemon --help`: how a SIP proxy drives the relay (the lines the Kamailio test
 /// config, relay-ctl/tests/kamailio/kamailio.cfg, uses).
 pub const DAEMON_HELP: &str = "\
