@@ -9,6 +9,7 @@ pub mod dataplane;
 pub mod error;
 pub mod events;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod netlink;
 pub mod netns;

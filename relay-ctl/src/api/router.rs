@@ -83,7 +83,13 @@ impl IntoResponse for ApiError {
             .filter(|s| s.is_client_error() || s.is_server_error())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
-            log::warn!("API error {}: {}", status.as_u16(), self.error);
+            crate::log_limited!(
+                log::Level::Warn,
+                "api server error",
+                "API error {}: {}",
+                status.as_u16(),
+                self.error
+            );
         }
         let body = ApiError::new(status.as_u16(), self.error);
         (status, Json(body)).into_response()

@@ -173,7 +173,13 @@ impl Ng {
             Err(e) => {
                 self.ctl.count(e.counter);
                 self.ctl.count(Event::NgErrors);
-                log::info!("ng {}: {}", cmd.as_deref().unwrap_or("?"), e.reason);
+                crate::log_limited!(
+                    log::Level::Info,
+                    "ng error",
+                    "ng {}: {}",
+                    cmd.as_deref().unwrap_or("?"),
+                    e.reason
+                );
                 reply::error(&e.reason)
             }
         }

@@ -217,7 +217,9 @@ impl PortAllocator {
                 }
                 Err(e) if is_conflict(&e) => {
                     self.bind_conflicts += 1;
-                    log::warn!(
+                    crate::log_limited!(
+                        log::Level::Warn,
+                        "port held elsewhere",
                         "relay port pair {pair} is held by another socket ({e}); skipping it"
                     );
                     pool.requeue(idx);

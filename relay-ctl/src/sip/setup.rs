@@ -107,7 +107,11 @@ impl SessionSetup {
             }
             (Some(other), _) => {
                 self.count(Event::SipErrMethod);
-                warn!("sip: {other} not supported here (405)");
+                crate::log_limited!(
+                    log::Level::Warn,
+                    "sip method",
+                    "sip: {other} not supported here (405)"
+                );
                 self.reply(&msg, 405, &[("Allow", ALLOW.into())], None)
             }
             (None, Some(200)) => {
@@ -128,7 +132,7 @@ impl SessionSetup {
 
     fn refuse_silently(&self, e: &SipError) -> Option<Vec<u8>> {
         self.count(e.event());
-        warn!("sip: dropped: {e}");
+        crate::log_limited!(log::Level::Warn, "sip dropped", "sip: dropped: {e}");
         None
     }
 
@@ -162,7 +166,7 @@ impl SessionSetup {
     /// miscellaneous), which proxies log.
     fn fail(&self, req: &Message, status: u16, counter: Event, why: &str) -> Option<Vec<u8>> {
         self.count(counter);
-        warn!("sip: {status}: {why}");
+        crate::log_limited!(log::Level::Warn, "sip failure", "sip: {status}: {why}");
         let warning = format!("399 media-relay \"{}\"", why.replace('"', "'"));
         let mut extra = vec![("Warning", warning)];
         if status == 503 {
