@@ -43,6 +43,8 @@ pub const DEFAULT_SILENT_TIMEOUT_SECS: u64 = 3600;
 pub const DEFAULT_OFFER_TIMEOUT_SECS: u64 = 3600;
 /// Seed 003's relay interface; 5060 is left to the SIP proxy on the same box.
 pub const DEFAULT_SIP_PORT: u16 = 5062;
+/// SIP relay interface requests per second per source (a proxy's rate; also the burst).
+pub const DEFAULT_SIP_RATE: u32 = 200;
 
 /// `relay-ctl daemon` flags. Every field can say "not given" (None, empty, false) so the
 /// config file can fill it in.
@@ -116,6 +118,15 @@ pub struct DaemonArgs {
     /// unique-local classes; repeat for several [default: none].
     #[arg(long = "sip-private-net", value_name = "PREFIX")]
     pub sip_private_nets: Vec<Prefix>,
+    /// Prefix of the SIP proxies that may use the SIP relay interface; repeat for several.
+    /// Requests from anywhere else are dropped [default: this box's relay addresses and
+    /// loopback, i.e. a proxy on the relay box].
+    #[arg(long = "sip-allow", value_name = "PREFIX")]
+    pub sip_allow: Vec<Prefix>,
+    /// SIP relay interface requests per second per source address, also the burst; 0 = no
+    /// limit [default: 200].
+    #[arg(long, value_name = "N")]
+    pub sip_rate: Option<u32>,
 }
 
 /// Session timeouts, checked against the per-leg last-seen counters.
@@ -152,6 +163,9 @@ pub struct Config {
     /// 0: the SIP relay interface is off.
     pub sip_port: u16,
     pub sip_private_nets: Vec<Prefix>,
+    /// Empty: the relay addresses and loopback (filled in by the daemon).
+    pub sip_allow: Vec<Prefix>,
+    pub sip_rate: u32,
 }
 
 /// The config file. Field names are the flags' (kebab-case) so there is one vocabulary.
@@ -189,6 +203,8 @@ struct FileConfig {
     keep_forwarding_sysctl: Option<bool>,
     sip_port: Option<u16>,
     sip_private_net: Option<Vec<Prefix>>,
+    sip_allow: Option<Vec<Prefix>>,
+    sip_rate: Option<u32>,
 }
 
 /// Mirror of [`XdpModeChoice`] for the file: the data plane's enum stays free of serde.
@@ -328,6 +344,12 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
         } else {
             args.sip_private_nets.clone()
         },
+        sip_allow: if args.sip_allow.is_empty() {
+            file.sip_allow.unwrap_or_default()
+        } else {
+            args.sip_allow.clone()
+        },
+        sip_rate: args.sip_rate.or(file.sip_rate).unwrap_or(DEFAULT_SIP_RATE),
     };
     validate(&cfg)?;
     Ok(cfg)
@@ -464,6 +486,8 @@ mod tests {
                 keep_forwarding_sysctl: false,
                 sip_port: 5062,
                 sip_private_nets: vec![],
+                sip_allow: vec![],
+                sip_rate: DEFAULT_SIP_RATE,
             }
         );
     }
@@ -567,6 +591,8 @@ sip-private-net = ["192.0.2.0/24"]
                 keep_forwarding_sysctl: true,
                 sip_port: 5070,
                 sip_private_nets: vec!["192.0.2.0/24".parse().unwrap()],
+                sip_allow: vec![],
+                sip_rate: DEFAULT_SIP_RATE,
             }
         );
     }

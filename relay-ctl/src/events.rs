@@ -116,6 +116,8 @@ events! {
     SessionAllocFailures = "session_alloc_failures" => Sessions("alloc_failed"),
     /// A session request refused as invalid or conflicting.
     SessionBadRequests = "session_bad_requests" => Sessions("bad_request"),
+    /// A front end asked to change or end a session another front end created.
+    SessionForeignRefused = "session_foreign_refused" => Sessions("foreign_refused"),
     // Latching.
     Latch = "latch_total" => Latch("latch"),
     Relatch = "relatch_total" => Latch("relatch"),
@@ -189,6 +191,10 @@ events! {
     SipErrNoResource = "sip_err_no_resource" => SipRelay("err_no_resource"),
     SipErrRejected = "sip_err_rejected" => SipRelay("err_rejected"),
     SipErrUnknownSession = "sip_err_unknown_session" => SipRelay("err_unknown_session"),
+    /// A request from a source outside `--sip-allow`, dropped unread.
+    SipErrNotAllowed = "sip_err_not_allowed" => SipRelay("err_not_allowed"),
+    /// A request over its source's `--sip-rate`, dropped unread.
+    SipErrRateLimited = "sip_err_rate_limited" => SipRelay("err_rate_limited"),
 }
 
 /// Event counts, one slot per [`Event`]: no allocation or string compare per count.

@@ -12,9 +12,9 @@ use std::{
 
 use relay_ctl::{
     api::{
-        ApiError, Control, CreateSession, InterfaceView, LatchPolicy, LegView, PeerUpdate,
-        PoolView, PortsView, SessionState, SessionView, SideRequest, StatsView, StreamRequest,
-        StreamUpdate, StreamView, UpdateSession,
+        ApiError, Control, CreateSession, FrontEnd, InterfaceView, LatchPolicy, LegView,
+        PeerUpdate, PoolView, PortsView, SessionState, SessionView, SideRequest, StatsView,
+        StreamRequest, StreamUpdate, StreamView, UpdateSession,
         router::{self, MAX_BODY_BYTES},
     },
     cli::{ApiClient, CliError},
@@ -104,7 +104,7 @@ impl Control for MemControl {
             .cloned()
             .ok_or_else(|| no_session(call_id))
     }
-    fn create_session(&self, req: CreateSession) -> Result<SessionView, Error> {
+    fn create_session(&self, req: CreateSession, _: FrontEnd) -> Result<SessionView, Error> {
         if req.streams.is_empty() {
             return Err(Error::invalid("a session needs at least one stream"));
         }
@@ -151,7 +151,12 @@ impl Control for MemControl {
         st.sessions.insert(req.call_id, v.clone());
         Ok(v)
     }
-    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, Error> {
+    fn update_session(
+        &self,
+        call_id: &str,
+        req: UpdateSession,
+        _: FrontEnd,
+    ) -> Result<SessionView, Error> {
         let mut st = self.lock();
         let v = st
             .sessions
@@ -174,7 +179,7 @@ impl Control for MemControl {
         totals(v);
         Ok(v.clone())
     }
-    fn delete_session(&self, call_id: &str) -> Result<SessionView, Error> {
+    fn delete_session(&self, call_id: &str, _: FrontEnd) -> Result<SessionView, Error> {
         self.lock()
             .sessions
             .remove(call_id)

@@ -412,6 +412,103 @@ fn bad_requests_get_clear_errors_and_install_nothing() {
     assert_eq!(used_pairs(&rig), (1, 0));
 }
 
+/// The interface is its proxies': an endpoint that can reach the relay address gets nothing
+/// from it, a proxy cannot flood it, and a SIP request cannot touch a call another front end
+/// set up (issue 15: an endpoint host took over and ended ng calls, and exhausted the pool).
+#[test]
+fn only_its_proxies_use_it_at_their_rate_and_only_on_their_own_calls() {
+    let rig = Rig::start("sipa", &["--sip-rate", "20"]);
+    let proxy = proxy(&rig);
+    let caller_sdp = sdp(&CALLER_IP.to_string(), 5004, None);
+
+    // An endpoint behind its NAT (not in the default allow list, the relay box itself):
+    // dropped unread, nothing allocated.
+    let endpoint = rig.caller(5070);
+    endpoint
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    for n in 0..50 {
+        let msg = invite(&format!("ep{n}"), 1, "z9hG4bK-ep", &caller_sdp);
+        endpoint.send_to(msg.as_bytes(), sip_addr()).expect("send");
+    }
+    let mut buf = [0u8; 2048];
+    assert!(
+        endpoint.recv_from(&mut buf).is_err(),
+        "no reply to an endpoint"
+    );
+    assert!(wait_for(Duration::from_secs(2), || rig
+        .ctl("sip_err_not_allowed")
+        == 50));
+    assert_eq!(used_pairs(&rig), (0, 0));
+    assert_eq!(rig.ctl("sip_rx_invite"), 0, "not even parsed");
+
+    // A call set up by another front end (here the operator's API; ng is the same): a SIP
+    // re-INVITE cannot change it and a BYE cannot end it.
+    let other = rig
+        .create(call("not-sips", LatchPolicy::Immediate))
+        .expect("created");
+    let before = other.streams[0].legs[0].signalled;
+    let hijack = parse(&exchange(
+        &proxy,
+        &invite(
+            "not-sips",
+            1,
+            "z9hG4bK-h1",
+            &sdp("203.0.113.66", 7000, None),
+        ),
+    ));
+    assert_eq!(hijack.status, Some(481), "not the SIP interface's call");
+    let bye = parse(&exchange(&proxy, &request("BYE", "not-sips", 2)));
+    assert_eq!(bye.status, Some(481));
+    let after = rig.session("not-sips");
+    assert_eq!(after.streams[0].legs[0].signalled, before);
+    assert!(rig.ctl("session_foreign_refused") >= 2);
+
+    // Its own calls it still sets up and ends.
+    let own = parse(&exchange(
+        &proxy,
+        &invite("sips1", 1, "z9hG4bK-s1", &caller_sdp),
+    ));
+    assert_eq!(own.status, Some(302));
+    let bye = parse(&exchange(&proxy, &request("BYE", "sips1", 2)));
+    assert_eq!(bye.status, Some(200));
+
+    // A flood from the proxy itself: at most its rate (20/s burst) gets through.
+    let limited_before = rig.ctl("sip_err_rate_limited");
+    let t0 = std::time::Instant::now();
+    // In bursts of 40 with a breath between them, so the socket's receive buffer never
+    // overflows and every request reaches the daemon's loop.
+    for n in 0..200 {
+        let msg = request("OPTIONS", &format!("fl{n}"), 1);
+        proxy.send_to(msg.as_bytes(), sip_addr()).expect("send");
+        if n % 40 == 39 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let sent_in = t0.elapsed().as_secs_f64();
+    proxy
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut answered = 0;
+    while proxy.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    let allowed = 20.0 + 20.0 * (sent_in + 0.5);
+    assert!(
+        (1..=allowed as usize).contains(&answered),
+        "{answered} answered in {sent_in:.2} s"
+    );
+    // Every request was either answered or dropped and counted.
+    let limited = || rig.ctl("sip_err_rate_limited") - limited_before;
+    wait_for(Duration::from_secs(2), || limited() + answered as u64 >= 200);
+    assert_eq!(
+        limited() + answered as u64,
+        200,
+        "{answered} answered, {} rate-limited",
+        limited()
+    );
+}
+
 /// Interop: SIPp (a SIP tool nobody here wrote) plays the proxy for 20 calls: its parser
 /// must accept our 302, find the relay address and even audio/video ports in its SDP and a
 /// To tag (the scenario fails the call otherwise), and its BYEs must free every port.

@@ -13,10 +13,18 @@ use crate::{error::Error, events::Event};
 pub trait Control: Send + Sync + 'static {
     fn sessions(&self) -> Vec<SessionView>;
     fn session(&self, call_id: &str) -> Result<SessionView, Error>;
-    fn create_session(&self, req: CreateSession) -> Result<SessionView, Error>;
-    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, Error>;
+    /// Create a session owned by `by`.
+    fn create_session(&self, req: CreateSession, by: FrontEnd) -> Result<SessionView, Error>;
+    /// Change a session; refused as not found unless `by` owns it (or is the HTTP API).
+    fn update_session(
+        &self,
+        call_id: &str,
+        req: UpdateSession,
+        by: FrontEnd,
+    ) -> Result<SessionView, Error>;
     /// Remove a session (kernel legs first, then sockets; ports go to quarantine).
-    fn delete_session(&self, call_id: &str) -> Result<SessionView, Error>;
+    /// Ownership as for `update_session`.
+    fn delete_session(&self, call_id: &str, by: FrontEnd) -> Result<SessionView, Error>;
     fn stats(&self) -> Result<StatsView, Error>;
     fn ports(&self) -> PortsView;
     /// Prometheus text exposition (format 0.0.4).

@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind};
 
-use super::{ApiError, Control, CreateSession, PortsView, SessionView, StatsView, UpdateSession};
+use super::{
+    ApiError, Control, CreateSession, FrontEnd, PortsView, SessionView, StatsView, UpdateSession,
+};
 
 /// Request bodies are small JSON documents; anything larger is a client bug or abuse.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -176,7 +178,10 @@ async fn create_session(
     State(ctl): State<Ctl>,
     ApiJson(req): ApiJson<CreateSession>,
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
-    Ok((StatusCode::CREATED, Json(ctl.create_session(req)?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(ctl.create_session(req, FrontEnd::Api)?),
+    ))
 }
 
 async fn get_session(
@@ -191,14 +196,14 @@ async fn update_session(
     CallId(id): CallId,
     ApiJson(req): ApiJson<UpdateSession>,
 ) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(ctl.update_session(&id, req)?))
+    Ok(Json(ctl.update_session(&id, req, FrontEnd::Api)?))
 }
 
 async fn delete_session(
     State(ctl): State<Ctl>,
     CallId(id): CallId,
 ) -> Result<Json<SessionView>, ApiError> {
-    Ok(Json(ctl.delete_session(&id)?))
+    Ok(Json(ctl.delete_session(&id, FrontEnd::Api)?))
 }
 
 async fn stats(State(ctl): State<Ctl>) -> Result<Json<StatsView>, ApiError> {

@@ -38,6 +38,28 @@ impl fmt::Display for LatchPolicy {
     }
 }
 
+/// Which front end asked for a change. A session belongs to the front end that created it:
+/// ng and the SIP relay interface may change or end only their own sessions (a SIP request
+/// cannot touch a call a proxy set up over ng); the HTTP API is the operator's and may touch
+/// any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrontEnd {
+    Api,
+    Ng,
+    Sip,
+}
+
+impl FrontEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrontEnd::Api => "api",
+            FrontEnd::Ng => "ng",
+            FrontEnd::Sip => "sip",
+        }
+    }
+}
+
 /// `offered` until the second party has answered; only answered sessions time out for lack
 /// of media (an unanswered call may ring for a long time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

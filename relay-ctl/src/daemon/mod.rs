@@ -373,6 +373,8 @@ fn start_front_ends(
             sip::SetupConfig {
                 private: cfg.sip_private_nets.clone(),
                 sip_port: cfg.sip_port,
+                allow: sip_allow(cfg, &net.relay_addrs),
+                rate: cfg.sip_rate,
             },
         );
         log::info!(
@@ -388,6 +390,26 @@ fn start_front_ends(
         ng,
         sip,
     }
+}
+
+/// The SIP proxies allowed to use the SIP relay interface: as configured, else a proxy on
+/// this box (its relay addresses and loopback).
+fn sip_allow(cfg: &Config, relay_addrs: &[IpAddr]) -> Vec<crate::prefix::Prefix> {
+    if !cfg.sip_allow.is_empty() {
+        return cfg.sip_allow.clone();
+    }
+    let mut allow: Vec<crate::prefix::Prefix> = relay_addrs
+        .iter()
+        .map(|a| crate::prefix::Prefix::host(*a))
+        .collect();
+    allow.push(crate::prefix::Prefix {
+        addr: IpAddr::from([127, 0, 0, 0]),
+        len: 8,
+    });
+    allow.push(crate::prefix::Prefix::host(IpAddr::from(
+        std::net::Ipv6Addr::LOCALHOST,
+    )));
+    allow
 }
 
 async fn wait_for_signal() -> Result<()> {

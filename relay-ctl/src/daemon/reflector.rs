@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::{
     api::{
-        Control, CreateSession, PortsView, SessionView, StatsView, TicketRequest, TicketView,
-        UpdateSession,
+        Control, CreateSession, FrontEnd, PortsView, SessionView, StatsView, TicketRequest,
+        TicketView, UpdateSession,
     },
     error::Error,
     events::Event,
@@ -28,14 +28,19 @@ impl Control for WithReflector {
     fn session(&self, call_id: &str) -> Result<SessionView, Error> {
         self.inner.session(call_id)
     }
-    fn create_session(&self, req: CreateSession) -> Result<SessionView, Error> {
-        self.inner.create_session(req)
+    fn create_session(&self, req: CreateSession, by: FrontEnd) -> Result<SessionView, Error> {
+        self.inner.create_session(req, by)
     }
-    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, Error> {
-        self.inner.update_session(call_id, req)
+    fn update_session(
+        &self,
+        call_id: &str,
+        req: UpdateSession,
+        by: FrontEnd,
+    ) -> Result<SessionView, Error> {
+        self.inner.update_session(call_id, req, by)
     }
-    fn delete_session(&self, call_id: &str) -> Result<SessionView, Error> {
-        self.inner.delete_session(call_id)
+    fn delete_session(&self, call_id: &str, by: FrontEnd) -> Result<SessionView, Error> {
+        self.inner.delete_session(call_id, by)
     }
     fn stats(&self) -> Result<StatsView, Error> {
         self.inner.stats()

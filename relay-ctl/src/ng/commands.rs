@@ -14,8 +14,8 @@ use super::{
 };
 use crate::{
     api::{
-        Control, CreateSession, LatchPolicy, PeerUpdate, SessionView, SideRequest, StreamRequest,
-        StreamUpdate, UpdateSession,
+        Control, CreateSession, FrontEnd, LatchPolicy, PeerUpdate, SessionView, SideRequest,
+        StreamRequest, StreamUpdate, UpdateSession,
     },
     clock::unix_now,
     error::{Error, ErrorKind},
@@ -382,12 +382,15 @@ impl Ng {
             ));
         }
         let session = session_id(call_id);
-        let view = self.ctl.create_session(CreateSession {
-            call_id: session.clone(),
-            policy: opts.strict_source.then_some(LatchPolicy::Strict),
-            answered: Some(false),
-            streams,
-        })?;
+        let view = self.ctl.create_session(
+            CreateSession {
+                call_id: session.clone(),
+                policy: opts.strict_source.then_some(LatchPolicy::Strict),
+                answered: Some(false),
+                streams,
+            },
+            FrontEnd::Ng,
+        )?;
         let now = unix_now();
         Ok((
             Call {
@@ -439,7 +442,7 @@ impl Ng {
                 sdp.active_kinds()
             );
             self.ctl.count(Event::NgReofferNewMedia);
-            let _ = self.ctl.delete_session(&call.session);
+            let _ = self.ctl.delete_session(&call.session, FrontEnd::Ng);
             let (mut fresh, view) = self.first_offer(call_id, sdp, opts, from_tag)?;
             fresh.created = call.created;
             if offerer == 1 {
@@ -452,7 +455,9 @@ impl Ng {
             return Ok(view);
         }
         let update = self.side_update(call, sdp, opts, offerer, false)?;
-        let view = self.ctl.update_session(&call.session, update)?;
+        let view = self
+            .ctl
+            .update_session(&call.session, update, FrontEnd::Ng)?;
         call.offerer = offerer;
         if offerer == 0
             && let Some(t) = to_tag
@@ -492,7 +497,9 @@ impl Ng {
             call.tags[1] = to_tag.to_owned();
         }
         let update = self.side_update(call, sdp, opts, answerer, true)?;
-        Ok(self.ctl.update_session(&call.session, update)?)
+        Ok(self
+            .ctl
+            .update_session(&call.session, update, FrontEnd::Ng)?)
     }
 
     /// New signalled addresses for `side` from its SDP.
@@ -542,7 +549,7 @@ impl Ng {
         let call = self.calls().remove(call_id);
         let view = self
             .ctl
-            .delete_session(&session_of(call_id, call.as_ref()))
+            .delete_session(&session_of(call_id, call.as_ref()), FrontEnd::Ng)
             .map_err(|e| unknown_call_or(call_id, e))?;
         Ok(call_reply(&view, call.as_ref()))
     }

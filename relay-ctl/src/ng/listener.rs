@@ -131,8 +131,8 @@ mod tests {
     use super::*;
     use crate::{
         api::{
-            Control, CreateSession, LatchPolicy, LegView, PortsView, SessionState, SessionView,
-            StatsView, StreamView, UpdateSession,
+            Control, CreateSession, FrontEnd, LatchPolicy, LegView, PortsView, SessionState,
+            SessionView, StatsView, StreamView, UpdateSession,
         },
         error::Error,
         ng::{Ng, NgConfig, bencode::DictBuilder},
@@ -208,7 +208,7 @@ mod tests {
             let live = self.live.lock().map_err(|_| Error::internal("poisoned"))?;
             live.get(id).cloned().ok_or_else(|| none(id))
         }
-        fn create_session(&self, req: CreateSession) -> Result<SessionView, Error> {
+        fn create_session(&self, req: CreateSession, _: FrontEnd) -> Result<SessionView, Error> {
             let v = view(&req);
             if let Ok(mut l) = self.live.lock() {
                 l.insert(req.call_id.clone(), v.clone());
@@ -218,10 +218,15 @@ mod tests {
             }
             Ok(v)
         }
-        fn update_session(&self, id: &str, _: UpdateSession) -> Result<SessionView, Error> {
+        fn update_session(
+            &self,
+            id: &str,
+            _: UpdateSession,
+            _: FrontEnd,
+        ) -> Result<SessionView, Error> {
             self.session(id)
         }
-        fn delete_session(&self, id: &str) -> Result<SessionView, Error> {
+        fn delete_session(&self, id: &str, _: FrontEnd) -> Result<SessionView, Error> {
             let mut live = self.live.lock().map_err(|_| Error::internal("poisoned"))?;
             live.remove(id).ok_or_else(|| none(id))
         }
@@ -325,7 +330,7 @@ mod tests {
                 answered: None,
                 streams: vec![Default::default()],
             };
-            rec.create_session(req).expect("recorded");
+            rec.create_session(req, FrontEnd::Ng).expect("recorded");
         }
         let list = DictBuilder::new()
             .str("command", "list")
@@ -410,7 +415,7 @@ m=audio 5004 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCF
         f.on_datagram(peer(1), &msg("e1", &offer()), t)
             .expect("reply");
         // The controller expires the session (timeouts) behind the ng layer's back.
-        rec.delete_session("c1").expect("live");
+        rec.delete_session("c1", FrontEnd::Ng).expect("live");
         let out = f
             .on_datagram(peer(1), &msg("e2", &offer()), t)
             .expect("reply");

@@ -30,8 +30,8 @@ use self::{
 };
 use crate::{
     api::{
-        Control, CreateSession, InterfaceView, LatchPolicy, PortsView, SessionState, SessionView,
-        StatsView, UpdateSession,
+        Control, CreateSession, FrontEnd, InterfaceView, LatchPolicy, PortsView, SessionState,
+        SessionView, StatsView, UpdateSession,
     },
     clock::{now_ns, unix_now},
     dataplane::DataPlane,
@@ -296,6 +296,7 @@ impl Controller {
                 created_ns: now_ns,
                 answered_ns: answered.then_some(now_ns),
                 streams,
+                origin: None,
                 seen_hint: [0; 2],
             })
         })();
@@ -512,6 +513,29 @@ fn alloc_error(e: AllocError) -> Error {
     }
 }
 
+/// A front end may change only the sessions it created (the HTTP API, the operator's, any):
+/// another's is refused as not found, so its existence does not leak, and counted.
+fn owned(inner: &mut Inner, call_id: &str, by: FrontEnd) -> Result<(), Error> {
+    let Some(s) = inner.sessions.get(call_id) else {
+        return Err(Error::not_found(format!("no session {call_id:?}")));
+    };
+    match s.origin {
+        Some(o) if by != FrontEnd::Api && o != by => {
+            inner.count(Event::SessionForeignRefused);
+            log::debug!(
+                "session {call_id}: {} may not change a session {} created",
+                by.as_str(),
+                o.as_str()
+            );
+            Err(Error::not_found(format!(
+                "no session {call_id:?} created over {}",
+                by.as_str()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn valid_call_id(id: &str) -> Result<(), Error> {
     if id.is_empty() || id.len() > MAX_CALL_ID {
         return Err(Error::invalid(format!(
@@ -549,7 +573,7 @@ impl Control for Controller {
             .ok_or_else(|| Error::not_found(format!("no session {call_id:?}")))
     }
 
-    fn create_session(&self, req: CreateSession) -> Result<SessionView, Error> {
+    fn create_session(&self, req: CreateSession, by: FrontEnd) -> Result<SessionView, Error> {
         valid_call_id(&req.call_id)?;
         if req.streams.is_empty() || req.streams.len() > MAX_STREAMS {
             return Err(Error::invalid(format!(
@@ -565,7 +589,10 @@ impl Control for Controller {
             )));
         }
         let session = match self.build_session(&mut inner, &req) {
-            Ok(s) => s,
+            Ok(s) => Session {
+                origin: Some(by),
+                ..s
+            },
             Err(e) => {
                 inner.count(if e.kind == ErrorKind::Exhausted {
                     Event::SessionAllocFailures
@@ -594,9 +621,15 @@ impl Control for Controller {
         Ok(view)
     }
 
-    fn update_session(&self, call_id: &str, req: UpdateSession) -> Result<SessionView, Error> {
+    fn update_session(
+        &self,
+        call_id: &str,
+        req: UpdateSession,
+        by: FrontEnd,
+    ) -> Result<SessionView, Error> {
         let mut guard = self.lock();
         let inner = &mut *guard;
+        owned(inner, call_id, by)?;
         let session = inner
             .sessions
             .get_mut(call_id)
@@ -632,8 +665,9 @@ impl Control for Controller {
         Ok(view)
     }
 
-    fn delete_session(&self, call_id: &str) -> Result<SessionView, Error> {
+    fn delete_session(&self, call_id: &str, by: FrontEnd) -> Result<SessionView, Error> {
         let mut inner = self.lock();
+        owned(&mut inner, call_id, by)?;
         let v = self
             .remove_session(&mut inner, call_id)
             .ok_or_else(|| Error::not_found(format!("no session {call_id:?}")))?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::latch::Channels;
 use crate::{
-    api::{LatchPolicy, SessionState},
+    api::{FrontEnd, LatchPolicy, SessionState},
     ports::PortPair,
 };
 
@@ -26,6 +26,10 @@ pub struct Session {
     pub created_ns: u64,
     pub answered_ns: Option<u64>,
     pub streams: Vec<Stream>,
+    /// The front end that created it (`None`: restored from a state file written before
+    /// ownership was recorded; any front end may change it).
+    #[serde(default)]
+    pub origin: Option<FrontEnd>,
     /// Last-seen times per side at the sweeper's last reading of the statistics (a lower
     /// bound of the current ones). Not persisted: a restarted daemon reads afresh.
     #[serde(skip)]

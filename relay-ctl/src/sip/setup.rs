@@ -12,14 +12,15 @@ use std::{
 use log::{info, warn};
 
 use super::{
+    admission::{Admission, Refused},
     media::{self, Kind, Offered},
     message::{Message, SipError, response},
     routable::{Prefix, is_routable},
 };
 use crate::{
     api::{
-        Control, CreateSession, LatchPolicy, PeerUpdate, SessionView, SideRequest, StreamRequest,
-        StreamUpdate, UpdateSession,
+        Control, CreateSession, FrontEnd, LatchPolicy, PeerUpdate, SessionView, SideRequest,
+        StreamRequest, StreamUpdate, UpdateSession,
     },
     error::{Error, ErrorKind},
     events::Event,
@@ -52,6 +53,10 @@ pub struct SetupConfig {
     pub private: Vec<Prefix>,
     /// The SIP port we listen on (for the 302's Contact).
     pub sip_port: u16,
+    /// Sources (the proxies) that may use the interface.
+    pub allow: Vec<Prefix>,
+    /// Requests per second per source (and burst); 0: no limit.
+    pub rate: u32,
 }
 
 /// A server transaction: session id, CSeq number and the top Via branch.
@@ -60,6 +65,7 @@ type TxKey = (String, u32, String);
 pub struct SessionSetup {
     control: Arc<dyn Control>,
     cfg: SetupConfig,
+    admission: Admission,
     sent: Mutex<HashMap<TxKey, (Instant, Vec<u8>)>>,
 }
 
@@ -67,13 +73,33 @@ impl SessionSetup {
     pub fn new(control: Arc<dyn Control>, cfg: SetupConfig) -> SessionSetup {
         SessionSetup {
             control,
+            admission: Admission::new(cfg.allow.clone(), cfg.rate),
             cfg,
             sent: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Handle one datagram that arrived on `local` (one of the relay's addresses); returns
-    /// the reply to send to its source, if any.
+    /// Whether a datagram from `from` may be handled at all (allow list and rate; refusals
+    /// counted). Checked on the receive loop, before any work is queued for it.
+    pub fn admit(&self, from: IpAddr) -> bool {
+        if let Err(why) = self.admission.admit(from, Instant::now()) {
+            let (event, text) = match why {
+                Refused::NotAllowed => (Event::SipErrNotAllowed, "not in --sip-allow"),
+                Refused::RateLimited => (Event::SipErrRateLimited, "over --sip-rate"),
+            };
+            self.count(event);
+            crate::log_limited!(
+                log::Level::Warn,
+                "sip refused source",
+                "sip: request from {from} dropped: {text}"
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Handle one admitted datagram that arrived on `local` (one of the relay's addresses);
+    /// returns the reply to send to its source, if any.
     pub fn handle(&self, datagram: &[u8], local: IpAddr) -> Option<Vec<u8>> {
         let msg = match Message::parse(datagram) {
             Ok(m) => m,
@@ -267,7 +293,7 @@ impl SessionSetup {
                 })
                 .collect(),
         };
-        let s = self.control.create_session(req)?;
+        let s = self.control.create_session(req, FrontEnd::Sip)?;
         self.count(Event::SipSessionsCreated);
         info!(
             "sip: session {id}: relay {} ({} stream(s))",
@@ -308,7 +334,8 @@ impl SessionSetup {
                 .collect(),
             answered: Some(s.state == crate::api::SessionState::Answered),
         };
-        self.control.update_session(&s.call_id, update)
+        self.control
+            .update_session(&s.call_id, update, FrontEnd::Sip)
     }
 
     /// "the relay server may receive an OK message that includes SDP payload that
@@ -366,7 +393,7 @@ impl SessionSetup {
             streams,
             answered: Some(true),
         };
-        match self.control.update_session(&id, update) {
+        match self.control.update_session(&id, update, FrontEnd::Sip) {
             Ok(_) => info!("sip: session {id} answered"),
             Err(e) => {
                 self.count(Event::SipErrRejected);
@@ -380,7 +407,7 @@ impl SessionSetup {
             Ok(id) => id,
             Err(e) => return self.refuse_silently(&e),
         };
-        match self.control.delete_session(&id) {
+        match self.control.delete_session(&id, FrontEnd::Sip) {
             Ok(_) => {
                 self.forget(&id);
                 self.count(Event::SipSessionsDeleted);
