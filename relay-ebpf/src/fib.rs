@@ -49,6 +49,7 @@ pub struct V6Flow<'a> {
 /// `lookup_v4` for IPv6 (the helper reads `net.ipv6.conf.<ingress>.forwarding`).
 #[inline(always)]
 pub fn lookup_v6(ctx: &XdpContext, flow: &V6Flow) -> Result<NextHop, Counter> {
+    // SAFETY: integers and unions of integers, for which all-zero bytes are valid.
     let mut p: bpf_fib_lookup = unsafe { zeroed() };
     p.family = AF_INET6;
     p.l4_protocol = IPPROTO_UDP;
@@ -78,6 +79,7 @@ pub fn words(a: &[u8; 16]) -> [u32; 4] {
 /// forwards this packet), forwarding disabled, or no usable route.
 #[inline(always)]
 pub fn lookup_v4(ctx: &XdpContext, flow: &V4Flow) -> Result<NextHop, Counter> {
+    // SAFETY: integers and unions of integers, for which all-zero bytes are valid.
     let mut p: bpf_fib_lookup = unsafe { zeroed() };
     p.family = AF_INET;
     p.l4_protocol = IPPROTO_UDP;
@@ -94,8 +96,14 @@ pub fn lookup_v4(ctx: &XdpContext, flow: &V4Flow) -> Result<NextHop, Counter> {
 /// Call the helper and map its answer to a next hop or the reason to pass.
 #[inline(always)]
 fn result(ctx: &XdpContext, p: &mut bpf_fib_lookup) -> Result<NextHop, Counter> {
+    // SAFETY: the context XDP handed us, and `p`, a whole `bpf_fib_lookup` of the size passed,
+    // borrowed mutably for the call.
+    // SAFETY: the context XDP handed us, and `p`, a whole `bpf_fib_lookup` of the size passed,
+    // borrowed mutably for the call.
     let rc = unsafe { fib_lookup(ctx.ctx as *mut _, p, size_of::<bpf_fib_lookup>() as i32, 0) };
     if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        // SAFETY: a union of integer fields (any bytes valid); on success the helper has
+        // filled in this member, the MAC addresses.
         let macs = unsafe { p.__bindgen_anon_6.__bindgen_anon_2 };
         return Ok(NextHop {
             ifindex: p.ifindex,

@@ -14,6 +14,8 @@ pub fn count(c: Counter) {
 #[inline(always)]
 pub fn add(c: Counter, n: u64) {
     if let Some(p) = RELAY_COUNTERS.get_ptr_mut(c as u32) {
+        // SAFETY: this CPU's slot from a successful lookup, a `u64`; XDP runs to completion
+        // on its CPU, so nothing else touches the slot during the add.
         unsafe { *p += n };
     }
 }
@@ -23,9 +25,12 @@ pub fn add(c: Counter, n: u64) {
 pub fn count_leg(slot: u32, payload_bytes: u64) -> bool {
     match RELAY_LEG_STATS.get_ptr_mut(slot) {
         Some(p) => {
+            // SAFETY: as in `add`: this CPU's slot, integers only, used by nothing else while
+            // this reference is.
             let s: &mut LegStats = unsafe { &mut *p };
             s.packets += 1;
             s.bytes += payload_bytes;
+            // SAFETY: a helper without arguments or preconditions.
             s.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
             true
         }
@@ -42,11 +47,14 @@ pub fn may_log() -> bool {
     let Some(p) = RELAY_LOG_LIMIT.get_ptr_mut(0) else {
         return false;
     };
+    // SAFETY: a helper without arguments or preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: as in `add`: this CPU's slot, a `u64`.
     let last = unsafe { *p };
     if last != 0 && now.wrapping_sub(last) < LOG_INTERVAL_NS {
         return false;
     }
+    // SAFETY: as for the read.
     unsafe { *p = now };
     true
 }
