@@ -157,6 +157,28 @@ pub unsafe fn mut_at<'a, T>(ctx: &XdpContext, offset: usize) -> Result<&'a mut T
     ptr_at(ctx, offset).map(|p| unsafe { &mut *p })
 }
 
+/// The Ethernet, IPv4 and UDP headers of a frame built in place after a resize.
+pub type Headers<'a> = (&'a mut EthHdr, &'a mut Ipv4Hdr, &'a mut UdpHdr);
+
+/// The headers of an IPv4/UDP frame whose IPv4 header is at `l3`, taken afresh after the
+/// frame was resized (the reflector and STUN write a new packet in place).
+///
+/// # Safety
+/// The frame access contract: `l3 >= ETH_HLEN`, no other reference into these headers is in
+/// use (those taken before the resize are dead), and they are not used after another resize.
+#[inline(always)]
+pub unsafe fn headers_at<'a>(ctx: &XdpContext, l3: usize) -> Result<Headers<'a>, Counter> {
+    // SAFETY: header types, bounds checked by `mut_at`, at disjoint offsets (0..14, l3..l3 +
+    // 20, l3 + 20..l3 + 28, given l3 >= 14); exclusivity and lifetime are the caller's.
+    unsafe {
+        Ok((
+            mut_at(ctx, 0)?,
+            mut_at(ctx, l3)?,
+            mut_at(ctx, l3 + IPV4_HLEN)?,
+        ))
+    }
+}
+
 /// Parse a frame that could be ours. `Err` carries the reason it goes to the stack.
 ///
 /// # Safety
@@ -164,25 +186,28 @@ pub unsafe fn mut_at<'a, T>(ctx: &XdpContext, offset: usize) -> Result<&'a mut T
 /// are then the only ones into those headers (the frame access contract).
 #[inline(always)]
 pub unsafe fn parse(ctx: &XdpContext) -> Result<Parsed<'_>, Counter> {
-    // SAFETY (every access below): header types, bounds checked by the accessors; the
-    // Ethernet, IP and UDP headers are at disjoint offsets (0, l3 >= 14, l3 + 20 or 40), the
-    // VLAN tag (14..18) is only read, before the IP header is taken; one call per packet.
+    // SAFETY (this and the accesses below): header types, bounds checked by the accessors;
+    // the Ethernet, IP and UDP headers are at disjoint offsets (0, l3 >= 14, l3 + 20 or 40),
+    // the VLAN tag (14..18) is only read, before the IP header is taken; one call per packet.
     let eth: &mut EthHdr = unsafe { mut_at(ctx, 0) }?;
     let mut ether_type = eth.ether_type;
     let mut l3 = ETH_HLEN;
     let vlan_tagged = ether_type == ETH_P_8021Q.to_be();
     if vlan_tagged {
+        // SAFETY: read only, between the Ethernet and IP headers (see above).
         let vlan: &VlanHdr = unsafe { ref_at(ctx, ETH_HLEN) }?;
         ether_type = vlan.ether_type;
         l3 += VLAN_HLEN;
     }
     if ether_type == ETH_P_IPV6.to_be() {
+        // SAFETY: our own contract, passed on; `eth` is this frame's and l3 >= 14.
         return unsafe { parse_v6(ctx, eth, l3, vlan_tagged) }.map(Parsed::V6);
     }
     if ether_type != ETH_P_IP.to_be() {
         return Err(Counter::PassNotIp);
     }
 
+    // SAFETY: at l3 >= 14, after the Ethernet header and the (dead) tag reference.
     let ip: &mut Ipv4Hdr = unsafe { mut_at(ctx, l3) }?;
     let (version_ihl, protocol, frag_off, tot_len) = (
         ip.version_ihl,
@@ -203,6 +228,7 @@ pub unsafe fn parse(ctx: &XdpContext) -> Result<Parsed<'_>, Counter> {
         return Err(Counter::PassFragment);
     }
 
+    // SAFETY: right after the 20-byte IPv4 header (no options: checked above).
     let udp: &mut UdpHdr = unsafe { mut_at(ctx, l3 + IPV4_HLEN) }?;
     // The IP length must cover both headers and fit in the frame (trailing Ethernet padding is
     // allowed); otherwise the stack decides what to do with the broken packet.
@@ -240,8 +266,8 @@ unsafe fn parse_v6<'a>(
     l3: usize,
     vlan_tagged: bool,
 ) -> Result<Frame6<'a>, Counter> {
-    // SAFETY (both): header types, bounds checked; the IPv6 header (l3..l3 + 40) and UDP
-    // header after it are disjoint from each other and from `eth`; one call per packet.
+    // SAFETY: a header type, bounds checked; l3..l3 + 40 is disjoint from `eth` (l3 >= 14);
+    // one call per packet.
     let ip6: &mut Ipv6Hdr = unsafe { mut_at(ctx, l3) }?;
     // The version is the top nibble of the first byte, whatever the byte order.
     let (first, nexthdr, plen) = (
@@ -261,6 +287,7 @@ unsafe fn parse_v6<'a>(
             Counter::PassNotUdp
         });
     }
+    // SAFETY: right after the IPv6 header, disjoint from it and from `eth`.
     let udp: &mut UdpHdr = unsafe { mut_at(ctx, l3 + IPV6_HLEN) }?;
     // Payload length 0 would be a jumbogram (hop-by-hop option, never here); it must cover
     // the UDP header and fit in the frame.

@@ -22,7 +22,7 @@ use crate::{
         RELAY_CLOCK, RELAY_OWN_ADDRS, RELAY_REFLECT_DENY, RELAY_REFLECT_KEYS, RELAY_REFLECT_RATE,
         RELAY_SCRATCH,
     },
-    parse::{ETH_HLEN, EthHdr, Frame, IPV4_HLEN, Ipv4Hdr, UDP_HLEN, UdpHdr, mut_at, ref_at},
+    parse::{ETH_HLEN, Frame, IPV4_HLEN, UDP_HLEN, headers_at, mut_at, ref_at},
 };
 
 /// TTL of a reflected packet: it is a new packet from this box, not a forwarded one.
@@ -137,18 +137,13 @@ pub fn reflect(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> Result<Fwd
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, HEADER_LEN as i32) } != 0 {
         return Err(Counter::DropReflectTruncated);
     }
-    // SAFETY (the four headers): header types, bounds checked, at disjoint offsets (0..14,
-    // 14..18, l3..l3 + 20, l3 + 20..l3 + 28 with l3 = 14 or 18), taken after the resize.
-    let eth: &mut EthHdr = unsafe { mut_at(ctx, 0) }.map_err(|_| Counter::DropReflectTruncated)?;
-    // SAFETY: see above.
-    let ip: &mut Ipv4Hdr = unsafe { mut_at(ctx, l3) }.map_err(|_| Counter::DropReflectTruncated)?;
-    // SAFETY: see above.
-    let udp: &mut UdpHdr =
-        unsafe { mut_at(ctx, l3 + IPV4_HLEN) }.map_err(|_| Counter::DropReflectTruncated)?;
+    // SAFETY: l3 is 14 or 18, and the references of `f` and `h` are dead (see above).
+    let (eth, ip, udp) =
+        unsafe { headers_at(ctx, l3) }.map_err(|_| Counter::DropReflectTruncated)?;
     eth.dst = hop.dmac;
     eth.src = hop.smac;
     if f.vlan_tagged {
-        // SAFETY: see above.
+        // SAFETY: the tag (14..18), between the Ethernet and IPv4 headers, a `u16` array.
         let v: &mut [u16; 2] =
             unsafe { mut_at(ctx, ETH_HLEN) }.map_err(|_| Counter::DropReflectTruncated)?;
         eth.ether_type = ETH_P_8021Q.to_be();
@@ -245,13 +240,12 @@ fn rate_ok(saddr: u32, cfg: &DataPlaneConfig) -> bool {
         Some(p) => {
             // SAFETY: a live entry of this map (valid for the run, as for `maps::leg`), a
             // `u64`; another CPU may race on it, which only loosens the limit (see above).
-            let tat = unsafe { *p };
-            let tat = if tat > now { tat } else { now };
+            let next = unsafe { &mut *p };
+            let tat = if *next > now { *next } else { now };
             if tat - now > tolerance {
                 return false;
             }
-            // SAFETY: as for the read.
-            unsafe { *p = tat + interval };
+            *next = tat + interval;
             true
         }
         // A full LRU evicts; an insert that still fails leaves this packet unlimited.

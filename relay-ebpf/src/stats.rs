@@ -30,8 +30,7 @@ pub fn count_leg(slot: u32, payload_bytes: u64) -> bool {
             let s: &mut LegStats = unsafe { &mut *p };
             s.packets += 1;
             s.bytes += payload_bytes;
-            // SAFETY: a helper without arguments or preconditions.
-            s.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
+            s.last_seen_ns = coarse_ns();
             true
         }
         None => false,
@@ -47,14 +46,19 @@ pub fn may_log() -> bool {
     let Some(p) = RELAY_LOG_LIMIT.get_ptr_mut(0) else {
         return false;
     };
-    // SAFETY: a helper without arguments or preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    // SAFETY: as in `add`: this CPU's slot, a `u64`.
-    let last = unsafe { *p };
-    if last != 0 && now.wrapping_sub(last) < LOG_INTERVAL_NS {
+    let now = coarse_ns();
+    // SAFETY: as in `add`: this CPU's slot, a `u64`, used by nothing else meanwhile.
+    let last = unsafe { &mut *p };
+    if *last != 0 && now.wrapping_sub(*last) < LOG_INTERVAL_NS {
         return false;
     }
-    // SAFETY: as for the read.
-    unsafe { *p = now };
+    *last = now;
     true
+}
+
+/// Monotonic time, coarse (jiffies resolution): enough for last-seen and log limits.
+#[inline(always)]
+fn coarse_ns() -> u64 {
+    // SAFETY: a helper without arguments or preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }

@@ -13,9 +13,7 @@ use relay_common::{
 
 use crate::{
     egress::{Fwd, Kind, Out},
-    parse::{
-        ETH_HLEN, EthHdr, Frame, IPV4_HLEN, Ipv4Hdr, UDP_HLEN, UdpHdr, VLAN_HLEN, mut_at, ref_at,
-    },
+    parse::{ETH_HLEN, Frame, IPV4_HLEN, UDP_HLEN, VLAN_HLEN, headers_at, mut_at, ref_at},
 };
 
 const RESPONSE_TTL: u8 = 64;
@@ -128,21 +126,16 @@ pub fn answer(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
         return Err(Counter::PassStunUnsupported);
     }
     // The frame is now exactly `want` bytes, so these checks (the verifier's) cannot fail.
-    // SAFETY (the four regions): header types and byte arrays, bounds checked, at disjoint
-    // offsets (0..14, l3..l3 + 20, l3 + 20..l3 + 28, then the message), after the resize.
-    let eth: &mut EthHdr = unsafe { mut_at(ctx, 0) }.map_err(|_| Counter::PassStunMalformed)?;
-    // SAFETY: see above.
-    let ip: &mut Ipv4Hdr = unsafe { mut_at(ctx, l3) }.map_err(|_| Counter::PassStunMalformed)?;
-    // SAFETY: see above.
-    let udp: &mut UdpHdr =
-        unsafe { mut_at(ctx, l3 + IPV4_HLEN) }.map_err(|_| Counter::PassStunMalformed)?;
+    // SAFETY: l3 is 14 or 18, and the references of `f` are dead (see above).
+    let (eth, ip, udp) = unsafe { headers_at(ctx, l3) }.map_err(|_| Counter::PassStunMalformed)?;
+    // The message after the UDP header (no header reference covers it).
     if fingerprint {
-        // SAFETY: see above.
+        // SAFETY: a byte array, bounds checked, nothing else refers to it.
         let m: &mut [u8; MAX_RESPONSE_LEN] =
             unsafe { mut_at(ctx, at) }.map_err(|_| Counter::PassStunMalformed)?;
         *m = resp;
     } else {
-        // SAFETY: see above.
+        // SAFETY: as for the long one.
         let m: &mut [u8; SHORT_RESPONSE_LEN] =
             unsafe { mut_at(ctx, at) }.map_err(|_| Counter::PassStunMalformed)?;
         // The response's first bytes, read in place from the full buffer.
