@@ -67,6 +67,69 @@ pub const fn fold(sum: u32) -> u16 {
     s as u16
 }
 
+/// Full IPv4 header checksum over the header's ten 16-bit words in memory order. The checksum
+/// word (index 5) is summed as it is: 0 when computing it for a freshly written header, and
+/// a valid header sums to 0 with it included.
+#[inline(always)]
+pub const fn ipv4_header(words: &[u16; 10]) -> u16 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < words.len() {
+        sum += words[i] as u32;
+        i += 1;
+    }
+    !fold(sum)
+}
+
+/// UDP-over-IPv4 checksum of a whole datagram (RFC 768): pseudo-header, UDP header with its
+/// checksum 0, and `payload`, whose bytes past the datagram's end must be zero (they add
+/// nothing). Addresses, ports and `udp_len_be` are network order as they sit in the packet;
+/// `N` is even. A computed 0 is sent as 0xffff (0 means "no checksum").
+#[inline(always)]
+pub const fn udp4<const N: usize>(
+    src: u32,
+    dst: u32,
+    sport_be: u16,
+    dport_be: u16,
+    udp_len_be: u16,
+    payload: &[u8; N],
+) -> u16 {
+    // The length appears twice: in the pseudo-header and in the UDP header.
+    let mut sum = (dst as u16) as u32
+        + ((dst >> 16) as u16) as u32
+        + (src as u16) as u32
+        + ((src >> 16) as u16) as u32
+        + 17u16.to_be() as u32
+        + udp_len_be as u32
+        + dport_be as u32
+        + sport_be as u32
+        + udp_len_be as u32;
+    let mut i = 0;
+    while i + 1 < N {
+        sum += u16::from_ne_bytes([payload[i], payload[i + 1]]) as u32;
+        i += 2;
+    }
+    match !fold(sum) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+/// Add a 64-bit memory word (four 16-bit words) to a one's-complement accumulator as its two
+/// 32-bit halves: no carry is lost for up to 2^31 words.
+#[inline(always)]
+pub const fn add64(acc: u64, word: u64) -> u64 {
+    acc + (word & 0xffff_ffff) + (word >> 32)
+}
+
+/// Fold an [`add64`] accumulator to the 16-bit one's-complement sum of the words added (not
+/// complemented: the sum of a span of memory, e.g. to take it out with [`CsumDelta`]).
+#[inline(always)]
+pub const fn fold64(acc: u64) -> u16 {
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    fold(((acc & 0xffff_ffff) + (acc >> 32)) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +167,30 @@ mod tests {
         // computed zero (0 means "no checksum"), so apply_udp keeps it.
         assert_eq!(same.apply(0xffff), 0);
         assert_eq!(same.apply_udp(0xffff), 0xffff);
+    }
+
+    /// Memory-order words of a 20-byte header, as the data plane reads them.
+    fn words10(b: &[u8]) -> [u16; 10] {
+        let mut o = [0u16; 10];
+        for (i, c) in b.chunks(2).enumerate() {
+            o[i] = w([c[0], c[1]]);
+        }
+        o
+    }
+
+    #[test]
+    fn ipv4_header_known_vector() {
+        // The worked example of Wikipedia's "IPv4 header checksum" (bytes only, never sent):
+        // 4500 0073 0000 4000 4011 [b861] c0a8 0001 c0a8 00c7.
+        let hdr = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(ipv4_header(&words10(&hdr)), w([0xb8, 0x61]));
+        // With the checksum in place the header sums to zero.
+        let mut full = hdr;
+        full[10..12].copy_from_slice(&[0xb8, 0x61]);
+        assert_eq!(ipv4_header(&words10(&full)), 0);
     }
 
     fn ip_header(src: [u8; 4], dst: [u8; 4], ttl: u8, payload_len: u16) -> Ipv4Header {
@@ -145,6 +232,59 @@ mod tests {
                 .replace16(w(dport.to_be_bytes()), w(ndport.to_be_bytes()));
             let got = udp_delta.apply_udp(w(udp.checksum.to_be_bytes()));
             prop_assert_eq!(got, w(nudp.checksum.to_be_bytes()));
+        }
+
+        /// A full IPv4 header checksum matches etherparse's.
+        #[test]
+        fn ipv4_header_matches_etherparse(
+            src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(), ttl in any::<u8>(),
+            len in 0u16..1400, id in any::<u16>(), tos in any::<u8>(),
+        ) {
+            let mut ip = ip_header(src, dst, ttl, len);
+            ip.identification = id;
+            ip.dscp = etherparse::IpDscp::try_new(tos >> 2).unwrap();
+            ip.ecn = etherparse::IpEcn::try_new(tos & 3).unwrap();
+            ip.header_checksum = ip.calc_header_checksum();
+            let mut b = ip.to_bytes();
+            let want = w([b[10], b[11]]);
+            b[10] = 0;
+            b[11] = 0;
+            prop_assert_eq!(ipv4_header(&words10(&b)), want);
+        }
+
+        /// A whole UDP datagram's checksum (the STUN answer's) matches etherparse's, for
+        /// payloads zero-padded to a longer even buffer.
+        #[test]
+        fn udp4_matches_etherparse(
+            src in any::<[u8; 4]>(), dst in any::<[u8; 4]>(),
+            sport in any::<u16>(), dport in any::<u16>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..=64),
+        ) {
+            let ip = ip_header(src, dst, 64, (8 + payload.len()) as u16);
+            let udp = UdpHeader::with_ipv4_checksum(sport, dport, &ip, &payload).unwrap();
+            let mut buf = [0u8; 64];
+            buf[..payload.len()].copy_from_slice(&payload);
+            let got = udp4(
+                dw(src), dw(dst),
+                w(sport.to_be_bytes()), w(dport.to_be_bytes()),
+                w((8 + payload.len() as u16).to_be_bytes()),
+                &buf,
+            );
+            prop_assert_eq!(got, w(udp.checksum.to_be_bytes()));
+        }
+
+        /// Summing 64-bit words by halves is the 16-bit one's-complement sum of their bytes.
+        #[test]
+        fn add64_fold64_is_the_word_sum(bytes in any::<[u8; 56]>()) {
+            let mut acc = 0u64;
+            let mut sum = 0u32;
+            for c in bytes.chunks(8) {
+                acc = add64(acc, u64::from_ne_bytes(c.try_into().unwrap()));
+            }
+            for c in bytes.chunks(2) {
+                sum += w([c[0], c[1]]) as u32;
+            }
+            prop_assert_eq!(fold64(acc), fold(sum));
         }
 
         #[test]

@@ -49,13 +49,7 @@ pub struct V6Flow<'a> {
 /// `lookup_v4` for IPv6 (the helper reads `net.ipv6.conf.<ingress>.forwarding`).
 #[inline(always)]
 pub fn lookup_v6(ctx: &XdpContext, flow: &V6Flow) -> Result<NextHop, Counter> {
-    let mut p: bpf_fib_lookup = unsafe { zeroed() };
-    p.family = AF_INET6;
-    p.l4_protocol = IPPROTO_UDP;
-    p.sport = flow.sport_be;
-    p.dport = flow.dport_be;
-    p.__bindgen_anon_1.tot_len = flow.tot_len;
-    p.ifindex = ctx.ingress_ifindex() as u32;
+    let mut p = request(ctx, AF_INET6, flow.sport_be, flow.dport_be, flow.tot_len);
     p.__bindgen_anon_2.flowinfo = flow.flowinfo_be;
     p.__bindgen_anon_3.ipv6_src = words(flow.src);
     p.__bindgen_anon_4.ipv6_dst = words(flow.dst);
@@ -78,24 +72,44 @@ pub fn words(a: &[u8; 16]) -> [u32; 4] {
 /// forwards this packet), forwarding disabled, or no usable route.
 #[inline(always)]
 pub fn lookup_v4(ctx: &XdpContext, flow: &V4Flow) -> Result<NextHop, Counter> {
-    let mut p: bpf_fib_lookup = unsafe { zeroed() };
-    p.family = AF_INET;
-    p.l4_protocol = IPPROTO_UDP;
-    p.sport = flow.sport_be;
-    p.dport = flow.dport_be;
-    p.__bindgen_anon_1.tot_len = flow.tot_len;
-    p.ifindex = ctx.ingress_ifindex() as u32;
+    let mut p = request(ctx, AF_INET, flow.sport_be, flow.dport_be, flow.tot_len);
     p.__bindgen_anon_2.tos = flow.tos;
     p.__bindgen_anon_3.ipv4_src = flow.src;
     p.__bindgen_anon_4.ipv4_dst = flow.dst;
     result(ctx, &mut p)
 }
 
+/// A lookup for a UDP flow of `family` as if it arrived on the ingress interface, all else 0.
+#[inline(always)]
+fn request(
+    ctx: &XdpContext,
+    family: u8,
+    sport_be: u16,
+    dport_be: u16,
+    tot_len: u16,
+) -> bpf_fib_lookup {
+    // SAFETY: integers and unions of integers, for which all-zero bytes are valid.
+    let mut p: bpf_fib_lookup = unsafe { zeroed() };
+    p.family = family;
+    p.l4_protocol = IPPROTO_UDP;
+    p.sport = sport_be;
+    p.dport = dport_be;
+    p.__bindgen_anon_1.tot_len = tot_len;
+    p.ifindex = ctx.ingress_ifindex() as u32;
+    p
+}
+
 /// Call the helper and map its answer to a next hop or the reason to pass.
 #[inline(always)]
 fn result(ctx: &XdpContext, p: &mut bpf_fib_lookup) -> Result<NextHop, Counter> {
+    // SAFETY: the context XDP handed us, and `p`, a whole `bpf_fib_lookup` of the size passed,
+    // borrowed mutably for the call.
+    // SAFETY: the context XDP handed us, and `p`, a whole `bpf_fib_lookup` of the size passed,
+    // borrowed mutably for the call.
     let rc = unsafe { fib_lookup(ctx.ctx as *mut _, p, size_of::<bpf_fib_lookup>() as i32, 0) };
     if rc == BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        // SAFETY: a union of integer fields (any bytes valid); on success the helper has
+        // filled in this member, the MAC addresses.
         let macs = unsafe { p.__bindgen_anon_6.__bindgen_anon_2 };
         return Ok(NextHop {
             ifindex: p.ifindex,

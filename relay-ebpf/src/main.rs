@@ -1,18 +1,28 @@
 //! XDP fast path of the media relay.
 //!
-//! One program, `relay_xdp`, sees every frame on the relay's interfaces. Files by concern:
-//! `parse` (bounds-checked header access), `relay` (dispatch, leg lookup, latch check,
-//! rewrite), `reflect` (ticket checks, header strip), `stun` (Binding answered in place),
-//! `fib` (next hop and MACs), `maps` (map declarations), `stats` (counters, rate-limited logs).
+//! One program, `relay_xdp`, sees every frame on the relay's interfaces. Modules, top down
+//! (imports only go down, never back up or across between paths):
+//! - `dispatch`: parse, route to a path, count the final verdict (pass, drop, TX, redirect);
+//! - the paths: `relay4` and `relay6` (leg lookup, latch check, rewrite), `reflect` (ticket
+//!   checks, header strip), `stun` (Binding answered in place);
+//! - what the paths share: `egress` (how a rewritten frame leaves: `Fwd`, `Out`, `egress()`),
+//!   `fib` (next hop and MACs), `parse` (headers, and the contract every packet access
+//!   follows), `maps` (map declarations, leg lookup), `stats` (counters, rate-limited logs).
+//!
+//! Every `unsafe` block says why it is sound (`// SAFETY:`): packet access under `parse`'s
+//! contract, map values valid for the program run, this CPU's per-CPU slots, BPF helpers.
+//!
 //! Checksum arithmetic lives in `relay_common::csum` so it is unit-tested on the host.
 #![no_std]
 #![no_main]
 
+mod dispatch;
+mod egress;
 mod fib;
 mod maps;
 mod parse;
 mod reflect;
-mod relay;
+mod relay4;
 mod relay6;
 mod stats;
 mod stun;
@@ -21,7 +31,7 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 
 #[xdp]
 pub fn relay_xdp(ctx: XdpContext) -> u32 {
-    relay::run(&ctx)
+    dispatch::run(&ctx)
 }
 
 #[cfg(not(test))]

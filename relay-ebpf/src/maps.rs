@@ -15,6 +15,17 @@ use relay_common::{
 #[map]
 pub static RELAY_LEGS: HashMap<LegKey, LegValue> = HashMap::with_max_entries(DEFAULT_MAX_LEGS, 0);
 
+/// The leg stored under `key`, read in place (a copy would not fit on the stack next to the
+/// rest of a path). The reference lives no longer than `key`, a value of this program run.
+#[inline(always)]
+pub fn leg(key: &LegKey) -> Option<&LegValue> {
+    // SAFETY: a hash map value stays allocated until an RCU grace period after it is removed
+    // or replaced, and none ends while this program runs; the controller replaces entries
+    // whole (it never writes in place, nor does this program), and `LegValue` is plain
+    // integers, so the value read is always a valid one.
+    unsafe { RELAY_LEGS.get(key) }
+}
+
 #[map]
 pub static RELAY_LEG_STATS: PerCpuArray<LegStats> =
     PerCpuArray::with_max_entries(DEFAULT_MAX_LEGS, 0);

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use relay_common::{
     Counter,
-    csum::{CsumDelta, fold},
+    csum::{self, CsumDelta},
     reflector::{
         DataPlaneConfig, HEADER_LEN, MAGIC, ReflectHeader, VERSION, v4_mapped, v4_of_mapped,
     },
@@ -16,13 +16,13 @@ use relay_common::{
 };
 
 use crate::{
+    egress::{Fwd, Kind, egress},
     fib::{self, V4Flow},
     maps::{
         RELAY_CLOCK, RELAY_OWN_ADDRS, RELAY_REFLECT_DENY, RELAY_REFLECT_KEYS, RELAY_REFLECT_RATE,
         RELAY_SCRATCH,
     },
-    parse::{ETH_HLEN, EthHdr, Frame, IPV4_HLEN, Ipv4Hdr, UDP_HLEN, UdpHdr, ptr_at},
-    relay::{self, Fwd, Kind},
+    parse::{ETH_HLEN, Frame, IPV4_HLEN, UDP_HLEN, headers_at, mut_at, ref_at},
 };
 
 /// TTL of a reflected packet: it is a new packet from this box, not a forwarded one.
@@ -35,30 +35,25 @@ const NS_PER_SEC: u64 = 1_000_000_000;
 /// the drop reason.
 #[inline(always)]
 pub fn reflect(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> Result<Fwd, Counter> {
-    let (saddr, tos, id, frag_off, tot_len) = unsafe {
-        let ip = &*f.ip;
-        (
-            ip.saddr,
-            ip.tos,
-            ip.id,
-            ip.frag_off,
-            u16::from_be(ip.tot_len),
-        )
-    };
-    let (sport, udp_len, udp_check) = unsafe {
-        let u = &*f.udp;
-        (u.source, u.len, u.check)
-    };
+    let (saddr, tos, id, frag_off, tot_len) = (
+        f.ip.saddr,
+        f.ip.tos,
+        f.ip.id,
+        f.ip.frag_off,
+        u16::from_be(f.ip.tot_len),
+    );
+    let (sport, udp_len, udp_check) = (f.udp.source, f.udp.len, f.udp.check);
     // The UDP checksum is updated from the UDP length; it must be the IP one.
     if u16::from_be(udp_len) as usize != tot_len as usize - IPV4_HLEN
         || (f.payload_len as usize) < HEADER_LEN
     {
         return Err(Counter::DropReflectTruncated);
     }
-    let hp: *const ReflectHeader =
-        ptr_at(ctx, f.l3 + IPV4_HLEN + UDP_HLEN).map_err(|_| Counter::DropReflectTruncated)?;
-    // Read in place (bounds checked above for all 56 bytes): a stack copy would not fit.
-    let h: &ReflectHeader = unsafe { &*hp };
+    // Read in place (bounds checked for all 56 bytes): a stack copy would not fit.
+    // SAFETY: byte arrays only, after the UDP header (no other reference to those bytes);
+    // last used before the resize below.
+    let h: &ReflectHeader = unsafe { ref_at(ctx, f.l3 + IPV4_HLEN + UDP_HLEN) }
+        .map_err(|_| Counter::DropReflectTruncated)?;
 
     if h.magic != MAGIC {
         return Err(Counter::DropReflectBadMagic);
@@ -66,6 +61,8 @@ pub fn reflect(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> Result<Fwd
     if h.version != VERSION || h.flags != 0 {
         return Err(Counter::DropReflectBadVersion);
     }
+    // SAFETY: as for `maps::leg`: the entry outlives this run, the controller replaces keys
+    // whole, and a `SipKey` is plain integers.
     let key = unsafe { RELAY_REFLECT_KEYS.get(&(h.key_id() as u32)) }
         .ok_or(Counter::DropReflectUnknownKey)?;
     // A clock never written (0) fails closed.
@@ -78,7 +75,7 @@ pub fn reflect(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> Result<Fwd
     }
     // IPv6 tickets are refused until the IPv6 fast path exists.
     let src = v4_of_mapped(&h.src_addr).ok_or(Counter::DropReflectSrcNotAllowed)?;
-    if unsafe { RELAY_OWN_ADDRS.get(&h.src_addr) }.is_none() {
+    if RELAY_OWN_ADDRS.get_ptr(&h.src_addr).is_none() {
         return Err(Counter::DropReflectSrcNotAllowed);
     }
     let dst = v4_of_mapped(&h.dst_addr).ok_or(Counter::DropReflectDstDenied)?;
@@ -109,16 +106,16 @@ pub fn reflect(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> Result<Fwd
     .map_err(|_| Counter::DropReflectNoRoute)?;
     // Either refusal (a tag of the ingress link, an interface we are not attached to) means
     // there is no way out for the reflected packet.
-    let out = relay::egress(ctx, f.vlan_tagged, &hop).map_err(|_| Counter::DropReflectNoRoute)?;
+    let out = egress(ctx, f.vlan_tagged, &hop).map_err(|_| Counter::DropReflectNoRoute)?;
 
     // UDP checksum, incrementally: new pseudo-header and ports, both length fields, and the
     // stripped header's words taken out (the payload stays word-aligned: 56 is even).
     let new_udp_len = (new_tot - IPV4_HLEN as u16).to_be();
     let d = CsumDelta::new()
         .replace32(saddr, nsrc)
-        .replace32(unsafe { (*f.ip).daddr }, ndst)
+        .replace32(f.ip.daddr, ndst)
         .replace16(sport, nsport)
-        .replace16(unsafe { (*f.udp).dest }, ndport)
+        .replace16(f.udp.dest, ndport)
         .replace16(udp_len, new_udp_len)
         .replace16(udp_len, new_udp_len)
         .replace16(header_sum(h).ok_or(Counter::DropReflectBadMac)?, 0);
@@ -127,49 +124,49 @@ pub fn reflect(ctx: &XdpContext, f: &Frame, cfg: &DataPlaneConfig) -> Result<Fwd
     // The first write: move the start of the frame past the header, then write fresh
     // Ethernet (+ tag), IPv4 and UDP headers in front of the payload.
     let tci = if f.vlan_tagged {
-        let t: *const u16 = ptr_at(ctx, ETH_HLEN).map_err(|_| Counter::DropReflectTruncated)?;
-        unsafe { *t }
+        // SAFETY: a `u16` inside the VLAN tag, which no reference of `f` covers.
+        let t: &u16 =
+            unsafe { ref_at(ctx, ETH_HLEN) }.map_err(|_| Counter::DropReflectTruncated)?;
+        *t
     } else {
         0
     };
     let l3 = f.l3;
+    // SAFETY: the helper checks the new head itself; the headers of `f` and `h` are not used
+    // after it (parse.rs contract: they are taken again below).
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, HEADER_LEN as i32) } != 0 {
         return Err(Counter::DropReflectTruncated);
     }
-    let eth: *mut EthHdr = ptr_at(ctx, 0).map_err(|_| Counter::DropReflectTruncated)?;
-    let ip: *mut Ipv4Hdr = ptr_at(ctx, l3).map_err(|_| Counter::DropReflectTruncated)?;
-    let udp: *mut UdpHdr =
-        ptr_at(ctx, l3 + IPV4_HLEN).map_err(|_| Counter::DropReflectTruncated)?;
-    unsafe {
-        (*eth).dst = hop.dmac;
-        (*eth).src = hop.smac;
-        if f.vlan_tagged {
-            let v: *mut [u16; 2] =
-                ptr_at(ctx, ETH_HLEN).map_err(|_| Counter::DropReflectTruncated)?;
-            (*eth).ether_type = ETH_P_8021Q.to_be();
-            (*v)[0] = tci;
-            (*v)[1] = ETH_P_IP.to_be();
-        } else {
-            (*eth).ether_type = ETH_P_IP.to_be();
-        }
-        let ip = &mut *ip;
-        ip.version_ihl = 0x45;
-        ip.tos = tos;
-        ip.tot_len = new_tot.to_be();
-        ip.id = id;
-        ip.frag_off = frag_off;
-        ip.ttl = REFLECT_TTL;
-        ip.protocol = 17;
-        ip.check = 0;
-        ip.saddr = nsrc;
-        ip.daddr = ndst;
-        ip.check = ipv4_checksum(ip);
-        let udp = &mut *udp;
-        udp.source = nsport;
-        udp.dest = ndport;
-        udp.len = new_udp_len;
-        udp.check = new_check;
+    // SAFETY: l3 is 14 or 18, and the references of `f` and `h` are dead (see above).
+    let (eth, ip, udp) =
+        unsafe { headers_at(ctx, l3) }.map_err(|_| Counter::DropReflectTruncated)?;
+    eth.dst = hop.dmac;
+    eth.src = hop.smac;
+    if f.vlan_tagged {
+        // SAFETY: the tag (14..18), between the Ethernet and IPv4 headers, a `u16` array.
+        let v: &mut [u16; 2] =
+            unsafe { mut_at(ctx, ETH_HLEN) }.map_err(|_| Counter::DropReflectTruncated)?;
+        eth.ether_type = ETH_P_8021Q.to_be();
+        v[0] = tci;
+        v[1] = ETH_P_IP.to_be();
+    } else {
+        eth.ether_type = ETH_P_IP.to_be();
     }
+    ip.version_ihl = 0x45;
+    ip.tos = tos;
+    ip.tot_len = new_tot.to_be();
+    ip.id = id;
+    ip.frag_off = frag_off;
+    ip.ttl = REFLECT_TTL;
+    ip.protocol = 17;
+    ip.check = 0;
+    ip.saddr = nsrc;
+    ip.daddr = ndst;
+    ip.check = csum::ipv4_header(ip.words());
+    udp.source = nsport;
+    udp.dest = ndport;
+    udp.len = new_udp_len;
+    udp.check = new_check;
     Ok(Fwd {
         out,
         payload_len: new_tot - (IPV4_HLEN + UDP_HLEN) as u16,
@@ -185,6 +182,8 @@ pub fn mac_ok(key: &SipKey, h: &ReflectHeader, saddr: u32, sport: u16) -> bool {
     let Some(s) = RELAY_SCRATCH.get_ptr_mut(0) else {
         return false;
     };
+    // SAFETY: this CPU's scratch entry from a successful lookup; XDP runs to completion on
+    // its CPU, so nothing else uses the entry while this reference does.
     let blocks = unsafe { &mut (*s).mac_blocks };
     h.write_mac_blocks(&v4_mapped(saddr.to_ne_bytes()), sport, blocks);
     siphash24_blocks(key, blocks) == u64::from_le_bytes(h.mac)
@@ -195,17 +194,14 @@ pub fn mac_ok(key: &SipKey, h: &ReflectHeader, saddr: u32, sport: u16) -> bool {
 /// seven aligned loads, where reading the packet word by word would spill 28 of them.
 #[inline(always)]
 fn header_sum(h: &ReflectHeader) -> Option<u16> {
-    let s = RELAY_SCRATCH.get_ptr(0)?;
-    let b = unsafe { &(*s).mac_blocks };
-    let mut acc = u64::from_le_bytes(h.mac);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let b = &RELAY_SCRATCH.get(0)?.mac_blocks;
+    let mut acc = csum::add64(0, u64::from_le_bytes(h.mac));
     let mut i = 0;
     while i < 6 {
-        acc += (b[i] & 0xffff_ffff) + (b[i] >> 32);
+        acc = csum::add64(acc, b[i]);
         i += 1;
     }
-    let acc = (acc & 0xffff_ffff) + (acc >> 32);
-    Some(fold(((acc & 0xffff_ffff) + (acc >> 32)) as u32))
+    Some(csum::fold64(acc))
 }
 
 /// Destinations a reflector must never send to: this-network, loopback, multicast,
@@ -217,7 +213,7 @@ fn dst_denied(dst: [u8; 4], h: &ReflectHeader) -> bool {
         || a == 127
         || a >= 224
         || h.dst_port == [0, 0]
-        || unsafe { RELAY_OWN_ADDRS.get(&h.dst_addr) }.is_some()
+        || RELAY_OWN_ADDRS.get_ptr(&h.dst_addr).is_some()
         || RELAY_REFLECT_DENY.get(&Key::new(128, h.dst_addr)).is_some()
 }
 
@@ -238,15 +234,18 @@ fn rate_ok(saddr: u32, cfg: &DataPlaneConfig) -> bool {
         cfg.reflect_burst as u64
     };
     let tolerance = interval * (burst - 1);
+    // SAFETY: a helper without arguments or preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     match RELAY_REFLECT_RATE.get_ptr_mut(&saddr) {
         Some(p) => {
-            let tat = unsafe { *p };
-            let tat = if tat > now { tat } else { now };
+            // SAFETY: a live entry of this map (valid for the run, as for `maps::leg`), a
+            // `u64`; another CPU may race on it, which only loosens the limit (see above).
+            let next = unsafe { &mut *p };
+            let tat = if *next > now { *next } else { now };
             if tat - now > tolerance {
                 return false;
             }
-            unsafe { *p = tat + interval };
+            *next = tat + interval;
             true
         }
         // A full LRU evicts; an insert that still fails leaves this packet unlimited.
@@ -255,17 +254,4 @@ fn rate_ok(saddr: u32, cfg: &DataPlaneConfig) -> bool {
             true
         }
     }
-}
-
-/// Full IPv4 header checksum of a freshly written header (its `check` is 0).
-#[inline(always)]
-pub fn ipv4_checksum(ip: &Ipv4Hdr) -> u16 {
-    let w = ip as *const Ipv4Hdr as *const u16;
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i < IPV4_HLEN / 2 {
-        sum += unsafe { *w.add(i) } as u32;
-        i += 1;
-    }
-    !fold(sum)
 }

@@ -1,16 +1,16 @@
-//! The IPv6 leg fast path: the same lookup, checks and rewrite as the IPv4 one (relay.rs),
+//! The IPv6 leg fast path: the same lookup, checks and rewrite as the IPv4 one (relay4.rs),
 //! on 16-byte addresses. There is no header checksum; the UDP checksum (mandatory over IPv6)
 //! is updated incrementally over both addresses and ports, and the hop limit is decremented.
+use aya_ebpf::programs::XdpContext;
 use relay_common::{Counter, Endpoint, Family, LegKey, csum::CsumDelta, leg::LEG_F_SHARED};
 
 use crate::{
+    egress::{Fwd, Kind, egress},
     fib::{self, V6Flow, words},
-    maps::RELAY_LEGS,
+    maps,
     parse::{Frame6, IPV6_HLEN},
-    relay::{Fwd, Kind, NoEgress, egress},
     stats::{count, count_leg},
 };
-use aya_ebpf::programs::XdpContext;
 
 /// Version and traffic class bits of `vtc_flow`, in network byte order: what is left is the
 /// flow label the FIB may hash on.
@@ -21,19 +21,19 @@ fn is_v6_at(e: &Endpoint, addr: &[u8; 16], port_be: u16) -> bool {
     e.family == Family::V6 as u8 && e.port_be == port_be && words(&e.addr) == words(addr)
 }
 
+/// Relay the IPv6 packet in `f` along its leg. `Err` is the pass reason.
 #[inline(always)]
-pub fn relay6(ctx: &XdpContext, f: &Frame6) -> Result<Fwd, Counter> {
+pub fn relay6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
     // Addresses are read in place (packet and map value): the stack is 512 bytes and the
     // key and the FIB lookup struct already take 104 of them.
-    let ip = unsafe { &mut *f.ip6 };
-    let udp = unsafe { &mut *f.udp };
+    let (ip, udp) = (&mut *f.ip6, &mut *f.udp);
     let (sport, dport, check) = (udp.source, udp.dest, udp.check);
 
     let mut key = LegKey::port(Endpoint::v6(ip.daddr, u16::from_be(dport)));
-    let mut leg = unsafe { RELAY_LEGS.get(&key) }.ok_or(Counter::PassUnknownLeg)?;
+    let mut leg = maps::leg(&key).ok_or(Counter::PassUnknownLeg)?;
     if leg.flags & LEG_F_SHARED != 0 {
         key.peer = Endpoint::v6(ip.saddr, u16::from_be(sport));
-        leg = unsafe { RELAY_LEGS.get(&key) }.ok_or(Counter::PassSharedNoChannel)?;
+        leg = maps::leg(&key).ok_or(Counter::PassSharedNoChannel)?;
     }
     if leg.latched.is_none() {
         return Err(Counter::PassUnlatched);
@@ -65,10 +65,7 @@ pub fn relay6(ctx: &XdpContext, f: &Frame6) -> Result<Fwd, Counter> {
             tot_len: IPV6_HLEN as u16 + f.payload_len + 8,
         },
     )?;
-    let out = egress(ctx, f.vlan_tagged, &hop).map_err(|e| match e {
-        NoEgress::VlanCrossIf => Counter::PassVlanCrossIf,
-        NoEgress::NotAttached => Counter::PassEgressNotAttached,
-    })?;
+    let out = egress(ctx, f.vlan_tagged, &hop).map_err(|e| e.pass_reason())?;
 
     udp.check = CsumDelta::new()
         .replace128(words(&ip.saddr), words(nsrc))
@@ -81,11 +78,8 @@ pub fn relay6(ctx: &XdpContext, f: &Frame6) -> Result<Fwd, Counter> {
     ip.daddr = *ndst;
     udp.source = nsport;
     udp.dest = ndport;
-    unsafe {
-        let eth = &mut *f.eth;
-        eth.src = hop.smac;
-        eth.dst = hop.dmac;
-    }
+    f.eth.src = hop.smac;
+    f.eth.dst = hop.dmac;
     if !count_leg(leg.slot, f.payload_len as u64) {
         count(Counter::LegSlotInvalid);
     }

@@ -14,6 +14,8 @@ pub fn count(c: Counter) {
 #[inline(always)]
 pub fn add(c: Counter, n: u64) {
     if let Some(p) = RELAY_COUNTERS.get_ptr_mut(c as u32) {
+        // SAFETY: this CPU's slot from a successful lookup, a `u64`; XDP runs to completion
+        // on its CPU, so nothing else touches the slot during the add.
         unsafe { *p += n };
     }
 }
@@ -23,10 +25,12 @@ pub fn add(c: Counter, n: u64) {
 pub fn count_leg(slot: u32, payload_bytes: u64) -> bool {
     match RELAY_LEG_STATS.get_ptr_mut(slot) {
         Some(p) => {
+            // SAFETY: as in `add`: this CPU's slot, integers only, used by nothing else while
+            // this reference is.
             let s: &mut LegStats = unsafe { &mut *p };
             s.packets += 1;
             s.bytes += payload_bytes;
-            s.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
+            s.last_seen_ns = coarse_ns();
             true
         }
         None => false,
@@ -42,11 +46,19 @@ pub fn may_log() -> bool {
     let Some(p) = RELAY_LOG_LIMIT.get_ptr_mut(0) else {
         return false;
     };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let last = unsafe { *p };
-    if last != 0 && now.wrapping_sub(last) < LOG_INTERVAL_NS {
+    let now = coarse_ns();
+    // SAFETY: as in `add`: this CPU's slot, a `u64`, used by nothing else meanwhile.
+    let last = unsafe { &mut *p };
+    if *last != 0 && now.wrapping_sub(*last) < LOG_INTERVAL_NS {
         return false;
     }
-    unsafe { *p = now };
+    *last = now;
     true
+}
+
+/// Monotonic time, coarse (jiffies resolution): enough for last-seen and log limits.
+#[inline(always)]
+fn coarse_ns() -> u64 {
+    // SAFETY: a helper without arguments or preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }

@@ -7,15 +7,13 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use relay_common::{
-    Counter,
-    csum::fold,
+    Counter, csum,
     stun::{FINGERPRINT_LEN, HEADER_LEN, MAX_RESPONSE_LEN, Request, binding_response, classify},
 };
 
 use crate::{
-    parse::{ETH_HLEN, EthHdr, Frame, IPV4_HLEN, Ipv4Hdr, UDP_HLEN, UdpHdr, VLAN_HLEN, ptr_at},
-    reflect::ipv4_checksum,
-    relay::{Fwd, Kind, Out},
+    egress::{Fwd, Kind, Out},
+    parse::{ETH_HLEN, Frame, IPV4_HLEN, UDP_HLEN, VLAN_HLEN, headers_at, mut_at, ref_at},
 };
 
 const RESPONSE_TTL: u8 = 64;
@@ -34,6 +32,7 @@ fn grow_at_head(ctx: &XdpContext, l3: usize, grow: i32) -> bool {
     if l3 != ETH_HLEN && l3 != ETH_HLEN + VLAN_HLEN {
         return false;
     }
+    // SAFETY: the helper checks the new head itself (no frame reference is in use here).
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, -grow) } != 0 {
         return false;
     }
@@ -45,6 +44,7 @@ fn grow_at_head(ctx: &XdpContext, l3: usize, grow: i32) -> bool {
     };
     if !moved {
         // Cannot happen for a frame that held a whole request; undo rather than send junk.
+        // SAFETY: as above; this undoes the move, which the helper just allowed.
         unsafe { bpf_xdp_adjust_head(ctx.ctx, grow) };
     }
     moved
@@ -53,13 +53,16 @@ fn grow_at_head(ctx: &XdpContext, l3: usize, grow: i32) -> bool {
 /// Copy the `N` header bytes at offset `from` to offset 0 (through the stack: they overlap).
 #[inline(always)]
 fn move_headers<const N: usize>(ctx: &XdpContext, from: usize) -> bool {
-    let (Ok(src), Ok(dst)) = (ptr_at::<[u8; N]>(ctx, from), ptr_at::<[u8; N]>(ctx, 0)) else {
+    // SAFETY: byte arrays, bounds checked; read into a copy before the (overlapping) write
+    // reference is taken, and no other reference into the frame is in use.
+    let Ok(h) = (unsafe { ref_at::<[u8; N]>(ctx, from) }).copied() else {
         return false;
     };
-    unsafe {
-        let h = *src;
-        *dst = h;
-    }
+    // SAFETY: as above.
+    let Ok(dst) = (unsafe { mut_at::<[u8; N]>(ctx, 0) }) else {
+        return false;
+    };
+    *dst = h;
     true
 }
 
@@ -71,12 +74,15 @@ pub fn answer(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
     // The first 28 bytes (zero-padded) are all `classify` needs.
     let mut head = [0u8; HEADER_LEN + FINGERPRINT_LEN];
     if len >= HEADER_LEN + FINGERPRINT_LEN {
-        let p: *const [u8; HEADER_LEN + FINGERPRINT_LEN] =
-            ptr_at(ctx, at).map_err(|_| Counter::PassStunMalformed)?;
-        head = unsafe { *p };
+        // SAFETY: bytes after the UDP header, copied out at once (no reference kept).
+        let p: &[u8; HEADER_LEN + FINGERPRINT_LEN] =
+            unsafe { ref_at(ctx, at) }.map_err(|_| Counter::PassStunMalformed)?;
+        head = *p;
     } else if len >= HEADER_LEN {
-        let p: *const [u8; HEADER_LEN] = ptr_at(ctx, at).map_err(|_| Counter::PassStunMalformed)?;
-        let h = unsafe { *p };
+        // SAFETY: as above.
+        let p: &[u8; HEADER_LEN] =
+            unsafe { ref_at(ctx, at) }.map_err(|_| Counter::PassStunMalformed)?;
+        let h = *p;
         let mut i = 0;
         while i < HEADER_LEN {
             head[i] = h[i];
@@ -89,8 +95,7 @@ pub fn answer(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
         Request::Unsupported => return Err(Counter::PassStunUnsupported),
         Request::Malformed => return Err(Counter::PassStunMalformed),
     };
-    let (saddr, daddr, sport, dport) =
-        unsafe { ((*f.ip).saddr, (*f.ip).daddr, (*f.udp).source, (*f.udp).dest) };
+    let (saddr, daddr, sport, dport) = (f.ip.saddr, f.ip.daddr, f.udp.source, f.udp.dest);
     let mut txid = [0u8; 12];
     let mut i = 0;
     while i < 12 {
@@ -102,31 +107,9 @@ pub fn answer(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
     let udp_len = ((UDP_HLEN + rlen) as u16).to_be();
     let tot_len = ((IPV4_HLEN + UDP_HLEN + rlen) as u16).to_be();
 
-    // UDP checksum over the whole response: pseudo-header, header, message (the buffer's
-    // unused tail is zero, so summing all of it is the same).
-    let mut sum = 0u32;
-    for w in [
-        daddr as u16,
-        (daddr >> 16) as u16,
-        saddr as u16,
-        (saddr >> 16) as u16,
-        17u16.to_be(),
-        udp_len,
-        dport,
-        sport,
-        udp_len,
-    ] {
-        sum += w as u32;
-    }
-    let mut i = 0;
-    while i < MAX_RESPONSE_LEN {
-        sum += u16::from_ne_bytes([resp[i], resp[i + 1]]) as u32;
-        i += 2;
-    }
-    let check = match !fold(sum) {
-        0 => 0xffff,
-        c => c,
-    };
+    // UDP checksum over the whole response, from us (daddr:dport) back to the sender (the
+    // buffer's unused tail is zero, so summing all of it is the same).
+    let check = csum::udp4(daddr, saddr, dport, sport, udp_len, &resp);
 
     // First write: resize the frame to exactly the response (drops any trailer). On failure
     // the frame is untouched and the userspace server answers.
@@ -134,41 +117,44 @@ pub fn answer(ctx: &XdpContext, f: &Frame) -> Result<Fwd, Counter> {
     let want = l3 + IPV4_HLEN + UDP_HLEN + rlen;
     // From the helper (5.18+), not data_end - data: LLVM folds that subtraction into
     // arithmetic on pkt_end, which the verifier refuses.
+    // SAFETY: a helper reading the context XDP handed us.
     let have = unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize;
     let grow = want as i32 - have as i32;
+    // SAFETY: the helper checks the new tail itself; the headers of `f` are not used after
+    // it (parse.rs contract: they are taken again below).
     if unsafe { bpf_xdp_adjust_tail(ctx.ctx, grow) } != 0 && !grow_at_head(ctx, l3, grow) {
         return Err(Counter::PassStunUnsupported);
     }
     // The frame is now exactly `want` bytes, so these checks (the verifier's) cannot fail.
-    let eth: *mut EthHdr = ptr_at(ctx, 0).map_err(|_| Counter::PassStunMalformed)?;
-    let ip: *mut Ipv4Hdr = ptr_at(ctx, l3).map_err(|_| Counter::PassStunMalformed)?;
-    let udp: *mut UdpHdr = ptr_at(ctx, l3 + IPV4_HLEN).map_err(|_| Counter::PassStunMalformed)?;
-    unsafe {
-        if fingerprint {
-            let m: *mut [u8; MAX_RESPONSE_LEN] =
-                ptr_at(ctx, at).map_err(|_| Counter::PassStunMalformed)?;
-            *m = resp;
-        } else {
-            let m: *mut [u8; SHORT_RESPONSE_LEN] =
-                ptr_at(ctx, at).map_err(|_| Counter::PassStunMalformed)?;
-            // The response's first bytes, read in place from the full buffer.
-            *m = *(resp.as_ptr() as *const [u8; SHORT_RESPONSE_LEN]);
-        }
-        let eth = &mut *eth;
-        core::mem::swap(&mut eth.src, &mut eth.dst);
-        let ip = &mut *ip;
-        ip.tot_len = tot_len;
-        ip.ttl = RESPONSE_TTL;
-        ip.saddr = daddr;
-        ip.daddr = saddr;
-        ip.check = 0;
-        ip.check = ipv4_checksum(ip);
-        let udp = &mut *udp;
-        udp.source = dport;
-        udp.dest = sport;
-        udp.len = udp_len;
-        udp.check = check;
+    // SAFETY: l3 is 14 or 18, and the references of `f` are dead (see above).
+    let (eth, ip, udp) = unsafe { headers_at(ctx, l3) }.map_err(|_| Counter::PassStunMalformed)?;
+    // The message after the UDP header (no header reference covers it).
+    if fingerprint {
+        // SAFETY: a byte array, bounds checked, nothing else refers to it.
+        let m: &mut [u8; MAX_RESPONSE_LEN] =
+            unsafe { mut_at(ctx, at) }.map_err(|_| Counter::PassStunMalformed)?;
+        *m = resp;
+    } else {
+        // SAFETY: as for the long one.
+        let m: &mut [u8; SHORT_RESPONSE_LEN] =
+            unsafe { mut_at(ctx, at) }.map_err(|_| Counter::PassStunMalformed)?;
+        // The response's first bytes, read in place from the full buffer.
+        let Some(short) = resp.first_chunk() else {
+            return Err(Counter::PassStunMalformed);
+        };
+        *m = *short;
     }
+    core::mem::swap(&mut eth.src, &mut eth.dst);
+    ip.tot_len = tot_len;
+    ip.ttl = RESPONSE_TTL;
+    ip.saddr = daddr;
+    ip.daddr = saddr;
+    ip.check = 0;
+    ip.check = csum::ipv4_header(ip.words());
+    udp.source = dport;
+    udp.dest = sport;
+    udp.len = udp_len;
+    udp.check = check;
     Ok(Fwd {
         out: Out::Tx,
         payload_len: 0,
