@@ -2,6 +2,7 @@
 //! drive the data plane through these modules.
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
@@ -17,4 +18,3 @@ pub mod sdp;
 pub mod sessions;
 pub mod sip;
 pub mod stun;
-pub mod testbed;
