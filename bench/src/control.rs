@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Result;
-use relay_ctl::testbed::DaemonProcess;
+use relay_testbed::DaemonProcess;
 use serde::Serialize;
 
 use crate::{

@@ -1,7 +1,8 @@
-//! Frames for the measurements, built by etherparse (checksums computed independently of
-//! the code under test).
-use anyhow::{Context, Result};
-use etherparse::PacketBuilder;
+//! Frames for the measurements, built by relay-testbed's etherparse frames (checksums computed
+//! independently of the code under test).
+use anyhow::Result;
+use relay_testbed::frames::Udp4;
+pub use relay_testbed::frames::rtp_payload;
 
 /// Ethernet/IPv4/UDP frame with `payload`; `zero_csum` sends UDP checksum 0 ("none"), which
 /// lets the generator change ports without touching a checksum.
@@ -13,22 +14,13 @@ pub fn udp4(
     payload: &[u8],
     zero_csum: bool,
 ) -> Result<Vec<u8>> {
-    let b = PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv4(src.0, dst.0, ttl)
-        .udp(src.1, dst.1);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).context("building a frame")?;
-    if zero_csum {
-        // UDP checksum: bytes 40..42 of an untagged frame without IP options.
-        out[40] = 0;
-        out[41] = 0;
+    Udp4 {
+        ttl,
+        payload: payload.to_vec(),
+        zero_udp_csum: zero_csum,
+        ..Udp4::new(src, dst, macs.0, macs.1)
     }
-    Ok(out)
-}
-
-/// 172 bytes of RTP (12-byte header + 20 ms of G.711): a 200-byte IP packet.
-pub fn rtp_payload() -> Vec<u8> {
-    (0..172u32).map(|i| (i * 7 + 3) as u8).collect()
+    .try_bytes()
 }
 
 /// A STUN Binding request without attributes (RFC 8489: type, length, cookie, txid).

@@ -13,14 +13,15 @@ use anyhow::{Context, Result, bail, ensure};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use relay_common::{
     Counter, Endpoint, LegKey, LegValue,
+    leg::Direction,
     reflector::{DataPlaneConfig, reflector_payload},
     siphash::SipKey,
 };
 use relay_ctl::{
     dataplane::{DataPlane, EgressMap, Reflector, load, relay_program},
     netns::ifindex,
-    testbed::Netns,
 };
+use relay_testbed::Netns;
 use serde::Serialize;
 
 use crate::{frames, memory, progs};
@@ -93,75 +94,26 @@ pub struct Report {
     pub fill_secs: f64,
 }
 
-fn mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn ip4(a: [u8; 4]) -> String {
-    std::net::Ipv4Addr::from(a).to_string()
-}
-
 /// The namespace the program runs "in": two relay links with permanent neighbours, so
 /// bpf_fib_lookup answers from a real FIB.
 fn netns() -> Result<Netns> {
     let ns = Netns::add(&format!("mr-bn-{}", std::process::id()))?;
-    for (i, (name, m, cidr)) in [
-        ("b0", B0_MAC, "198.18.1.1/24"),
-        ("b1", B1_MAC, "198.18.2.1/24"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let peer = format!("bp{i}");
-        ns.ip(&[
-            "link",
-            "add",
-            name,
-            "address",
-            &mac(m),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-        ])?;
-        ns.ip(&["addr", "add", cidr, "dev", name])?;
-        ns.ip(&["link", "set", name, "up"])?;
-        ns.ip(&["link", "set", &peer, "up"])?;
+    ns.stub_link("b0", B0_MAC, "bp0", &["198.18.1.1/24"])?;
+    ns.stub_link("b1", B1_MAC, "bp1", &["198.18.2.1/24"])?;
+    for name in ["b0", "b1"] {
         ns.exec(
             "sysctl",
             &["-qw", &format!("net.ipv4.conf.{name}.forwarding=1")],
         )?;
     }
-    for (hosts, dev) in [(&TX_HOSTS, "b0"), (&RD_HOSTS, "b1")] {
-        for h in hosts.iter() {
-            ns.ip(&[
-                "neigh",
-                "replace",
-                &ip4(*h),
-                "lladdr",
-                &mac(HOST_MAC),
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ])?;
-        }
+    let hosts = TX_HOSTS
+        .iter()
+        .map(|h| (*h, "b0"))
+        .chain(RD_HOSTS.iter().map(|h| (*h, "b1")))
+        .chain([(CALLER, "b0")]);
+    for (h, dev) in hosts {
+        ns.neigh_permanent(IpAddr::from(h), HOST_MAC, dev)?;
     }
-    ns.ip(&[
-        "neigh",
-        "replace",
-        &ip4(CALLER),
-        "lladdr",
-        &mac(HOST_MAC),
-        "dev",
-        "b0",
-        "nud",
-        "permanent",
-    ])?;
     Ok(ns)
 }
 
@@ -171,17 +123,15 @@ fn chain_legs(hosts: [[u8; 4]; 2], slots: [u32; 2]) -> [(LegKey, LegValue); 2] {
     let b = Endpoint::v4(hosts[1], 40_002);
     let caller = Endpoint::v4(CALLER, 5004);
     let relay_b = Endpoint::v4(RELAY_B, 30_002);
-    let leg = |key, latched, new_src, new_dst, slot| {
-        (
-            LegKey::port(key),
-            LegValue {
-                latched,
-                new_src,
-                new_dst,
-                slot,
-                flags: 0,
-            },
-        )
+    let leg = |relay, latched, new_src, new_dst, slot| {
+        Direction {
+            relay,
+            latched,
+            new_src,
+            new_dst,
+            slot,
+        }
+        .port_leg()
     };
     [
         leg(a, caller, relay_b, b, slots[0]),
@@ -193,17 +143,14 @@ fn chain_legs(hosts: [[u8; 4]; 2], slots: [u32; 2]) -> [(LegKey, LegValue); 2] {
 pub fn filler_leg(i: u32) -> (LegKey, LegValue) {
     let addr = [198, 19, (i >> 16) as u8, (i >> 8) as u8];
     let port = 10_000 + (i & 0xff) as u16 * 8;
-    let peer = Endpoint::v4([203, 0, 113, (i & 0x7f) as u8], 5004);
-    (
-        LegKey::port(Endpoint::v4(addr, port)),
-        LegValue {
-            latched: peer,
-            new_src: Endpoint::v4(RELAY_B, port),
-            new_dst: Endpoint::v4([198, 51, 100, (i & 0x7f) as u8], 6004),
-            slot: 0,
-            flags: 0,
-        },
-    )
+    Direction {
+        relay: Endpoint::v4(addr, port),
+        latched: Endpoint::v4([203, 0, 113, (i & 0x7f) as u8], 5004),
+        new_src: Endpoint::v4(RELAY_B, port),
+        new_dst: Endpoint::v4([198, 51, 100, (i & 0x7f) as u8], 6004),
+        slot: 0,
+    }
+    .port_leg()
 }
 
 fn median_p10_p90(mut v: Vec<f64>) -> (f64, f64, f64) {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use relay_ctl::{netns::netns_path, testbed::Netns};
+use relay_testbed::{Netns, netns_path};
 
 pub const BIN: &str = "/usr/bin/rtpengine";
 

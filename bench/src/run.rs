@@ -246,7 +246,7 @@ fn remove_stale_namespaces() {
             .is_ok_and(|c| c.trim() == "relay-bench");
         if !alive {
             log(&format!("removing namespace {name} left by a killed run"));
-            let _ = relay_ctl::testbed::run("ip", &["netns", "del", &name]);
+            let _ = relay_testbed::run("ip", &["netns", "del", &name]);
         }
     }
 }

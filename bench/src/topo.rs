@@ -12,10 +12,8 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, maps::PerCpuArray, programs::XdpMode};
-use relay_ctl::{
-    netns::ifindex,
-    testbed::{Netns, veth},
-};
+use relay_ctl::netns::ifindex;
+use relay_testbed::{Netns, mac, veth};
 
 use crate::progs;
 
@@ -27,13 +25,6 @@ pub const G0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x10, 0x02];
 pub const R0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x10, 0x01];
 pub const R1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x20, 0x01];
 pub const S0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x20, 0x02];
-
-pub fn mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 pub struct Topo {
     // Drop order: the counters (XDP on g0/s0) first, then the namespaces.
@@ -60,19 +51,6 @@ impl Topo {
             (&t.relay, "r1", "198.18.20.1/24", &mac(R1_MAC)),
             (&t.sink, "s0", "198.18.20.2/24", &mac(S0_MAC)),
         )?;
-        let neigh = |ns: &Netns, ip: Ipv4Addr, m: [u8; 6], dev: &str| {
-            ns.ip(&[
-                "neigh",
-                "replace",
-                &ip.to_string(),
-                "lladdr",
-                &mac(m),
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ])
-        };
         // No IPv6 on the test links: router solicitations and DAD would otherwise reach the
         // counting programs, and the incumbent comparison checks counts exactly.
         for (ns, dev) in [
@@ -86,10 +64,10 @@ impl Topo {
                 &["-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")],
             )?;
         }
-        neigh(&t.relay, GEN_IP, G0_MAC, "r0")?;
-        neigh(&t.relay, SINK_IP, S0_MAC, "r1")?;
-        neigh(&t.sender, RELAY_A, R0_MAC, "g0")?;
-        neigh(&t.sink, RELAY_B, R1_MAC, "s0")?;
+        t.relay.neigh_permanent(GEN_IP.into(), G0_MAC, "r0")?;
+        t.relay.neigh_permanent(SINK_IP.into(), S0_MAC, "r1")?;
+        t.sender.neigh_permanent(RELAY_A.into(), R0_MAC, "g0")?;
+        t.sink.neigh_permanent(RELAY_B.into(), R1_MAC, "s0")?;
         // Sockets in the generator namespace (latching packets) send complete checksums.
         t.sender.exec("ethtool", &["-K", "g0", "tx", "off"])?;
         for (ns, dev) in [(&t.sender, "g0"), (&t.sink, "s0")] {

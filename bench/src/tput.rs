@@ -12,14 +12,14 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use aya::{Ebpf, maps::PerCpuArray};
-use relay_common::{Endpoint, LegKey, LegValue};
+use relay_common::{Endpoint, leg::Direction};
 use relay_ctl::{
     api::{CreateSession, SideRequest, StreamRequest},
-    cli::ApiClient,
+    client::ApiClient,
     dataplane::{DataPlane, EgressMap, XdpModeChoice, attach_xdp, load, relay_program},
-    netns::{ifindex, netns_path},
-    testbed::DaemonProcess,
+    netns::ifindex,
 };
+use relay_testbed::{DaemonProcess, netns_path};
 use serde::Serialize;
 
 use crate::{
@@ -435,14 +435,14 @@ fn scaling(t: &Topo, plan: Plan, log: fn(&str)) -> Result<Vec<Variant>> {
             // The legs carrying traffic first (as many as the target allows), then filler.
             while active < (flows_n.min(target.max(1))) as usize {
                 let (s, d) = flows[active];
-                let key = LegKey::port(Endpoint::v4(RELAY_A.octets(), d));
-                let v = LegValue {
+                let (key, v) = Direction {
+                    relay: Endpoint::v4(RELAY_A.octets(), d),
                     latched: Endpoint::v4(GEN_IP.octets(), s),
                     new_src: Endpoint::v4(RELAY_B.octets(), d),
                     new_dst: Endpoint::v4(SINK_IP.octets(), 20_000 + active as u16),
                     slot: active as u32 + 1,
-                    flags: 0,
-                };
+                }
+                .port_leg();
                 dp.install_leg(&key, &v)?;
                 active += 1;
                 installed += 1;

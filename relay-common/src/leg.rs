@@ -77,71 +77,144 @@ pub struct LegValue {
     pub flags: u32,
 }
 
+/// One direction of a relayed stream: packets from `latched` to the relay's `relay` endpoint
+/// leave from `new_src` (the relay endpoint the other party talks to) towards `new_dst`,
+/// counted in stats slot `slot`. The one place a forwarding entry's fields are filled in:
+/// the controller (`Component::desired`), the fixture table and the benchmark build theirs
+/// from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Direction {
+    pub relay: Endpoint,
+    /// The source accepted; `Endpoint::NONE` for an unlatched leg.
+    pub latched: Endpoint,
+    pub new_src: Endpoint,
+    pub new_dst: Endpoint,
+    pub slot: u32,
+}
+
+impl Direction {
+    fn value(self) -> LegValue {
+        LegValue {
+            latched: self.latched,
+            new_src: self.new_src,
+            new_dst: self.new_dst,
+            slot: self.slot,
+            flags: 0,
+        }
+    }
+
+    /// The entry of an ordinary leg: keyed by the relay endpoint alone ([`LegKey::port`]).
+    pub fn port_leg(self) -> (LegKey, LegValue) {
+        (LegKey::port(self.relay), self.value())
+    }
+
+    /// The entry of one channel of a shared port: keyed by the relay endpoint and the
+    /// channel's source ([`LegKey::channel`]).
+    pub fn channel_leg(self) -> (LegKey, LegValue) {
+        (LegKey::channel(self.relay, self.latched), self.value())
+    }
+}
+
+/// The port entry that marks `relay` as shared ([`LEG_F_SHARED`], every other field zero).
+pub fn shared_port_flag(relay: Endpoint) -> (LegKey, LegValue) {
+    (
+        LegKey::port(relay),
+        LegValue {
+            flags: LEG_F_SHARED,
+            ..LegValue::default()
+        },
+    )
+}
+
+/// The kernel entries of one stream component (RTP or RTCP) for the directions that can be
+/// forwarded (`None`: that side stays with the controller), in install order.
+///
+/// Ordinary ports: one port entry per direction. A shared port (`shared`; both directions
+/// then name the same `relay`, the shared port): the channel entries FIRST and the port entry
+/// LAST, if there is any channel. The controller installs in this order and removes in
+/// reverse, so a packet never sees the shared flag without its channels (it would pass as
+/// `pass_shared_no_channel` and reach the socket, harmless but slow), and a port entry is
+/// never left flagged over removed channels.
+pub fn component_legs(
+    shared: bool,
+    dirs: [Option<Direction>; 2],
+) -> impl Iterator<Item = (LegKey, LegValue)> {
+    let flag = dirs
+        .iter()
+        .flatten()
+        .next()
+        .filter(|_| shared)
+        .map(|d| shared_port_flag(d.relay));
+    dirs.into_iter()
+        .flatten()
+        .map(move |d| {
+            if shared {
+                d.channel_leg()
+            } else {
+                d.port_leg()
+            }
+        })
+        .chain(flag)
+}
+
+/// The first `N` entries of `legs` (callers ask for exactly as many as there are).
+fn take<const N: usize>(
+    mut legs: impl Iterator<Item = (LegKey, LegValue)>,
+) -> [(LegKey, LegValue); N] {
+    core::array::from_fn(|_| legs.next().unwrap_or_default())
+}
+
 /// The two legs that relay one media stream: `peer_a` talks to the relay at `relay_a`,
 /// `peer_b` at `relay_b`. Each side's packets leave from the other side's relay endpoint, so
 /// each peer sees only "its" relay address (seed 003: channel 1 <-> channel 2). Both legs are
 /// latched to the given peers; `slots` are their stats slots (A's, then B's). Keys are port
-/// keys ([`LegKey::port`]).
+/// keys ([`LegKey::port`]). [`component_legs`] with both directions latched.
 pub fn stream_legs(
     (relay_a, peer_a): (Endpoint, Endpoint),
     (relay_b, peer_b): (Endpoint, Endpoint),
     slots: [u32; 2],
 ) -> [(LegKey, LegValue); 2] {
-    let leg = |relay, from, src, dst, slot| {
-        (
-            LegKey::port(relay),
-            LegValue {
-                latched: from,
-                new_src: src,
-                new_dst: dst,
-                slot,
-                flags: 0,
-            },
-        )
+    let a = Direction {
+        relay: relay_a,
+        latched: peer_a,
+        new_src: relay_b,
+        new_dst: peer_b,
+        slot: slots[0],
     };
-    [
-        leg(relay_a, peer_a, relay_b, peer_b, slots[0]),
-        leg(relay_b, peer_b, relay_a, peer_a, slots[1]),
-    ]
+    let b = Direction {
+        relay: relay_b,
+        latched: peer_b,
+        new_src: relay_a,
+        new_dst: peer_a,
+        slot: slots[1],
+    };
+    take(component_legs(false, [Some(a), Some(b)]))
 }
 
 /// One stream on a shared relay port (seed 003's "alternate" latching): `ch1` and `ch2` both
 /// send to `relay`; each one's packets leave from `relay` to the other. `slots` are the
-/// channels' stats slots (ch1's, then ch2's).
-///
-/// Returns the two channel entries FIRST and the port entry (flag [`LEG_F_SHARED`]) LAST. The
-/// controller installs in this order and removes in reverse, so a packet never sees the shared
-/// flag without its channels (it would pass as `pass_shared_no_channel` and reach the socket,
-/// harmless but slow), and a port entry is never left flagged over removed channels.
+/// channels' stats slots (ch1's, then ch2's). [`component_legs`] with both channels latched:
+/// the two channel entries first, the port entry (flag [`LEG_F_SHARED`]) last.
 pub fn shared_port_legs(
     relay: Endpoint,
     ch1: Endpoint,
     ch2: Endpoint,
     slots: [u32; 2],
 ) -> [(LegKey, LegValue); 3] {
-    let channel = |from, to, slot| {
-        (
-            LegKey::channel(relay, from),
-            LegValue {
-                latched: from,
-                new_src: relay,
-                new_dst: to,
-                slot,
-                flags: 0,
-            },
-        )
+    let channel = |from, to, slot| Direction {
+        relay,
+        latched: from,
+        new_src: relay,
+        new_dst: to,
+        slot,
     };
-    [
-        channel(ch1, ch2, slots[0]),
-        channel(ch2, ch1, slots[1]),
-        (
-            LegKey::port(relay),
-            LegValue {
-                flags: LEG_F_SHARED,
-                ..LegValue::default()
-            },
-        ),
-    ]
+    take(component_legs(
+        true,
+        [
+            Some(channel(ch1, ch2, slots[0])),
+            Some(channel(ch2, ch1, slots[1])),
+        ],
+    ))
 }
 
 /// Per-leg counters, one per CPU per slot (the controller sums CPUs).
@@ -275,6 +348,27 @@ mod tests {
                 assert_ne!(legs[i].0, legs[j].0);
             }
         }
+    }
+
+    #[test]
+    fn component_legs_one_direction() {
+        let d = Direction {
+            relay: Endpoint::v4([198, 18, 1, 1], 30000),
+            latched: Endpoint::v4([198, 18, 1, 2], 1024),
+            new_src: Endpoint::v4([198, 18, 2, 1], 30002),
+            new_dst: Endpoint::v4([198, 18, 2, 2], 6000),
+            slot: 3,
+        };
+        let mut plain = component_legs(false, [None, Some(d)]);
+        assert_eq!(plain.next(), Some(d.port_leg()));
+        assert_eq!(plain.next(), None);
+        // A shared port with one channel latched: that channel, then the flag.
+        let mut shared = component_legs(true, [Some(d), None]);
+        assert_eq!(shared.next(), Some(d.channel_leg()));
+        assert_eq!(shared.next(), Some(shared_port_flag(d.relay)));
+        assert_eq!(shared.next(), None);
+        // Nothing to forward: no flag either.
+        assert_eq!(component_legs(true, [None, None]).count(), 0);
     }
 
     #[test]

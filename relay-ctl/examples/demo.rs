@@ -14,11 +14,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 use relay_ctl::{
     api::{CreateSession, LatchPolicy, SideRequest, StreamRequest},
-    cli::ApiClient,
-    testbed::{
-        CALLEE_IP, CALLER_IP, DaemonProcess, NAT_A_OUT_IP, NAT_B_OUT_IP, NatTopology, RELAY_A_IP,
-        RELAY_B_IP, RELAY_IF_A, RELAY_IF_B,
-    },
+    client::ApiClient,
+};
+use relay_testbed::{
+    CALLEE_IP, CALLER_IP, DaemonProcess, NAT_A_OUT_IP, NAT_B_OUT_IP, NatTopology, RELAY_A_IP,
+    RELAY_B_IP, RELAY_IF_A, RELAY_IF_B,
 };
 
 const API: &str = "127.0.0.1:9901";

@@ -2,6 +2,7 @@
 //! drive the data plane through these modules.
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -21,4 +22,3 @@ pub mod sdp;
 pub mod sessions;
 pub mod sip;
 pub mod stun;
-pub mod testbed;

@@ -17,7 +17,8 @@ use relay_ctl::{
         StreamRequest, StreamUpdate, StreamView, UpdateSession,
         router::{self, MAX_BODY_BYTES},
     },
-    cli::{ApiClient, CliError},
+    cli::CliError,
+    client::ApiClient,
     error::Error,
     events::Event,
 };

@@ -9,8 +9,8 @@ use common::*;
 use relay_ctl::{
     api::{LatchPolicy, PeerUpdate, SessionState, StreamUpdate, UpdateSession},
     cli::CliError,
-    testbed::{NAT_A_OUT_IP, NAT_B_OUT_IP},
 };
+use relay_testbed::{NAT_A_OUT_IP, NAT_B_OUT_IP};
 
 const N: usize = 100;
 
@@ -392,7 +392,7 @@ fn api_and_cli_report_every_error_clearly() {
     offer.streams[0].b.peer = None;
     let o = rig.create(offer).expect("offer");
     assert_eq!(o.state, SessionState::Offered);
-    let callee_sdp = SocketAddr::from((relay_ctl::testbed::CALLEE_IP, 6010));
+    let callee_sdp = SocketAddr::from((relay_testbed::CALLEE_IP, 6010));
     let answer = UpdateSession {
         streams: vec![Some(StreamUpdate {
             a: None,
@@ -537,7 +537,7 @@ fn api_and_cli_report_every_error_clearly() {
 
 #[test]
 fn kill_9_mid_call_loses_no_packet_and_the_new_daemon_adopts_the_session() {
-    use relay_ctl::testbed::DaemonProcess;
+    use relay_testbed::DaemonProcess;
     const M: usize = 2000;
     let mut rig = Rig::start("rst", &[]);
     let v = rig

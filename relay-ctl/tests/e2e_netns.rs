@@ -11,12 +11,9 @@ use std::{
 };
 
 use relay_common::{Counter, Endpoint, stream_legs};
-use relay_ctl::{
-    dataplane::DataPlane,
-    testbed::{
-        DaemonProcess, RECEIVER_IP, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A, RELAY_IF_B, SENDER_IP,
-        Topology,
-    },
+use relay_ctl::dataplane::DataPlane;
+use relay_testbed::{
+    DaemonProcess, RECEIVER_IP, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A, RELAY_IF_B, SENDER_IP, Topology,
 };
 
 const BPFFS_ROOT: &str = "/sys/fs/bpf/media-relay-test";

@@ -6,10 +6,8 @@ mod common;
 use std::{net::SocketAddr, time::Duration};
 
 use common::*;
-use relay_ctl::{
-    api::{CreateSession, LatchPolicy, SideRequest, StreamRequest},
-    testbed::{CALLEE_IP6, CALLER_IP6, RELAY_A_IP6, RELAY_B_IP6},
-};
+use relay_ctl::api::{CreateSession, LatchPolicy, SideRequest, StreamRequest};
+use relay_testbed::{CALLEE_IP6, CALLER_IP6, RELAY_A_IP6, RELAY_B_IP6};
 
 const N: usize = 100;
 

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use relay_ctl::testbed::{
+use relay_testbed::{
     CALLEE_IP, CALLER_IP, NAT_A_OUT_IP, NAT_B_OUT_IP, NatTopology, Netns, RELAY_A_IP, RELAY_B_IP,
 };
 

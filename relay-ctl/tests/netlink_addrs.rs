@@ -7,7 +7,8 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use relay_ctl::{netlink, testbed::Netns};
+use relay_ctl::netlink;
+use relay_testbed::Netns;
 
 /// A namespace with `d0` (up, 192.0.2.1/24, 198.51.100.7/24, 2001:db8::7/64, a link-scope
 /// 203.0.113.9/24 and the kernel's fe80:: address, the last two not to be reported) and `d1`

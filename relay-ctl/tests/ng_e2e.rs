@@ -9,8 +9,8 @@ use common::*;
 use relay_ctl::{
     ng::bencode::{self, DictBuilder, Value},
     sdp::Sdp,
-    testbed::{RELAY_A_IP, RELAY_B_IP, RELAY_IF_A, RELAY_IF_B},
 };
+use relay_testbed::{RELAY_A_IP, RELAY_B_IP, RELAY_IF_A, RELAY_IF_B};
 
 const NG: &str = "127.0.0.1:2223";
 
@@ -462,7 +462,7 @@ fn ng_calls_survive_a_daemon_restart() {
     let to_callee = sdp_of(&ng.req(&offer("rst-1", &caller_sdp(5004, 5006))));
     sdp_of(&ng.req(&answer("rst-1", &callee_sdp(6004, 6006))));
     rig.daemon.stop().expect("stop");
-    let new = relay_ctl::testbed::DaemonProcess::start_with(
+    let new = relay_testbed::DaemonProcess::start_with(
         bin(),
         &rig.topo.relay,
         std::path::Path::new(BPFFS_ROOT),

@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::*;
-use relay_ctl::testbed::{NAT_B_OUT_IF, RELAY_A_IP, RELAY_B_IP};
+use relay_testbed::{NAT_B_OUT_IF, RELAY_A_IP, RELAY_B_IP};
 
 /// A process killed (SIGTERM, then SIGKILL) and reaped on drop.
 struct Proc {

@@ -19,8 +19,8 @@ use relay_ctl::{
         ATTR_CHANGE_REQUEST, ATTR_MAPPED_ADDRESS, ATTR_OTHER_ADDRESS, ATTR_RESPONSE_ORIGIN,
         ATTR_XOR_MAPPED_ADDRESS, Builder, Class, METHOD_BINDING, decode_address, parse,
     },
-    testbed::{CALLEE_IP, NAT_A_OUT_IP, NAT_B_OUT_IP, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A},
 };
+use relay_testbed::{CALLEE_IP, NAT_A_OUT_IP, NAT_B_OUT_IP, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A};
 
 const REFLECTOR_PORT: u16 = 3490;
 const STUN_PORT: u16 = 3478;
@@ -455,7 +455,7 @@ fn keys_rotate_with_a_grace_period_and_survive_a_kill_9() {
             "6",
         ],
     );
-    rig.daemon = relay_ctl::testbed::DaemonProcess::start_with(
+    rig.daemon = relay_testbed::DaemonProcess::start_with(
         common::bin(),
         &rig.topo.relay,
         std::path::Path::new(common::BPFFS_ROOT),

@@ -12,8 +12,8 @@ use common::*;
 use relay_ctl::{
     api::{LatchPolicy, SessionState},
     sip::{media, message::Message},
-    testbed::{CALLEE_IP, CALLER_IP, NAT_A_OUT_IP, NAT_B_OUT_IP, RELAY_A_IP},
 };
+use relay_testbed::{CALLEE_IP, CALLER_IP, NAT_A_OUT_IP, NAT_B_OUT_IP, RELAY_A_IP};
 
 const N: usize = 50;
 const SIP_PORT: u16 = 5062;

@@ -9,7 +9,7 @@ mod common;
 use std::{net::SocketAddr, process::Command, time::Duration};
 
 use common::Rig;
-use relay_ctl::testbed::{NAT_A_OUT_IP, NAT_B_OUT_IP, Netns, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A};
+use relay_testbed::{NAT_A_OUT_IP, NAT_B_OUT_IP, Netns, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A};
 
 const ALT: &str = "198.18.1.3";
 

@@ -24,13 +24,15 @@ const APT_PACKAGES: &[&str] = &[
     // `ip netns`, `ip link ... type veth`, `ip neigh`: every namespace test and the demo.
     "iproute2",
     // Turns on GRO (NAPI) and off TX checksum offload on the end hosts' veths, so they accept
-    // XDP-redirected frames and send complete checksums (testbed.rs explains why).
+    // XDP-redirected frames and send complete checksums (relay-testbed/src/topology.rs says
+    // why).
     "ethtool",
     // `nsenter --net`: runs the daemon inside the relay namespace with the host's bpffs.
     "util-linux",
     // `sysctl`: the fixture namespace turns forwarding on per interface.
     "procps",
-    // `nft`: the NAT test topology's namespaces masquerade like home routers (testbed/nat.rs).
+    // `nft`: the NAT test topology's namespaces masquerade like home routers
+    // (relay-testbed/src/nat.rs).
     "nftables",
     // `vm-test` boots Debian's kernels under QEMU (TCG where KVM is unavailable).
     "qemu-system-x86",

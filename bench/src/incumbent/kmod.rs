@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use relay_ctl::testbed::Netns;
+use relay_testbed::Netns;
 
 use crate::{
     ng,

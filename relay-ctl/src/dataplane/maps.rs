@@ -112,26 +112,6 @@ impl DataPlane {
             .with_context(|| format!("installing leg {key}"))
     }
 
-    /// Install several entries in slice order, e.g. `shared_port_legs()` (channels before the
-    /// shared port entry). Stops at the first error and returns it, leaving the entries before
-    /// it installed: the caller rolls back (`remove_legs` on the same keys).
-    pub fn install_legs(&mut self, entries: &[(LegKey, LegValue)]) -> Result<()> {
-        for (key, value) in entries {
-            self.install_leg(key, value)?;
-        }
-        Ok(())
-    }
-
-    /// Remove several entries in REVERSE slice order, so the keys of an `install_legs` slice
-    /// come out the opposite way they went in (a shared port's flag before its channels).
-    /// Missing keys are not an error; stops at the first real error and returns it.
-    pub fn remove_legs(&mut self, keys: &[LegKey]) -> Result<()> {
-        for key in keys.iter().rev() {
-            self.remove_leg(key)?;
-        }
-        Ok(())
-    }
-
     /// Insert a leg with no slot check and no counter reset: only for tests that must put the
     /// table into states the controller never produces (e.g. a slot beyond the stats array).
     pub fn install_leg_unchecked(&mut self, key: &LegKey, value: &LegValue) -> Result<()> {

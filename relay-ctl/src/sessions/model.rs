@@ -2,7 +2,10 @@
 //! as the controller keeps it and persists it for a restart.
 use std::net::{IpAddr, SocketAddr};
 
-use relay_common::{Endpoint, LegKey, LegValue, leg::LEG_F_SHARED};
+use relay_common::{
+    Endpoint, LegKey, LegValue,
+    leg::{Direction, component_legs},
+};
 use serde::{Deserialize, Serialize};
 
 use super::latch::Channels;
@@ -102,46 +105,27 @@ impl Component {
     /// (IPv4 or IPv6): the XDP fast path does not translate between them, so a v4/v6 bridge
     /// stays with the controller.
     pub fn desired(&self, shared: bool) -> Vec<(LegKey, LegValue)> {
-        let mut out = Vec::with_capacity(3);
-        for x in 0..2 {
-            let y = 1 - x;
-            let (Some(from), Some(to)) = (
-                self.latch.channels[x].latched,
-                self.latch.channels[y].destination(),
-            ) else {
-                continue;
-            };
-            let (own, other) = (self.sides[x].relay(), self.sides[y].relay());
-            let f = family(from);
-            if family(to) != f || family(own) != f || family(other) != f {
-                continue;
-            }
-            let key = if shared {
-                LegKey::channel(Endpoint::from(own), Endpoint::from(from))
-            } else {
-                LegKey::port(Endpoint::from(own))
-            };
-            out.push((
-                key,
-                LegValue {
-                    latched: Endpoint::from(from),
-                    new_src: Endpoint::from(other),
-                    new_dst: Endpoint::from(to),
-                    slot: self.sides[x].slot,
-                    flags: 0,
-                },
-            ));
+        component_legs(shared, [0, 1].map(|x| self.direction(x))).collect()
+    }
+
+    /// Side `x`'s direction, if it can be forwarded in the kernel now: `x` is latched, the
+    /// other side has a destination, and all four endpoints are of one family.
+    fn direction(&self, x: usize) -> Option<Direction> {
+        let y = 1 - x;
+        let from = self.latch.channels[x].latched?;
+        let to = self.latch.channels[y].destination()?;
+        let (own, other) = (self.sides[x].relay(), self.sides[y].relay());
+        let f = family(from);
+        if family(to) != f || family(own) != f || family(other) != f {
+            return None;
         }
-        if shared && !out.is_empty() {
-            out.push((
-                LegKey::port(Endpoint::from(self.sides[0].relay())),
-                LegValue {
-                    flags: LEG_F_SHARED,
-                    ..LegValue::default()
-                },
-            ));
-        }
-        out
+        Some(Direction {
+            relay: Endpoint::from(own),
+            latched: Endpoint::from(from),
+            new_src: Endpoint::from(other),
+            new_dst: Endpoint::from(to),
+            slot: self.sides[x].slot,
+        })
     }
 
     /// Which side owns kernel stats slot `slot`.
@@ -152,6 +136,8 @@ impl Component {
 
 #[cfg(test)]
 mod tests {
+    use relay_common::leg::LEG_F_SHARED;
+
     use super::*;
     use crate::api::LatchPolicy;
 

@@ -10,11 +10,12 @@ use std::{
 
 use relay_ctl::{
     api::{CreateSession, LatchPolicy, SessionView, SideRequest, StatsView, StreamRequest},
-    cli::{ApiClient, CliError},
-    testbed::{
-        CALLEE_IP, CALLER_IP, DaemonProcess, NatTopology, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A,
-        RELAY_IF_B,
-    },
+    cli::CliError,
+    client::ApiClient,
+};
+use relay_testbed::{
+    CALLEE_IP, CALLER_IP, DaemonProcess, NatTopology, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A,
+    RELAY_IF_B,
 };
 
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/media-relay-test";

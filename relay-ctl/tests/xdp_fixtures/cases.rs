@@ -1,13 +1,13 @@
 //! The fixture table: input frame, map state, expected verdict and exact output frame.
 use etherparse::{EtherType, IpNumber};
 use relay_common::{
-    Counter, Endpoint, LegKey, LegValue, leg::shared_port_legs, reflector::DataPlaneConfig,
+    Counter, Endpoint, LegKey, LegValue,
+    leg::{Direction, shared_port_legs},
+    reflector::DataPlaneConfig,
 };
+use relay_testbed::frames::{Udp4, raw_l2};
 
-use crate::{
-    frames::{Udp4, raw_l2},
-    reflect_cases::CONFIG,
-};
+use crate::reflect_cases::CONFIG;
 
 // The fixture namespace (see main.rs): the relay has three links, fx0 and fx1 attached to the
 // egress devmap, fx2 not (and with forwarding off). Neighbours are permanent, so the FIB answers
@@ -70,16 +70,14 @@ fn leg(
     dst: Endpoint,
     slot: u32,
 ) -> (LegKey, LegValue) {
-    (
-        LegKey::port(Endpoint::v4(relay.0, relay.1)),
-        LegValue {
-            latched: latched.map_or(Endpoint::NONE, |(a, p)| Endpoint::v4(a, p)),
-            new_src: Endpoint::v4(src.0, src.1),
-            new_dst: dst,
-            slot,
-            flags: 0,
-        },
-    )
+    Direction {
+        relay: Endpoint::v4(relay.0, relay.1),
+        latched: latched.map_or(Endpoint::NONE, |(a, p)| Endpoint::v4(a, p)),
+        new_src: Endpoint::v4(src.0, src.1),
+        new_dst: dst,
+        slot,
+    }
+    .port_leg()
 }
 
 const CALLER_EP: ([u8; 4], u16) = (CALLER, 5004);

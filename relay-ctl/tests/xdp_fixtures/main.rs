@@ -5,7 +5,6 @@
 //! The program runs with `ingress_ifindex` set to a veth in a namespace made here, so
 //! `bpf_fib_lookup` answers from a real FIB with permanent neighbours (deterministic MACs).
 mod cases;
-mod frames;
 mod reflect_cases;
 mod relay6_cases;
 mod stun_cases;
@@ -18,20 +17,13 @@ use relay_common::Counter;
 use relay_ctl::{
     dataplane::{DataPlane, EgressMap, Reflector, load, relay_program},
     netns::ifindex,
-    testbed::Netns,
 };
+use relay_testbed::{Netns, frames};
 
 const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
-
-fn mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// The fixture namespace: three relay links with a peer each, permanent neighbours.
 fn fixture_netns() -> Netns {
@@ -41,27 +33,9 @@ fn fixture_netns() -> Netns {
         ("fx1", FX1_MAC, "198.18.2.1/24", "2001:db8:2::1/64"),
         ("fx2", FX2_MAC, "198.18.3.1/24", "2001:db8:3::1/64"),
     ];
-    for (i, (name, m, cidr, cidr6)) in links.iter().enumerate() {
-        let peer = format!("fxp{i}");
-        ns.ip(&[
-            "link",
-            "add",
-            name,
-            "address",
-            &mac(*m),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-        ])
-        .expect("veth");
-        ns.ip(&["addr", "add", cidr, "dev", name]).expect("addr");
-        // nodad: usable at once, no duplicate address detection delay.
-        ns.ip(&["-6", "addr", "add", cidr6, "dev", name, "nodad"])
-            .expect("addr6");
-        ns.ip(&["link", "set", name, "up"]).expect("up");
-        ns.ip(&["link", "set", &peer, "up"]).expect("peer up");
+    for (i, (name, m, cidr, cidr6)) in links.into_iter().enumerate() {
+        ns.stub_link(name, m, &format!("fxp{i}"), &[cidr, cidr6])
+            .expect("link");
     }
     // `ip neigh` takes the family from the address.
     let v4 = [
@@ -73,18 +47,7 @@ fn fixture_netns() -> Netns {
     .map(|(ip, m, dev)| (std::net::IpAddr::from(ip), m, dev));
     let v6 = relay6_cases::NEIGHBOURS6.map(|(ip, m, dev)| (std::net::IpAddr::from(ip), m, dev));
     for (ip, m, dev) in v4.into_iter().chain(v6) {
-        ns.ip(&[
-            "neigh",
-            "replace",
-            &ip.to_string(),
-            "lladdr",
-            &mac(m),
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ])
-        .expect("neigh");
+        ns.neigh_permanent(ip, m, dev).expect("neigh");
     }
     // bpf_fib_lookup needs forwarding on the ingress link (the daemon turns it on); fx2 keeps
     // it off to exercise that refusal.

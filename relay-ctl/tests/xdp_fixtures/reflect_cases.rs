@@ -6,8 +6,9 @@ use relay_common::{
     reflector::{DataPlaneConfig, HEADER_LEN, reflector_payload},
     siphash::SipKey,
 };
+use relay_testbed::frames::Udp4;
 
-use crate::{cases::*, frames::Udp4};
+use crate::cases::*;
 
 pub const REFLECT_PORT: u16 = 4444;
 pub const STUN_PORT: u16 = 3478;

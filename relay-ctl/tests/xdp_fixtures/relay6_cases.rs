@@ -2,14 +2,15 @@
 //! fixture namespace's links, see main.rs), plus what only IPv6 has: extension headers, the
 //! mandatory UDP checksum, the hop limit and the flow label the FIB may hash on.
 use etherparse::IpNumber;
-use relay_common::{Counter, Endpoint, LegKey, LegValue, leg::shared_port_legs};
+use relay_common::{
+    Counter, Endpoint, LegKey, LegValue,
+    leg::{Direction, shared_port_legs},
+};
+use relay_testbed::frames::{Udp6, raw_l2};
 
-use crate::{
-    cases::{
-        CALLEE_MAC, CALLER_MAC, Case, Expect, FX0_MAC, FX1_MAC, FX2_HOST_MAC, FX2_MAC, MAX_LEGS,
-        TX_PEER_MAC, plain_case,
-    },
-    frames::{Udp6, raw_l2},
+use crate::cases::{
+    CALLEE_MAC, CALLER_MAC, Case, Expect, FX0_MAC, FX1_MAC, FX2_HOST_MAC, FX2_MAC, MAX_LEGS,
+    TX_PEER_MAC, plain_case,
 };
 
 const fn v6(net: u16, host: u16) -> [u8; 16] {
@@ -62,16 +63,14 @@ fn leg(
     dst: Endpoint,
     slot: u32,
 ) -> (LegKey, LegValue) {
-    (
-        LegKey::port(ep(relay)),
-        LegValue {
-            latched: latched.unwrap_or(Endpoint::NONE),
-            new_src: src,
-            new_dst: dst,
-            slot,
-            flags: 0,
-        },
-    )
+    Direction {
+        relay: ep(relay),
+        latched: latched.unwrap_or(Endpoint::NONE),
+        new_src: src,
+        new_dst: dst,
+        slot,
+    }
+    .port_leg()
 }
 
 /// Caller -> A:31000 relayed from B:31002 to the callee (redirect to fx1).

@@ -2,10 +2,10 @@
 //! written out field by field here (RFC 8489 sections 5, 14.2, 14.7), their FINGERPRINT by
 //! crc32fast and their checksums by etherparse; never by the code under test.
 use relay_common::{Counter, reflector::DataPlaneConfig};
+use relay_testbed::frames::Udp4;
 
 use crate::{
     cases::*,
-    frames::Udp4,
     reflect_cases::{CONFIG, STUN_PORT},
 };
 

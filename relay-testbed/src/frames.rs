@@ -1,5 +1,7 @@
 //! Test frames built with etherparse, an independent packet library: every checksum in an
-//! expected frame is computed by it, never by the code under test.
+//! expected frame is computed by it, never by the code under test. The fixture table builds
+//! its inputs and expected outputs with these, the benchmark its measurement frames.
+use anyhow::{Context, Result};
 use etherparse::{
     EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header,
     SingleVlanHeader, SlicedPacket, TransportSlice, UdpHeader, VlanId, VlanPcp,
@@ -45,8 +47,7 @@ impl Udp4 {
             sport: src.1,
             dport: dst.1,
             ttl: 64,
-            // 172 bytes: an RTP header plus 160 bytes of G.711 (20 ms).
-            payload: (0..172u32).map(|i| (i * 7 + 3) as u8).collect(),
+            payload: rtp_payload(),
             zero_udp_csum: false,
             ip_options: vec![],
             more_fragments: false,
@@ -56,19 +57,25 @@ impl Udp4 {
         }
     }
 
+    /// The frame; panics where [`Udp4::try_bytes`] fails (for tables of test cases).
     pub fn bytes(&self) -> Vec<u8> {
+        self.try_bytes().expect("a frame etherparse can write")
+    }
+
+    /// The frame, or why etherparse cannot write it (e.g. a payload beyond 64 KiB).
+    pub fn try_bytes(&self) -> Result<Vec<u8>> {
         let l4_len = if self.protocol == IpNumber::UDP {
             UdpHeader::LEN + self.payload.len()
         } else {
             self.payload.len()
         };
         let mut ip = Ipv4Header::new(l4_len as u16, self.ttl, self.protocol, self.src, self.dst)
-            .expect("ipv4 header");
-        ip.options = self.ip_options.as_slice().try_into().expect("options");
+            .context("ipv4 header")?;
+        ip.options = self.ip_options.as_slice().try_into().context("options")?;
         // Options lengthen the header; the total length must say so.
         ip.total_len = (ip.header_len() + l4_len) as u16;
         ip.more_fragments = self.more_fragments;
-        ip.fragment_offset = IpFragOffset::try_new(self.frag_offset).expect("offset");
+        ip.fragment_offset = IpFragOffset::try_new(self.frag_offset).context("offset")?;
         ip.identification = 0x1234;
         let true_ip = ip.clone();
         if let Some(len) = self.total_len_override {
@@ -87,30 +94,35 @@ impl Udp4 {
             ether_type: outer_type,
         }
         .write(&mut out)
-        .expect("eth");
+        .context("eth")?;
         if let Some(id) = self.vlan {
             SingleVlanHeader {
-                pcp: VlanPcp::try_new(5).expect("pcp"),
+                pcp: VlanPcp::try_new(5).context("pcp")?,
                 drop_eligible_indicator: false,
-                vlan_id: VlanId::try_new(id).expect("vlan id"),
+                vlan_id: VlanId::try_new(id).context("vlan id")?,
                 ether_type: inner_type,
             }
             .write(&mut out)
-            .expect("vlan");
+            .context("vlan")?;
         }
-        ip.write(&mut out).expect("ip");
+        ip.write(&mut out).context("ip")?;
         if self.protocol == IpNumber::UDP {
             let mut udp =
                 UdpHeader::with_ipv4_checksum(self.sport, self.dport, &true_ip, &self.payload)
-                    .expect("udp");
+                    .context("udp")?;
             if self.zero_udp_csum {
                 udp.checksum = 0;
             }
-            udp.write(&mut out).expect("udp");
+            udp.write(&mut out).context("udp")?;
         }
         out.extend_from_slice(&self.payload);
-        out
+        Ok(out)
     }
+}
+
+/// 172 bytes of RTP (an RTP header plus 160 bytes of G.711, 20 ms): a 200-byte IPv4 packet.
+pub fn rtp_payload() -> Vec<u8> {
+    (0..172u32).map(|i| (i * 7 + 3) as u8).collect()
 }
 
 /// A non-IP frame (e.g. ARP) of the given EtherType.
@@ -256,5 +268,60 @@ impl Udp6 {
         }
         out.extend_from_slice(&self.payload);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 1, 2];
+    const B: [u8; 6] = [2, 0, 0, 0, 1, 1];
+
+    #[test]
+    fn udp4_is_what_it_says_with_valid_checksums() {
+        let f = Udp4::new(([198, 18, 1, 2], 5004), ([198, 18, 1, 1], 30000), A, B).bytes();
+        assert_eq!(f.len(), 14 + 20 + 8 + 172);
+        let p = SlicedPacket::from_ethernet(&f).expect("parses");
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not IPv4: {:?}", p.net)
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        let Some(TransportSlice::Udp(udp)) = p.transport else {
+            panic!("not UDP")
+        };
+        let want = udp
+            .to_header()
+            .calc_checksum_ipv4(&h, udp.payload())
+            .expect("checksum");
+        assert_eq!(udp.checksum(), want);
+        assert_eq!((udp.source_port(), udp.destination_port()), (5004, 30000));
+        assert_eq!(udp_payload_len(&f), 172);
+    }
+
+    #[test]
+    fn udp4_zero_checksum_and_vlan() {
+        let mut u = Udp4::new(([198, 18, 1, 2], 5004), ([198, 18, 1, 1], 30000), A, B);
+        u.zero_udp_csum = true;
+        u.vlan = Some(7);
+        let f = u.bytes();
+        assert_eq!(f.len(), 14 + 4 + 20 + 8 + 172);
+        assert_eq!(&f[12..14], &[0x81, 0x00]);
+        // UDP checksum: after Ethernet, the tag, IPv4 and the UDP ports and length.
+        assert_eq!(&f[18 + 20 + 6..18 + 20 + 8], &[0, 0]);
+    }
+
+    #[test]
+    fn udp4_too_large_is_an_error_not_a_panic() {
+        let mut u = Udp4::new(([198, 18, 1, 2], 5004), ([198, 18, 1, 1], 30000), A, B);
+        u.payload = vec![0; 70_000];
+        assert!(u.try_bytes().is_err());
+    }
+
+    #[test]
+    fn diff_points_at_the_first_difference() {
+        let d = diff(&[1, 2, 3, 4], &[1, 2, 9, 4]);
+        assert!(d.contains("first difference at byte 2"), "{d}");
     }
 }

@@ -18,7 +18,11 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::{Netns, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A, RELAY_IF_B, veth};
+use crate::{
+    netns::{Netns, prime_neighbours, veth},
+    topology::{RELAY_A_IP, RELAY_B_IP, RELAY_IF_A, RELAY_IF_B},
+    xdp_pass::{self, XdpPass},
+};
 
 pub const CALLER_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 pub const NAT_A_IN_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -47,7 +51,7 @@ pub const CALLEE_IF: &str = "e0";
 pub struct NatTopology {
     // Field order is drop order: the relay (and whatever runs in it) goes last.
     /// XDP_PASS on the NATs' outside veths, so XDP_TX'd frames from the relay get picked up.
-    _xdp_pass: Vec<super::xdp_pass::XdpPass>,
+    _xdp_pass: Vec<XdpPass>,
     pub caller: Netns,
     pub callee: Netns,
     pub nat_a: Netns,
@@ -130,7 +134,7 @@ impl NatTopology {
             // GRO is enough for frames the relay redirects here, not for those it sends back
             // out the same link with XDP_TX (STUN answers): see `xdp_pass`.
             let idx = ns.ifindex(ifname)?;
-            t._xdp_pass.push(ns.run(|| super::xdp_pass::attach(idx))??);
+            t._xdp_pass.push(ns.run(|| xdp_pass::attach(idx))??);
         }
         for (ns, ifname) in [
             (&t.caller, CALLER_IF),
@@ -194,7 +198,7 @@ impl NatTopology {
 
     /// `prime_neighbours` for IPv6 (neighbour discovery for both NATs' outside addresses).
     pub fn prime_neighbours6(&self) -> Result<()> {
-        super::prime_neighbours(
+        prime_neighbours(
             &self.relay,
             &[
                 (&self.nat_a, NAT_A_OUT_IP6.into()),
@@ -207,7 +211,7 @@ impl NatTopology {
     /// datagram from the relay to a socket in each NAT namespace and waiting for it to arrive.
     /// XDP only forwards once the neighbour is known.
     pub fn prime_neighbours(&self) -> Result<()> {
-        super::prime_neighbours(
+        prime_neighbours(
             &self.relay,
             &[
                 (&self.nat_a, NAT_A_OUT_IP.into()),

@@ -23,8 +23,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::Netns;
-use crate::{dataplane::Instance, netns::netns_path};
+use relay_ctl::dataplane::Instance;
+
+use crate::netns::{Netns, netns_path};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// A CLI call talks to a local API: anything slower is a hang, not a slow answer.

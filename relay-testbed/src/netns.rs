@@ -1,38 +1,20 @@
-//! Throw-away network topologies for the end-to-end tests and the demo, and the daemon process
-//! guard they use. Everything is created in namespaces this process makes, with addresses from
-//! the documentation and benchmarking ranges only (198.18.0.0/15, 192.0.2.0/24,
-//! 198.51.100.0/24), and removed on drop (also when a test fails or panics).
+//! Named network namespaces (`/run/netns/<name>`, as `ip netns` makes them), veths between
+//! them, and neighbour entries.
 //!
-//! [`Topology`], end hosts directly on the relay's links:
-//!
-//! ```text
-//!  [sender ns]              [relay ns]                 [receiver ns]
-//!  s0 198.18.1.2/24 <-veth-> r0 198.18.1.1/24
-//!                            r1 198.18.2.1/24 <-veth-> v0 198.18.2.2/24
-//! ```
-//!
-//! [`NatTopology`]: each end host behind its own masquerading NAT (see `testbed/nat.rs`).
-//! [`DaemonProcess`]: a `relay-ctl daemon` in a namespace, with kill -9 and restart support.
+//! `setns(CLONE_NEWNET)` changes only the calling thread, so [`in_netns`] runs work on a scoped
+//! helper thread and the caller's namespace is never touched. Sockets created there stay in
+//! that namespace after the thread ends.
 use std::{
+    fs::File,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    path::PathBuf,
     process::Command,
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
-
-use crate::netns::{ifindex, in_netns};
-
-mod daemon;
-mod nat;
-mod xdp_pass;
-
-pub use daemon::DaemonProcess;
-pub use nat::{
-    CALLEE_IF, CALLEE_IP, CALLEE_IP6, CALLER_IF, CALLER_IP, CALLER_IP6, NAT_A_IN_IF, NAT_A_IN_IP,
-    NAT_A_OUT_IF, NAT_A_OUT_IP, NAT_A_OUT_IP6, NAT_B_IN_IF, NAT_B_IN_IP, NAT_B_OUT_IF,
-    NAT_B_OUT_IP, NAT_B_OUT_IP6, NatTopology, RELAY_A_IP6, RELAY_B_IP6,
-};
+use anyhow::{Context, Result, anyhow, bail};
+use relay_ctl::netns::ifindex;
 
 /// Run a command, failing with its stderr.
 pub fn run(cmd: &str, args: &[&str]) -> Result<()> {
@@ -48,6 +30,42 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Path of a named network namespace.
+pub fn netns_path(name: &str) -> PathBuf {
+    PathBuf::from("/run/netns").join(name)
+}
+
+/// Run `f` on a thread that has entered network namespace `name`.
+pub fn in_netns<T, F>(name: &str, f: F) -> Result<T>
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    let path = netns_path(name);
+    let ns = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: plain syscall on a valid fd; affects only this thread.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("setns into {}", path.display()));
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow!("thread in netns {name} panicked"))?
+    })
+}
+
+/// `02:00:00:00:01:02`: a MAC as `ip` takes it.
+pub fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// A network namespace that is deleted when dropped.
@@ -102,6 +120,42 @@ impl Netns {
         sock.set_read_timeout(Some(Duration::from_secs(2)))?;
         Ok(sock)
     }
+
+    /// A link `name` (MAC `m`, addresses `cidrs`) whose veth peer `peer` stays in this
+    /// namespace, both up: an interface for `BPF_PROG_TEST_RUN`'s ingress and a FIB to look up
+    /// in, with no host behind it. IPv6 addresses skip duplicate address detection (usable at
+    /// once).
+    pub fn stub_link(&self, name: &str, m: [u8; 6], peer: &str, cidrs: &[&str]) -> Result<()> {
+        let m = mac(m);
+        self.ip(&[
+            "link", "add", name, "address", &m, "type", "veth", "peer", "name", peer,
+        ])?;
+        for cidr in cidrs {
+            let mut args = vec!["addr", "add", cidr, "dev", name];
+            if cidr.contains(':') {
+                args.push("nodad");
+            }
+            self.ip(&args)?;
+        }
+        self.ip(&["link", "set", name, "up"])?;
+        self.ip(&["link", "set", peer, "up"])
+    }
+
+    /// A permanent neighbour entry (ARP or NDP, by the address's family): `bpf_fib_lookup`
+    /// then answers with `m` deterministically, and nothing is ever resolved on the wire.
+    pub fn neigh_permanent(&self, ip: IpAddr, m: [u8; 6], dev: &str) -> Result<()> {
+        self.ip(&[
+            "neigh",
+            "replace",
+            &ip.to_string(),
+            "lladdr",
+            &mac(m),
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ])
+    }
 }
 
 impl Drop for Netns {
@@ -139,66 +193,6 @@ pub fn veth(a: (&Netns, &str, &str, &str), b: (&Netns, &str, &str, &str)) -> Res
     Ok(())
 }
 
-pub const SENDER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
-pub const RELAY_A_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
-pub const RELAY_B_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
-pub const RECEIVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
-pub const RELAY_IF_A: &str = "r0";
-pub const RELAY_IF_B: &str = "r1";
-
-/// Sender and receiver on two links of a relay namespace.
-pub struct Topology {
-    // Field order is drop order: the relay (and whatever runs in it) goes last.
-    pub sender: Netns,
-    pub receiver: Netns,
-    pub relay: Netns,
-}
-
-impl Topology {
-    /// Build the topology; `tag` keeps concurrent topologies apart (namespace names).
-    pub fn build(tag: &str) -> Result<Topology> {
-        let t = Topology {
-            sender: Netns::add(&format!("mr-{tag}-snd"))?,
-            receiver: Netns::add(&format!("mr-{tag}-rcv"))?,
-            relay: Netns::add(&format!("mr-{tag}-rly"))?,
-        };
-        veth(
-            (&t.sender, "s0", "198.18.1.2/24", "02:00:00:00:01:02"),
-            (&t.relay, RELAY_IF_A, "198.18.1.1/24", "02:00:00:00:01:01"),
-        )?;
-        veth(
-            (&t.relay, RELAY_IF_B, "198.18.2.1/24", "02:00:00:00:02:01"),
-            (&t.receiver, "v0", "198.18.2.2/24", "02:00:00:00:02:02"),
-        )?;
-        // A veth only accepts frames that XDP_TX/XDP_REDIRECT put on its peer when it has NAPI
-        // enabled: with an XDP program or with GRO requested. The end hosts run no XDP, so
-        // request GRO; veth shows it "on" by default without having requested it, so a plain
-        // "on" changes nothing: turn it off, then on.
-        //
-        // Checksum offload off on the end hosts: a veth hands the peer a UDP datagram with
-        // only the pseudo-header sum filled in (CHECKSUM_PARTIAL). XDP sees raw bytes without
-        // that metadata, so after rewriting the receiver would find a wrong checksum. A real
-        // NIC always delivers complete checksums; here the hosts must compute them.
-        for (host, ifname) in [(&t.sender, "s0"), (&t.receiver, "v0")] {
-            host.exec("ethtool", &["-K", ifname, "gro", "off"])?;
-            host.exec("ethtool", &["-K", ifname, "gro", "on", "tx", "off"])?;
-        }
-        Ok(t)
-    }
-
-    /// Resolve the relay's neighbours (ARP) by sending one datagram from the relay to each end
-    /// host and waiting for it to arrive. XDP only forwards once the neighbour is known.
-    pub fn prime_neighbours(&self) -> Result<()> {
-        prime_neighbours(
-            &self.relay,
-            &[
-                (&self.sender, SENDER_IP.into()),
-                (&self.receiver, RECEIVER_IP.into()),
-            ],
-        )
-    }
-}
-
 /// Make `relay` resolve each host's address (ARP or IPv6 neighbour discovery) by sending one
 /// datagram from it to a socket on the host and waiting for it to arrive: XDP only forwards
 /// once the neighbour is known.
@@ -216,4 +210,28 @@ pub fn prime_neighbours(relay: &Netns, hosts: &[(&Netns, IpAddr)]) -> Result<()>
             .with_context(|| format!("priming the neighbour entry for {ip}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_as_ip_writes_them() {
+        assert_eq!(mac([0x02, 0, 0, 0x0a, 0x1b, 0xff]), "02:00:00:0a:1b:ff");
+    }
+
+    #[test]
+    fn namespaces_live_under_run_netns() {
+        assert_eq!(netns_path("mr-x"), PathBuf::from("/run/netns/mr-x"));
+    }
+
+    #[test]
+    fn a_failing_command_names_itself_and_its_error() {
+        let e = run("sh", &["-c", "echo broken >&2; exit 3"]).expect_err("exit 3");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("sh -c") && msg.contains("broken"), "{msg}");
+        let e = run("/nonexistent/tool", &[]).expect_err("missing");
+        assert!(format!("{e:#}").contains("cargo xtask setup"));
+    }
 }
