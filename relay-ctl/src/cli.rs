@@ -7,8 +7,8 @@ use std::{
 };
 
 use crate::{
-    api::{ApiError, LegView, PortsView, SessionView, StatsView},
-    client::{ApiClient, session_path},
+    api::{LegView, PortsView, SessionView, StatsView},
+    client::{ApiClient, ClientError, session_path},
 };
 
 /// Where the daemon's API listens unless `--api` or `RELAY_CTL_API` says otherwise.
@@ -23,50 +23,40 @@ pub const EXIT_UNREACHABLE: i32 = 2;
 /// Exit code for an error answer from the API, or anything else that went wrong.
 pub const EXIT_ERROR: i32 = 1;
 
-/// Why a request to the daemon's API failed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CliError {
-    /// Nothing answered at the address: connection refused, unreachable, connect timeout.
-    Unreachable { addr: SocketAddr, reason: String },
-    /// The daemon answered with an error.
-    Api(ApiError),
-    /// Anything else: an unparsable answer, a timeout mid-request, a bad argument.
-    Other(String),
-}
-
-impl CliError {
+impl ClientError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Unreachable { .. } => EXIT_UNREACHABLE,
-            CliError::Api(_) | CliError::Other(_) => EXIT_ERROR,
+            ClientError::Unreachable { .. } => EXIT_UNREACHABLE,
+            ClientError::Api(_) | ClientError::Other(_) => EXIT_ERROR,
         }
     }
 }
 
-impl fmt::Display for CliError {
+/// How the CLI prints a client error: one line, control characters escaped.
+impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // The reason is almost always "connection refused"; the hint is what helps.
-            CliError::Unreachable { addr, .. } => write!(
+            ClientError::Unreachable { addr, .. } => write!(
                 f,
                 "cannot reach the daemon's API at {addr} (is `relay-ctl daemon` running?)"
             ),
-            CliError::Api(e) => write!(f, "{} (HTTP {})", one_line(&e.error), e.status),
-            CliError::Other(e) => f.write_str(&one_line(e)),
+            ClientError::Api(e) => write!(f, "{} (HTTP {})", one_line(&e.error), e.status),
+            ClientError::Other(e) => f.write_str(&one_line(e)),
         }
     }
 }
 
-impl std::error::Error for CliError {}
+impl std::error::Error for ClientError {}
 
 /// Resolve the API address: `--api`, else `RELAY_CTL_API`, else [`DEFAULT_API`].
-pub fn api_addr(flag: Option<SocketAddr>) -> Result<SocketAddr, CliError> {
+pub fn api_addr(flag: Option<SocketAddr>) -> Result<SocketAddr, ClientError> {
     if let Some(a) = flag {
         return Ok(a);
     }
     match std::env::var(API_ENV) {
         Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|e| {
-            CliError::Other(format!(
+            ClientError::Other(format!(
                 "{API_ENV}={v:?} is not an address like 127.0.0.1:9901: {e}"
             ))
         }),
@@ -87,7 +77,7 @@ pub enum Command {
 }
 
 /// Run `cmd` against the API; returns what to print on stdout.
-pub fn run(client: &ApiClient, cmd: &Command, json: bool) -> Result<String, CliError> {
+pub fn run(client: &ApiClient, cmd: &Command, json: bool) -> Result<String, ClientError> {
     if json {
         // The API's own JSON (not re-encoded views), so scripts see every field it sends.
         let v: serde_json::Value = match cmd {
@@ -99,7 +89,7 @@ pub fn run(client: &ApiClient, cmd: &Command, json: bool) -> Result<String, CliE
             Command::Ticket(req) => client.post("/v1/reflector/tickets", req)?,
         };
         let mut out = serde_json::to_string_pretty(&v)
-            .map_err(|e| CliError::Other(format!("cannot print JSON: {e}")))?;
+            .map_err(|e| ClientError::Other(format!("cannot print JSON: {e}")))?;
         out.push('\n');
         return Ok(out);
     }
@@ -531,7 +521,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::api::{InterfaceView, LatchPolicy, PoolView, SessionState, StreamView};
+    use crate::api::{ApiError, InterfaceView, LatchPolicy, PoolView, SessionState, StreamView};
 
     fn leg(side: &str, port: u16, kernel: bool) -> LegView {
         LegView {
@@ -795,7 +785,7 @@ exhausted 3 (allocations refused for lack of ports)
 
     #[test]
     fn error_lines() {
-        let e = CliError::Unreachable {
+        let e = ClientError::Unreachable {
             addr: DEFAULT_API,
             reason: "refused".into(),
         };
@@ -804,7 +794,7 @@ exhausted 3 (allocations refused for lack of ports)
             "cannot reach the daemon's API at 127.0.0.1:9901 (is `relay-ctl daemon` running?)"
         );
         assert_eq!(e.exit_code(), 2);
-        let e = CliError::Api(ApiError::not_found("no session \"x\"\nsecond line"));
+        let e = ClientError::Api(ApiError::not_found("no session \"x\"\nsecond line"));
         assert_eq!(e.to_string(), "no session \"x\" second line (HTTP 404)");
         assert_eq!(e.exit_code(), 1);
     }

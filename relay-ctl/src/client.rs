@@ -1,15 +1,24 @@
 //! Blocking client of the daemon's HTTP API (ureq, no TLS: the API listens on loopback or an
 //! admin network). The operator CLI prints what it returns; the tests, the demo and the
-//! benchmark drive the daemon through it. Failures are [`CliError`]s: the CLI turns them into
+//! benchmark drive the daemon through it. Failures are [`ClientError`]s: the CLI turns them into
 //! its exit codes and one stderr line.
 use std::{fmt::Write as _, net::SocketAddr, time::Duration};
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{
-    api::{ApiError, CreateSession, PortsView, SessionView, StatsView, UpdateSession},
-    cli::CliError,
-};
+use crate::api::{ApiError, CreateSession, PortsView, SessionView, StatsView, UpdateSession};
+
+/// Why a request to the daemon's API failed (the CLI maps each to an exit code and prints
+/// it, `cli.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientError {
+    /// Nothing answered at the address: connection refused, unreachable, connect timeout.
+    Unreachable { addr: SocketAddr, reason: String },
+    /// The daemon answered with an error.
+    Api(ApiError),
+    /// Anything else: an unparsable answer, a timeout mid-request, a bad argument.
+    Other(String),
+}
 
 /// Blocking client of the daemon's HTTP API.
 pub struct ApiClient {
@@ -40,12 +49,12 @@ impl ApiClient {
     }
 
     /// `GET /healthz`: Ok once the daemon serves its API.
-    pub fn health(&self) -> Result<(), CliError> {
+    pub fn health(&self) -> Result<(), ClientError> {
         self.get::<serde_json::Value>("/healthz").map(|_| ())
     }
 
     /// `GET /metrics`: the Prometheus text.
-    pub fn metrics(&self) -> Result<String, CliError> {
+    pub fn metrics(&self) -> Result<String, ClientError> {
         let url = self.url("/metrics");
         let mut resp = self.agent.get(&url).call().map_err(|e| self.error(e))?;
         let status = resp.status().as_u16();
@@ -62,28 +71,28 @@ impl ApiClient {
         }
     }
 
-    pub fn get_sessions(&self) -> Result<Vec<SessionView>, CliError> {
+    pub fn get_sessions(&self) -> Result<Vec<SessionView>, ClientError> {
         self.get("/v1/sessions")
     }
 
-    pub fn get_session(&self, call_id: &str) -> Result<SessionView, CliError> {
+    pub fn get_session(&self, call_id: &str) -> Result<SessionView, ClientError> {
         self.get(&session_path(call_id)?)
     }
 
-    pub fn get_stats(&self) -> Result<StatsView, CliError> {
+    pub fn get_stats(&self) -> Result<StatsView, ClientError> {
         self.get("/v1/stats")
     }
 
-    pub fn get_ports(&self) -> Result<PortsView, CliError> {
+    pub fn get_ports(&self) -> Result<PortsView, ClientError> {
         self.get("/v1/ports")
     }
 
     /// Remove a session; returns it as it was just before removal.
-    pub fn delete_session(&self, call_id: &str) -> Result<SessionView, CliError> {
+    pub fn delete_session(&self, call_id: &str) -> Result<SessionView, ClientError> {
         self.delete(&session_path(call_id)?)
     }
 
-    pub fn create_session(&self, req: CreateSession) -> Result<SessionView, CliError> {
+    pub fn create_session(&self, req: CreateSession) -> Result<SessionView, ClientError> {
         self.post("/v1/sessions", &req)
     }
 
@@ -91,18 +100,18 @@ impl ApiClient {
         &self,
         call_id: &str,
         req: UpdateSession,
-    ) -> Result<SessionView, CliError> {
+    ) -> Result<SessionView, ClientError> {
         self.post(&session_path(call_id)?, &req)
     }
 
     /// `GET path` decoded as `T` (`serde_json::Value` for the raw JSON).
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let r = self.agent.get(self.url(path)).call();
         self.decode(r)
     }
 
     /// `DELETE path` decoded as `T`.
-    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let r = self.agent.delete(self.url(path)).call();
         self.decode(r)
     }
@@ -112,7 +121,7 @@ impl ApiClient {
         &self,
         path: &str,
         body: &impl Serialize,
-    ) -> Result<T, CliError> {
+    ) -> Result<T, ClientError> {
         let r = self.agent.post(self.url(path)).send_json(body);
         self.decode(r)
     }
@@ -125,7 +134,7 @@ impl ApiClient {
     fn decode<T: DeserializeOwned>(
         &self,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<T, CliError> {
+    ) -> Result<T, ClientError> {
         let mut resp = r.map_err(|e| self.error(e))?;
         let status = resp.status().as_u16();
         let body = resp
@@ -138,14 +147,14 @@ impl ApiClient {
             return Err(api_error(status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| {
-            CliError::Other(format!(
+            ClientError::Other(format!(
                 "unexpected answer from the daemon's API at {}: {e}",
                 self.addr
             ))
         })
     }
 
-    fn error(&self, e: ureq::Error) -> CliError {
+    fn error(&self, e: ureq::Error) -> ClientError {
         use std::io::ErrorKind::*;
         let unreachable = match &e {
             ureq::Error::Io(io) => matches!(
@@ -157,12 +166,12 @@ impl ApiClient {
             _ => false,
         };
         if unreachable {
-            CliError::Unreachable {
+            ClientError::Unreachable {
                 addr: self.addr,
                 reason: e.to_string(),
             }
         } else {
-            CliError::Other(format!(
+            ClientError::Other(format!(
                 "request to the daemon's API at {} failed: {e}",
                 self.addr
             ))
@@ -171,13 +180,13 @@ impl ApiClient {
 }
 
 /// An error answer: the ApiError body if it is one, else the status and whatever text came.
-fn api_error(status: u16, body: &[u8]) -> CliError {
+fn api_error(status: u16, body: &[u8]) -> ClientError {
     match serde_json::from_slice::<ApiError>(body) {
-        Ok(e) => CliError::Api(e),
+        Ok(e) => ClientError::Api(e),
         Err(_) => {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
-            CliError::Api(ApiError::new(
+            ClientError::Api(ApiError::new(
                 status,
                 if text.is_empty() {
                     "no error message".to_owned()
@@ -190,9 +199,9 @@ fn api_error(status: u16, body: &[u8]) -> CliError {
 }
 
 /// `/v1/sessions/{id}` with the id percent-encoded (SIP call ids may hold '/', '%', spaces).
-pub(crate) fn session_path(call_id: &str) -> Result<String, CliError> {
+pub(crate) fn session_path(call_id: &str) -> Result<String, ClientError> {
     if call_id.is_empty() {
-        return Err(CliError::Other("empty session id".into()));
+        return Err(ClientError::Other("empty session id".into()));
     }
     let mut p = String::from("/v1/sessions/");
     for b in call_id.bytes() {
@@ -229,7 +238,7 @@ mod tests {
         // A proxy or a foreign server answering with text still gives a usable error.
         assert_eq!(
             api_error(502, b"Bad Gateway\n"),
-            CliError::Api(ApiError::new(502, "Bad Gateway"))
+            ClientError::Api(ApiError::new(502, "Bad Gateway"))
         );
     }
 
@@ -242,7 +251,7 @@ mod tests {
         let err = ApiClient::new(addr)
             .get_sessions()
             .expect_err("nothing listens");
-        assert!(matches!(err, CliError::Unreachable { .. }), "{err:?}");
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
         assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
     }
 }

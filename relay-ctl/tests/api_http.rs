@@ -17,8 +17,8 @@ use relay_ctl::{
         StreamRequest, StreamUpdate, StreamView, UpdateSession,
         router::{self, MAX_BODY_BYTES},
     },
-    cli::CliError,
     client::ApiClient,
+    client::ClientError,
     error::Error,
     events::Event,
 };
@@ -958,7 +958,7 @@ fn daemon_not_running_exit_2() {
     }
     assert!(matches!(
         ApiClient::new(addr).get_stats(),
-        Err(CliError::Unreachable { .. })
+        Err(ClientError::Unreachable { .. })
     ));
 }
 

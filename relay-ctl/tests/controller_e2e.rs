@@ -8,7 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 use common::*;
 use relay_ctl::{
     api::{LatchPolicy, PeerUpdate, SessionState, StreamUpdate, UpdateSession},
-    cli::CliError,
+    client::ClientError,
 };
 use relay_testbed::{NAT_A_OUT_IP, NAT_B_OUT_IP};
 
@@ -338,7 +338,7 @@ fn port_exhaustion_is_an_error_and_a_counter_and_leaks_nothing() {
     rig.create(call("x-2", LatchPolicy::Immediate))
         .expect("second call fits (second pair)");
     match rig.create(call("x-3", LatchPolicy::Immediate)) {
-        Err(CliError::Api(e)) => {
+        Err(ClientError::Api(e)) => {
             assert_eq!(e.status, 503);
             assert!(e.error.contains("no free relay port pair"), "{}", e.error);
         }
@@ -379,8 +379,8 @@ fn api_and_cli_report_every_error_clearly() {
         .create(call("dup", LatchPolicy::Immediate))
         .expect("create");
     assert_eq!(dup.streams.len(), 1);
-    let err = |r: Result<_, CliError>| match r {
-        Err(CliError::Api(e)) => (e.status, e.error),
+    let err = |r: Result<_, ClientError>| match r {
+        Err(ClientError::Api(e)) => (e.status, e.error),
         other => panic!("expected an API error, got {other:?}"),
     };
     let (s, e) = err(rig.create(call("dup", LatchPolicy::Immediate)).map(|_| ()));

@@ -13,7 +13,7 @@ use std::{
 
 use common::{Rig, recv_n, wait_for};
 use relay_ctl::{
-    cli::CliError,
+    client::ClientError,
     reflector::{TicketRequest, TicketView, tickets::unhex},
     stun::message::{
         ATTR_CHANGE_REQUEST, ATTR_MAPPED_ADDRESS, ATTR_OTHER_ADDRESS, ATTR_RESPONSE_ORIGIN,
@@ -82,7 +82,7 @@ fn ticket(
     dst: SocketAddr,
     from: SocketAddr,
     ttl: u64,
-) -> Result<TicketView, CliError> {
+) -> Result<TicketView, ClientError> {
     let req = TicketRequest {
         src: src.to_string(),
         dst: dst.to_string(),
@@ -254,23 +254,28 @@ fn seed_scenario_reflects_through_a_port_restricted_nat_and_refuses_bad_tickets(
         5,
     )
     .unwrap_err();
-    let CliError::Api(e) = e else { panic!("{e:?}") };
+    let ClientError::Api(e) = e else {
+        panic!("{e:?}")
+    };
     assert_eq!(e.status, 400);
     assert!(e.error.contains("dst 127.0.0.1 is refused"), "{}", e.error);
     let e = ticket(&rig, (CALLEE_IP, 9).into(), b_mapped, a_mapped, 5).unwrap_err();
     assert!(
-        matches!(&e, CliError::Api(x) if x.status == 400 && x.error.contains("not one of this relay's reflect sources")),
+        matches!(&e, ClientError::Api(x) if x.status == 400 && x.error.contains("not one of this relay's reflect sources")),
         "{e:?}"
     );
     let e = ticket(&rig, stun_b, b_mapped, a_mapped, 100_000).unwrap_err();
     assert!(
-        matches!(&e, CliError::Api(x) if x.status == 400 && x.error.contains("ttl")),
+        matches!(&e, ClientError::Api(x) if x.status == 400 && x.error.contains("ttl")),
         "{e:?}"
     );
     let e = rig
         .api(|c| c.post::<TicketView>("/v1/reflector/tickets", &serde_json::json!({"src": 1})))
         .unwrap_err();
-    assert!(matches!(&e, CliError::Api(x) if x.status == 400), "{e:?}");
+    assert!(
+        matches!(&e, ClientError::Api(x) if x.status == 400),
+        "{e:?}"
+    );
     let m = metrics(&rig);
     assert_eq!(
         metric(&m, "media_relay_reflector_tickets_total{result=\"issued\"}"),

@@ -500,7 +500,9 @@ fn only_its_proxies_use_it_at_their_rate_and_only_on_their_own_calls() {
     );
     // Every request was either answered or dropped and counted.
     let limited = || rig.ctl("sip_err_rate_limited") - limited_before;
-    wait_for(Duration::from_secs(2), || limited() + answered as u64 >= 200);
+    wait_for(Duration::from_secs(2), || {
+        limited() + answered as u64 >= 200
+    });
     assert_eq!(
         limited() + answered as u64,
         200,

@@ -57,8 +57,7 @@ pub fn serve(sockets: Vec<UdpSocket>, setup: Arc<SessionSetup>) -> JoinSet<()> {
                 let datagram = buf[..n].to_vec();
                 let setup = setup.clone();
                 let reply =
-                    tokio::task::spawn_blocking(move || setup.handle(&datagram, local))
-                        .await;
+                    tokio::task::spawn_blocking(move || setup.handle(&datagram, local)).await;
                 match reply {
                     Ok(Some(r)) => {
                         if let Err(e) = sock.send_to(&r, from).await {

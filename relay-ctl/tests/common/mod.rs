@@ -10,8 +10,8 @@ use std::{
 
 use relay_ctl::{
     api::{CreateSession, LatchPolicy, SessionView, SideRequest, StatsView, StreamRequest},
-    cli::CliError,
     client::ApiClient,
+    client::ClientError,
 };
 use relay_testbed::{
     CALLEE_IP, CALLER_IP, DaemonProcess, NatTopology, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A,
@@ -99,7 +99,7 @@ impl Rig {
             .expect("enter the relay namespace")
     }
 
-    pub fn create(&self, req: CreateSession) -> Result<SessionView, CliError> {
+    pub fn create(&self, req: CreateSession) -> Result<SessionView, ClientError> {
         self.api(|c| c.create_session(req))
     }
 
