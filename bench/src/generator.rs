@@ -8,7 +8,7 @@ use aya::{
     maps::Array,
     programs::{TestRun, TestRunAttrs, TestRunOptions},
 };
-use relay_ctl::netns::ifindex;
+use relay_ctl::netlink::ifindex;
 
 use crate::{frames, progs, topo};
 

@@ -19,7 +19,7 @@ use relay_common::{
 };
 use relay_ctl::{
     dataplane::{DataPlane, EgressMap, Reflector, load, relay_program},
-    netns::ifindex,
+    netlink::ifindex,
 };
 use relay_testbed::Netns;
 use serde::Serialize;

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, maps::PerCpuArray, programs::XdpMode};
-use relay_ctl::netns::ifindex;
+use relay_ctl::netlink::ifindex;
 use relay_testbed::{Netns, mac, veth};
 
 use crate::progs;

@@ -17,7 +17,7 @@ use relay_ctl::{
     api::{CreateSession, SideRequest, StreamRequest},
     client::ApiClient,
     dataplane::{DataPlane, EgressMap, XdpModeChoice, attach_xdp, load, relay_program},
-    netns::ifindex,
+    netlink::ifindex,
 };
 use relay_testbed::{DaemonProcess, netns_path};
 use serde::Serialize;

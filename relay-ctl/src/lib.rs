@@ -13,7 +13,6 @@ pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod netlink;
-pub mod netns;
 pub mod ng;
 pub mod ports;
 pub mod prefix;

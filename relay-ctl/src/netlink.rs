@@ -177,6 +177,19 @@ fn usable_addr(msg: &AddressMessage) -> Option<IpAddr> {
     Some(ip)
 }
 
+/// Interface index of an interface name in the calling thread's network namespace (the
+/// daemon resolves its `--iface` names with it; tests call it inside a test namespace).
+pub fn ifindex(ifname: &str) -> Result<u32> {
+    let c = std::ffi::CString::new(ifname).context("interface name contains NUL")?;
+    // SAFETY: valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("no interface named {ifname}"));
+    }
+    Ok(idx)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};

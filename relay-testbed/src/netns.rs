@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use relay_ctl::netns::ifindex;
+use relay_ctl::netlink::ifindex;
 
 /// Run a command, failing with its stderr.
 pub fn run(cmd: &str, args: &[&str]) -> Result<()> {

@@ -7,7 +7,7 @@ use std::{os::fd::AsFd, path::Path};
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, maps::Array, programs::XdpMode};
-use relay_ctl::{dataplane::links, netns::ifindex};
+use relay_ctl::{dataplane::links, netlink::ifindex};
 
 use crate::{
     progs,

@@ -30,7 +30,7 @@ use crate::{
     config::{self, Config},
     dataplane::{self, Instance, Reflector},
     netlink,
-    netns::ifindex,
+    netlink::ifindex,
     ports::{PortAllocator, PortRange},
     sessions::{Controller, ControllerConfig, state, timeouts::Timeouts},
     sip,

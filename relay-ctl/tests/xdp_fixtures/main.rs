@@ -16,7 +16,7 @@ use cases::*;
 use relay_common::Counter;
 use relay_ctl::{
     dataplane::{DataPlane, EgressMap, Reflector, load, relay_program},
-    netns::ifindex,
+    netlink::ifindex,
 };
 use relay_testbed::{Netns, frames};
 
