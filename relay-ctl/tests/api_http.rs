@@ -1,21 +1,22 @@
 //! The HTTP layer and the operator CLI binary over one in-memory `Control`: the real
-//! `router::serve` on 127.0.0.1:0, driven by raw HTTP requests (status codes, error bodies,
+//! `server::serve` on 127.0.0.1:0, driven by raw HTTP requests (status codes, error bodies,
 //! content types, body limits, unknown routes) and by the real `relay-ctl` binary run with
 //! `--api`. (The real daemon's `Control` is tested by the daemon's own end-to-end tests.)
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
     process::{Command, Output},
     sync::{Arc, Mutex},
     thread::{self, JoinHandle},
+    time::{Duration, Instant},
 };
 
 use relay_ctl::{
     api::{
         ApiError, Control, CreateSession, FrontEnd, InterfaceView, LatchPolicy, LegView,
         PeerUpdate, PoolView, PortsView, SessionState, SessionView, SideRequest, StatsView,
-        StreamRequest, StreamUpdate, StreamView, UpdateSession,
-        router::{self, MAX_BODY_BYTES},
+        StreamRequest, StreamUpdate, StreamView, UpdateSession, router::MAX_BODY_BYTES, server,
     },
     client::ApiClient,
     client::ClientError,
@@ -256,7 +257,7 @@ impl Control for MemControl {
     fn count(&self, _event: Event) {}
 }
 
-/// `router::serve` on its own runtime thread; stopped (gracefully) on drop.
+/// `server::serve` on its own runtime thread; stopped (gracefully) on drop.
 struct Server {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -265,6 +266,10 @@ struct Server {
 
 impl Server {
     fn start(ctl: MemControl) -> Server {
+        Server::start_with(ctl, server::Limits::default())
+    }
+
+    fn start_with(ctl: MemControl, limits: server::Limits) -> Server {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local_addr");
@@ -275,7 +280,7 @@ impl Server {
                 .build()?
                 .block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    router::serve(listener, Arc::new(ctl), async {
+                    server::serve(listener, Arc::new(ctl), limits, async {
                         let _ = stopped.await;
                     })
                     .await
@@ -292,7 +297,7 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Shut down gracefully and return what `router::serve` returned.
+    /// Shut down gracefully and return what `server::serve` returned.
     fn stop(mut self) -> anyhow::Result<()> {
         drop(self.stop.take());
         self.thread
@@ -581,6 +586,97 @@ fn content_type_must_be_json() {
     )
     .api_error(415);
     post(&s, "/v1/sessions/c", Some("text/json"), "{}").api_error(415);
+}
+
+/// Limits short enough for a test: a second for a request head and for a body.
+fn quick_limits() -> server::Limits {
+    server::Limits {
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(1),
+        max_connections: 8,
+    }
+}
+
+/// Write `bytes` on a fresh connection and read until the server closes it (or 5 s pass);
+/// returns what came back and how long until the close.
+fn raw(s: &Server, bytes: &[u8]) -> (String, Duration) {
+    let mut c = TcpStream::connect(s.addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    c.write_all(bytes).expect("write");
+    let t0 = Instant::now();
+    let mut got = vec![];
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), t0.elapsed())
+}
+
+#[test]
+fn half_open_and_idle_connections_are_closed_after_the_header_timeout() {
+    let s = Server::start_with(MemControl::default(), quick_limits());
+    for (what, bytes) in [
+        ("nothing", &b""[..]),
+        ("a bare CRLF", &b"\r\n"[..]),
+        (
+            "half a request head",
+            &b"GET /healthz HTTP/1.1\r\nHost: x\r\n"[..],
+        ),
+    ] {
+        let (got, after) = raw(&s, bytes);
+        assert!(
+            after < Duration::from_secs(4),
+            "{what}: closed only after {after:?}"
+        );
+        assert!(!got.contains("200 OK"), "{what}: {got:?}");
+    }
+    // A complete request on the same kind of connection is still served.
+    let (got, _) = raw(
+        &s,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+}
+
+#[test]
+fn bodies_are_framed_strictly_and_never_waited_for_forever() {
+    let s = Server::start_with(MemControl::default(), quick_limits());
+    // 10 MB announced, 1 KB sent: refused from the head, at once.
+    let mut big = b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        Content-Length: 10000000\r\n\r\n"
+        .to_vec();
+    big.extend(std::iter::repeat_n(b'x', 1024));
+    let (got, after) = raw(&s, &big);
+    assert!(got.starts_with("HTTP/1.1 413"), "{got:?}");
+    assert!(after < Duration::from_secs(1), "answered after {after:?}");
+    // Both Transfer-Encoding and Content-Length, with a broken chunk: the smuggling shape.
+    let (got, _) = raw(
+        &s,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+          Content-Length: 5\r\n\r\nzz\r\n",
+    );
+    assert!(got.starts_with("HTTP/1.1 400"), "{got:?}");
+    assert!(!got.contains("200 OK"), "{got:?}");
+    // A body that stops arriving: 408 after the body timeout, not a hang.
+    let (got, after) = raw(
+        &s,
+        b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"call_id\"",
+    );
+    assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
+    assert!(after < Duration::from_secs(4), "answered after {after:?}");
+    // The server still serves well-formed requests.
+    let (got, _) = raw(
+        &s,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
 }
 
 #[test]

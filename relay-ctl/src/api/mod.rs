@@ -1,6 +1,7 @@
 //! The daemon's HTTP API (default 127.0.0.1:9901): JSON for the CLI and scripts,
 //! Prometheus text for monitoring.
 pub mod router;
+pub mod server;
 pub mod types;
 
 pub use types::*;

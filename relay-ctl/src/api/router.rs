@@ -2,13 +2,14 @@
 //! JSON. Every error, including axum's own rejections (bad JSON, wrong method, unknown path,
 //! body too large), is an [`ApiError`] body with the matching status, so clients decode one
 //! error shape.
-use std::{future::Future, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
     body::Bytes,
     extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State},
     http::{StatusCode, header, request::Parts},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -18,6 +19,7 @@ use crate::error::{Error, ErrorKind};
 
 use super::{
     ApiError, Control, CreateSession, FrontEnd, PortsView, SessionView, StatsView, UpdateSession,
+    server::Limits,
 };
 
 /// Request bodies are small JSON documents; anything larger is a client bug or abuse.
@@ -45,22 +47,60 @@ pub fn router(ctl: Arc<dyn Control>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(strict_framing))
         .with_state(ctl)
 }
 
-/// Serve the API on `listener` until `shutdown` completes, then finish in-flight requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    ctl: Arc<dyn Control>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    log::info!("HTTP API listening on http://{addr}");
-    axum::serve(listener, router(ctl))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    log::info!("HTTP API on {addr} stopped");
-    Ok(())
+/// Requests whose body is ambiguous, unexpected or announced too large are refused before any
+/// body is read: both Transfer-Encoding and Content-Length is the request-smuggling shape
+/// (RFC 9112 6.3: a server ought to treat it as an error), a GET/HEAD/DELETE with a body
+/// would leave it unread, and a Content-Length over the limit need not be waited for. The
+/// connection is closed after the answer.
+async fn strict_framing(req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let has_body = h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let bodiless = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::DELETE
+    );
+    let refusal = if bodiless && has_body {
+        // No route reads a body on these methods: one that comes anyway would be left on the
+        // connection unread (hyper drops Content-Length when chunked framing is present).
+        Some(ApiError::bad_request(format!(
+            "{} requests carry no body here",
+            req.method()
+        )))
+    } else if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        Some(ApiError::new(
+            400,
+            "both Transfer-Encoding and Content-Length: ambiguous framing refused",
+        ))
+    } else {
+        match h
+            .get(header::CONTENT_LENGTH)
+            .map(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()))
+        {
+            Some(None) => Some(ApiError::bad_request("Content-Length is not a number")),
+            Some(Some(n)) if n > MAX_BODY_BYTES as u64 => Some(ApiError::new(
+                413,
+                format!("request body larger than {MAX_BODY_BYTES} bytes"),
+            )),
+            _ => None,
+        }
+    };
+    match refusal {
+        Some(e) => {
+            let mut r = e.into_response();
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            r
+        }
+        None => next.run(req).await,
+    }
 }
 
 /// The controller's error kinds as HTTP statuses.
@@ -116,7 +156,22 @@ where
                 "expected a JSON body with Content-Type: application/json",
             ));
         }
-        let body = Bytes::from_request(req, state).await.map_err(|r| {
+        // A body that trickles in is not waited for forever (`Limits::body_timeout`).
+        let limit = req
+            .extensions()
+            .get::<Limits>()
+            .copied()
+            .unwrap_or_default()
+            .body_timeout;
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    408,
+                    format!("request body not received within {} s", limit.as_secs()),
+                )
+            })?;
+        let body = read.map_err(|r| {
             if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     413,

@@ -356,9 +356,14 @@ fn start_front_ends(
     api_ctl: Arc<dyn api::Control>,
 ) -> FrontEnds {
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = tokio::spawn(api::router::serve(l.api, api_ctl, async move {
-        let _ = api_stopped.await;
-    }));
+    let api = tokio::spawn(api::server::serve(
+        l.api,
+        api_ctl,
+        api::server::Limits::default(),
+        async move {
+            let _ = api_stopped.await;
+        },
+    ));
     let ng = crate::ng::spawn(
         l.ng,
         ctl.clone(),
