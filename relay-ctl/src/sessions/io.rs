@@ -12,10 +12,31 @@ use tokio::net::UdpSocket;
 use super::{Controller, Inner, kernel, latch::Decision, model::SIDE_NAMES};
 use crate::{clock::now_ns, events::Event};
 
-pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: Arc<UdpSocket>, relay: SocketAddr) {
-    let mut buf = vec![0u8; 65_536];
+thread_local! {
+    /// One receive buffer per runtime thread, not per socket: a socket's task holds no buffer
+    /// while it waits, so a call's four idle sockets cost a task each, not 4 x 64 KiB.
+    static RX: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65_536]);
+}
+
+/// The next datagram on `sock`, copied out of the thread's buffer at its own length.
+async fn recv(sock: &UdpSocket) -> std::io::Result<(Vec<u8>, SocketAddr)> {
     loop {
-        let (n, src) = match sock.recv_from(&mut buf).await {
+        sock.readable().await?;
+        let got = RX.with(|b| {
+            let mut b = b.borrow_mut();
+            sock.try_recv_from(&mut b)
+                .map(|(n, src)| (b[..n].to_vec(), src))
+        });
+        match got {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
+pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: Arc<UdpSocket>, relay: SocketAddr) {
+    loop {
+        let (pkt, src) = match recv(&sock).await {
             Ok(r) => r,
             Err(e) => {
                 log::debug!("{relay}: recv: {e}");
@@ -24,12 +45,13 @@ pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: Arc<UdpSocket>, re
                 continue;
             }
         };
+        let n = pkt.len();
         let Some(ctl) = ctl.upgrade() else { return };
         let Some((out, dest)) = ctl.on_packet(relay, src, n) else {
             continue;
         };
         // Counted once sent: a peer signalled at an unroutable (private) address is a drop.
-        let result = out.send_to(&buf[..n], dest).await;
+        let result = out.send_to(&pkt, dest).await;
         let mut inner = ctl.lock();
         match result {
             Ok(_) => {

@@ -59,6 +59,9 @@ pub struct ControllerConfig {
     pub adopted: bool,
 }
 
+/// After this many sessions are removed, the next sweep returns freed heap to the kernel.
+const TRIM_AFTER_FREED: usize = 64;
+
 /// Limits on what one request may ask for.
 const MAX_STREAMS: usize = 16;
 const MAX_CALL_ID: usize = 256;
@@ -88,6 +91,8 @@ struct Inner {
     dirty: bool,
     /// Generation of the last snapshot taken.
     state_gen: u64,
+    /// Sessions removed since the allocator last gave freed memory back (`sweep`).
+    freed_since_trim: usize,
 }
 
 struct Sock {
@@ -133,6 +138,7 @@ impl Controller {
                 counters: Counts::default(),
                 dirty: true,
                 state_gen: 0,
+                freed_since_trim: 0,
             }),
             started: Instant::now(),
             me: me.clone(),
@@ -344,6 +350,7 @@ impl Controller {
             view::session_view(&inner.dp, s, now_ns())
         };
         let mut session = inner.sessions.remove(call_id)?;
+        inner.freed_since_trim += 1;
         let mut errors = 0;
         for stream in &mut session.streams {
             for comp in &mut stream.comps {
@@ -410,9 +417,20 @@ impl Controller {
                 inner.count(why.event());
             }
         }
+        let trim = inner.freed_since_trim >= TRIM_AFTER_FREED;
+        if trim {
+            inner.freed_since_trim = 0;
+        }
         let snap = self.snapshot(&mut inner);
         drop(inner);
         self.write_snapshot(snap);
+        if trim {
+            // glibc keeps freed heap for reuse; after many calls ended, hand it back so the
+            // daemon's RSS follows its load down as well as up. Outside the lock: it walks
+            // the heap.
+            // SAFETY: malloc_trim only releases free memory; no pointer we hold is affected.
+            unsafe { libc::malloc_trim(0) };
+        }
     }
 
     fn state_file(&self, inner: &Inner) -> state::StateFile {
