@@ -16,6 +16,7 @@ pub mod netlink;
 pub mod ng;
 pub mod ports;
 pub mod prefix;
+pub mod ratelimit;
 pub mod reflector;
 pub mod sdp;
 pub mod sessions;

@@ -316,6 +316,7 @@ fn start_stun(cfg: &Config, relay_addrs: &[IpAddr]) -> Stun {
                 port: r.stun_port,
                 alt_port: r.stun_alt_port,
             },
+            r.stun_rate,
             stats.clone(),
         )
     });

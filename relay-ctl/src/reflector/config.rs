@@ -12,6 +12,9 @@ use anyhow::{Result, bail};
 pub const DEFAULT_STUN_PORT: u16 = 3478;
 /// RFC 5780's alternate port: the next one up, as most servers do.
 pub const DEFAULT_STUN_ALT_PORT: u16 = 3479;
+/// Requests per second per source the controller's STUN server answers (a NAT discovery is a
+/// handful); also the burst.
+pub const DEFAULT_STUN_RATE: u32 = 50;
 pub const DEFAULT_REFLECT_RATE: u32 = 50;
 pub const DEFAULT_REFLECT_BURST: u32 = 20;
 pub const DEFAULT_KEY_ROTATE_SECS: u64 = 3600;
@@ -47,6 +50,10 @@ pub struct ReflectorArgs {
     /// Alternate STUN port for RFC 5780 [default: 3479].
     #[arg(long, value_name = "PORT")]
     pub stun_alt_port: Option<u16>,
+    /// Requests per second per source the controller's STUN server answers (also the
+    /// burst); 0 = unlimited [default: 50]. XDP's plain Binding answers are not limited.
+    #[arg(long, value_name = "N")]
+    pub stun_rate: Option<u32>,
     /// Reflected packets per second per source address; 0 = unlimited [default: 50].
     #[arg(long, value_name = "N")]
     pub reflect_rate: Option<u32>,
@@ -79,6 +86,7 @@ pub struct ReflectorFile {
     pub stun_port: Option<u16>,
     pub stun_alt_addr: Option<IpAddr>,
     pub stun_alt_port: Option<u16>,
+    pub stun_rate: Option<u32>,
     pub reflect_rate: Option<u32>,
     pub reflect_burst: Option<u32>,
     pub reflect_src: Option<Vec<IpAddr>>,
@@ -97,6 +105,7 @@ pub struct ReflectorConfig {
     pub stun_port: u16,
     pub stun_alt_addr: Option<IpAddr>,
     pub stun_alt_port: u16,
+    pub stun_rate: u32,
     pub reflect_rate: u32,
     pub reflect_burst: u32,
     /// Empty: the relay addresses (and the STUN alternate address).
@@ -115,6 +124,7 @@ impl Default for ReflectorConfig {
             stun_port: DEFAULT_STUN_PORT,
             stun_alt_addr: None,
             stun_alt_port: DEFAULT_STUN_ALT_PORT,
+            stun_rate: DEFAULT_STUN_RATE,
             reflect_rate: DEFAULT_REFLECT_RATE,
             reflect_burst: DEFAULT_REFLECT_BURST,
             reflect_src: vec![],
@@ -150,6 +160,7 @@ pub fn merge(args: &ReflectorArgs, file: ReflectorFile) -> ReflectorConfig {
             .stun_alt_port
             .or(file.stun_alt_port)
             .unwrap_or(d.stun_alt_port),
+        stun_rate: args.stun_rate.or(file.stun_rate).unwrap_or(d.stun_rate),
         reflect_rate: args
             .reflect_rate
             .or(file.reflect_rate)

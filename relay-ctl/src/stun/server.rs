@@ -5,6 +5,8 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use tokio::net::UdpSocket;
 
+use crate::ratelimit::PerSource;
+
 use super::{
     StunStats,
     handler::{self, Answer, Layout},
@@ -26,7 +28,9 @@ impl Drop for StunServer {
 
 /// Bind every socket of `layout` that can be bound (an address not configured on this box is
 /// logged and counted, the rest still serve) and start answering.
-pub fn start(layout: Layout, stats: Arc<StunStats>) -> StunServer {
+/// `rate`: requests per second per client address (and burst) answered; 0: no limit.
+pub fn start(layout: Layout, rate: u32, stats: Arc<StunStats>) -> StunServer {
+    let limit = Arc::new(PerSource::new(rate));
     let mut socks: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     for addr in layout.sockets() {
         match std::net::UdpSocket::bind(addr).and_then(|s| {
@@ -53,7 +57,8 @@ pub fn start(layout: Layout, stats: Arc<StunStats>) -> StunServer {
         .iter()
         .filter_map(|a| socks.get(a).cloned().map(|s| (*a, s)))
         .map(|(local, sock)| {
-            let (socks, layout, stats) = (socks.clone(), layout.clone(), stats.clone());
+            let (socks, layout, stats, limit) =
+                (socks.clone(), layout.clone(), stats.clone(), limit.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 loop {
@@ -66,6 +71,12 @@ pub fn start(layout: Layout, stats: Arc<StunStats>) -> StunServer {
                             continue;
                         }
                     };
+                    // Answers go back to the (possibly spoofed) source: a flood from one
+                    // address is not turned into a flood of answers.
+                    if !limit.allow(client.ip(), std::time::Instant::now()) {
+                        stats.inc("rate_limited");
+                        continue;
+                    }
                     match handler::answer(&buf[..n], client, local, &layout) {
                         Answer::Drop(why) => stats.inc(why.as_str()),
                         Answer::Reply {
@@ -107,4 +118,56 @@ pub fn start(layout: Layout, stats: Arc<StunStats>) -> StunServer {
             .join(", ")
     );
     StunServer { tasks, bound }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::stun::message::{Builder, Class, METHOD_BINDING};
+
+    /// A free port on 127.0.0.1 (and the next one, the alternate port, unused here).
+    fn free_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free port")
+    }
+
+    #[tokio::test]
+    async fn one_client_is_answered_at_its_rate_only() {
+        let port = free_port();
+        let stats = Arc::new(StunStats::default());
+        let layout = Layout {
+            addrs: vec!["127.0.0.1".parse().expect("addr")],
+            alt: None,
+            port,
+            alt_port: free_port(),
+        };
+        let _server = start(layout, 10, stats.clone());
+        let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
+        let req = Builder::new(METHOD_BINDING, Class::Request, [7; 12]).finish(true);
+        for _ in 0..100 {
+            client
+                .send_to(&req, ("127.0.0.1", port))
+                .await
+                .expect("send");
+        }
+        let mut buf = [0u8; 2048];
+        let mut answers = 0;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(300), client.recv_from(&mut buf)).await
+        {
+            answers += 1;
+        }
+        // The burst (10) plus what refills while the requests arrive.
+        assert!((10..=15).contains(&answers), "{answers} answers");
+        let s = stats.snapshot();
+        assert_eq!(
+            s.get("rate_limited").copied().unwrap_or(0) + answers,
+            100,
+            "{s:?}"
+        );
+    }
 }
