@@ -4,6 +4,7 @@
 //!
 //! The program runs with `ingress_ifindex` set to a veth in a namespace made here, so
 //! `bpf_fib_lookup` answers from a real FIB with permanent neighbours (deterministic MACs).
+mod adversarial;
 mod cases;
 mod reflect_cases;
 mod relay6_cases;
@@ -105,6 +106,16 @@ fn xdp_fixture_table() {
                 }
             }
             eprintln!("{} fixture cases, {} failed", all.len(), failures.len());
+            // Then the adversarial frames, with the table's reflector config (no rate limit:
+            // a reflector frame is dropped for its ticket, never for its rate).
+            let adversarial = rfl
+                .set_config(&reflect_cases::CONFIG)
+                .map_err(|e| e.to_string())
+                .and_then(|()| ifindex("fx0").map_err(|e| e.to_string()))
+                .and_then(|fx0| adversarial::run(prog, &mut dp, fx0));
+            if let Err(e) = adversarial {
+                failures.push(format!("[adversarial] {e}"));
+            }
             failures
         })
         .expect("run in fixture netns");
