@@ -680,6 +680,7 @@ fn memory_per_call_is_small_and_comes_back() {
     let pid = rig.daemon.pid();
     let caller = rig.caller(CALLER_PORT);
     let base = rss_kib(pid);
+    let mut first_full = 0;
     for round in 0..2 {
         let mut ports = vec![];
         for i in 0..CALLS {
@@ -700,6 +701,15 @@ fn memory_per_call_is_small_and_comes_back() {
             .unwrap_or(0)
             >= (2 * CALLS * (round + 1)) as u64));
         let full = rss_kib(pid);
+        if round == 0 {
+            first_full = full;
+        } else {
+            // The second fill reuses the first's memory instead of stacking on it.
+            assert!(
+                full - base < (first_full - base) * 3 / 2,
+                "RSS {full} kB on the second fill, {first_full} kB on the first (base {base})"
+            );
+        }
         let per_call = full.saturating_sub(base) * 1024 / CALLS as u64;
         eprintln!("round {round}: RSS {base} kB -> {full} kB, {per_call} B per call");
         assert!(
@@ -711,8 +721,10 @@ fn memory_per_call_is_small_and_comes_back() {
                 .expect("delete");
         }
         // The sweeper (every second) hands freed memory back after many deletes.
+        // A good part of what the calls took (without the trim nothing came back; freed
+        // memory interleaved with live allocations cannot all be returned).
         let back = wait_for(Duration::from_secs(5), || {
-            rss_kib(pid) < base + full.saturating_sub(base) / 2
+            rss_kib(pid) < full - full.saturating_sub(base) / 8
         });
         let after = rss_kib(pid);
         eprintln!("round {round}: after deleting all, RSS {after} kB");

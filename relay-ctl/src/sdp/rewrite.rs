@@ -57,25 +57,36 @@ fn is_ice(text: &[u8]) -> bool {
 }
 
 /// Replace the space-separated field `idx` of `text` (the m= port, the o= address); a field
-/// past the end leaves the text as it is (the parser already accepted the line).
+/// past the end leaves the text as it is (the parser already accepted the line). Fields are
+/// separated by runs of spaces, as the parser reads them: "IN  IP4" is two fields, not three
+/// (found by fuzzing: counting the empty one rewrote the wrong field).
 fn replace_field(text: &[u8], idx: usize, new: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + 8);
+    let mut field = 0;
     for (i, f) in text.split(|&b| b == b' ').enumerate() {
         if i > 0 {
             out.push(b' ');
         }
-        if i == idx {
+        if f.is_empty() {
+            continue;
+        }
+        if field == idx {
             out.extend_from_slice(new.as_bytes());
         } else {
             out.extend_from_slice(f);
         }
+        field += 1;
     }
     out
 }
 
 /// The m= port field may carry "/count": keep the count.
 fn m_port(text: &[u8], port: u16) -> Vec<u8> {
-    let field = text.split(|&b| b == b' ').nth(1).unwrap_or_default();
+    let field = text
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(1)
+        .unwrap_or_default();
     let suffix = field
         .iter()
         .position(|&b| b == b'/')
@@ -299,6 +310,25 @@ m=audio 4000/2 RTP/AVP 0\r\na=rtcp:4001\r\n";
         let out = String::from_utf8(rewrite(&s, &p)).unwrap();
         assert!(out.contains("m=audio 30000/2 RTP/AVP 0\r\n"), "{out}");
         assert!(!out.contains("a=rtcp"));
+    }
+
+    /// Fuzzing found it: the parser takes runs of spaces as one separator, the rewriter once
+    /// counted the empty field between them and wrote the relay address after the old one.
+    #[test]
+    fn fields_separated_by_runs_of_spaces() {
+        let raw = b"v=0\r\no=alice 1 1 IN  IP4  192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\n\
+                    t=0 0\r\nm=audio 49170 RTP/AVP 0\r\n";
+        let s = Sdp::parse(raw).expect("valid");
+        let mut p = plan("198.18.1.1", &[30000]);
+        p.origin = Some(ip("198.18.1.1"));
+        let out = rewrite(&s, &p);
+        let text = String::from_utf8(out.clone()).expect("utf-8");
+        assert!(
+            text.contains("o=alice 1 1 IN  IP4  198.18.1.1\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("m=audio 30000 RTP/AVP 0\r\n"), "{text}");
+        assert_eq!(Sdp::parse(&out).expect("parses").media.len(), 1);
     }
 
     proptest::proptest! {

@@ -59,9 +59,6 @@ pub struct ControllerConfig {
     pub adopted: bool,
 }
 
-/// After this many sessions are removed, the next sweep returns freed heap to the kernel.
-const TRIM_AFTER_FREED: usize = 64;
-
 /// Limits on what one request may ask for.
 const MAX_STREAMS: usize = 16;
 const MAX_CALL_ID: usize = 256;
@@ -417,7 +414,8 @@ impl Controller {
                 inner.count(why.event());
             }
         }
-        let trim = inner.freed_since_trim >= TRIM_AFTER_FREED;
+        // At most once a sweep (a second), and only when sessions ended since the last time.
+        let trim = inner.freed_since_trim > 0;
         if trim {
             inner.freed_since_trim = 0;
         }
@@ -425,7 +423,7 @@ impl Controller {
         drop(inner);
         self.write_snapshot(snap);
         if trim {
-            // glibc keeps freed heap for reuse; after many calls ended, hand it back so the
+            // glibc keeps freed heap for reuse; after calls ended, hand it back so the
             // daemon's RSS follows its load down as well as up. Outside the lock: it walks
             // the heap.
             // SAFETY: malloc_trim only releases free memory; no pointer we hold is affected.
