@@ -4,6 +4,7 @@
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod lint;
 mod setup;
 mod test;
@@ -36,6 +37,14 @@ enum Task {
     Test,
     /// Setup, then run the relay-ctl demo example (needs root).
     Demo,
+    /// Setup, then run the libFuzzer targets in fuzz/ (fuzz/README.md).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 300)]
+        secs: u64,
+        /// Only this target (default: all).
+        target: Option<String>,
+    },
     /// Setup, then boot Debian's kernels under QEMU and run the scenarios in vm-tests/ in them.
     VmTest {
         /// Which guest kernel: 6.1, 6.12 or all.
@@ -80,6 +89,7 @@ fn run(task: Task) -> Result<()> {
         Task::Lint => lint::run_lint(&pins),
         Task::Test => test::run_test(&pins),
         Task::Demo => demo::run_demo(&pins),
+        Task::Fuzz { secs, target } => fuzz::run_fuzz(&pins, secs, target.as_deref()),
         Task::VmTest { kernel } => vm::run_vm_test(&pins, &kernel),
         Task::Bench {
             quick,

@@ -18,6 +18,8 @@ const STABLE_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
 const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy", "rustfmt"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-fuzz runs the libFuzzer targets in fuzz/ (with the pinned nightly).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Debian packages the tests need.
 const APT_PACKAGES: &[&str] = &[
@@ -131,6 +133,7 @@ pub fn run_setup(pins: &Pins) -> Result<()> {
     })?;
     let llvm = steps.step_with("llvm-prefix", || ensure_llvm_prefix(&pins.nightly))?;
     steps.step("bpf-linker", || ensure_bpf_linker(&pins.nightly, &llvm))?;
+    steps.step("cargo-fuzz", || ensure_cargo_fuzz(&pins.nightly))?;
     steps.step("apt-packages", ensure_apt_packages)?;
     steps.step("services-off", ensure_services_off)?;
     steps.step("bpffs", ensure_bpffs)?;
@@ -289,6 +292,31 @@ fn ensure_bpf_linker(nightly: &str, llvm: &LlvmPrefix) -> Result<Outcome> {
     }
     fs::write(&stamp_path, format!("{stamp}\n"))
         .with_context(|| format!("writing {}", stamp_path.display()))?;
+    Ok(Outcome::Done)
+}
+
+fn ensure_cargo_fuzz(nightly: &str) -> Result<Outcome> {
+    let root = cargo_home()?;
+    let bin = root.join("bin/cargo-fuzz");
+    let installed = bin.is_file()
+        && command(&bin).is_ok_and(|mut cmd| {
+            output(cmd.arg("--version")).is_ok_and(|out| {
+                out.split_whitespace()
+                    .any(|word| word == CARGO_FUZZ_VERSION)
+            })
+        });
+    if installed {
+        return Ok(Outcome::AlreadyDone);
+    }
+    let cache = cache_dir()?;
+    fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let mut cmd = cargo(nightly)?;
+    cmd.args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION])
+        .args(["--locked", "--force", "--root"])
+        .arg(&root)
+        // Away from the workspace, so its .cargo/config.toml plays no part.
+        .current_dir(&cache);
+    run(&mut cmd)?;
     Ok(Outcome::Done)
 }
 

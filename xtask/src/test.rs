@@ -10,6 +10,9 @@ use crate::lint::run_checks;
 use crate::setup::run_setup;
 use crate::util::{Phases, Pins, cargo, require_root};
 
+/// Seconds each fuzz target runs in `test`.
+const FUZZ_SECS: u64 = 15;
+
 pub fn run_test(pins: &Pins) -> Result<()> {
     require_root(
         "`test` needs root: the XDP fixture and network-namespace tests need it (CI runs as root)",
@@ -34,6 +37,13 @@ fn run_phases(pins: &Pins, phases: &mut Phases, tally: &Cell<Tally>) -> Result<(
         tally.set(t);
         result
     })?;
+    // Every fuzz target briefly (fuzz/README.md; `./x fuzz` runs them for longer).
+    crate::fuzz::run_targets(
+        pins,
+        phases,
+        crate::fuzz::TARGETS,
+        std::time::Duration::from_secs(FUZZ_SECS),
+    )?;
     // Both guest kernels; ~45 s with the kernels cached, see vm-tests/README.md.
     let bins = crate::vm::run_kernels(pins, crate::vm::KERNELS, phases)?;
     // The bench guest against rtpengine's kernel module, in smoke mode (vm-tests/README.md).
