@@ -201,6 +201,22 @@ mod tests {
     }
 
     #[test]
+    fn shared_port_with_one_channel_flags_the_shared_port() {
+        let mut c = comp("198.18.1.1:30000", "198.18.1.1:30000");
+        c.latch.channels[1].latched = Some(sa("198.18.2.2:2000"));
+        c.latch.channels[0].signalled = Some(sa("198.18.1.2:1000"));
+        let d = c.desired(true);
+        assert_eq!(d.len(), 2, "{d:?}");
+        let relay = Endpoint::from(sa("198.18.1.1:30000"));
+        assert_eq!(
+            d[0].0,
+            LegKey::channel(relay, Endpoint::from(sa("198.18.2.2:2000")))
+        );
+        assert_eq!(d[0].1.slot, 2);
+        assert_eq!((d[1].0, d[1].1.flags), (LegKey::port(relay), LEG_F_SHARED));
+    }
+
+    #[test]
     fn ipv6_goes_to_the_kernel() {
         let mut c = comp("[2001:db8::1]:30000", "[2001:db8::1]:30002");
         c.latch.channels[0].latched = Some(sa("[2001:db8::2]:5000"));
