@@ -4,6 +4,8 @@
 //! per-packet cost (BPF_PROG_RUN), kernel memory per leg, throughput in namespaces (our relay,
 //! the bare XDP baseline, rtpengine, a recvmmsg/sendmmsg relay) and ng control-plane rates,
 //! then writes `<date>-<host>.json`, `.md` and `.png` into DIR.
+//! `relay-bench capacity --relay-ctl PATH --out DIR [--calls 5000,20000,50000]` measures the
+//! call capacity of one box (descriptors, memory per call) with the real daemon.
 //! `relay-bench mmsg-relay ...` is the userspace reference relay (run inside a namespace).
 //! `relay-bench incumbent --mode full|smoke --out DIR --relay-ctl PATH` runs inside the Debian
 //! 6.1 guest `cargo xtask bench --incumbent` boots: rtpengine's kernel module against our
@@ -12,6 +14,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod capacity;
 mod chart;
 mod control;
 mod cpu;
@@ -71,6 +74,17 @@ enum Cmd {
         #[arg(long)]
         relay_ctl: PathBuf,
     },
+    /// Call capacity of one box: N concurrent calls through the real daemon, descriptors and
+    /// memory; writes <date>-capacity.{json,md} into DIR.
+    Capacity {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        relay_ctl: PathBuf,
+        /// Call counts to measure, each with a fresh daemon.
+        #[arg(long, value_delimiter = ',', default_value = "5000,20000,50000")]
+        calls: Vec<usize>,
+    },
     /// Render an incumbent run's JSON again (markdown, chart, derived fields) from its runs.
     IncumbentRender {
         #[arg(long)]
@@ -107,6 +121,11 @@ fn main() -> ExitCode {
             relay_ctl,
         } => incumbent::run(mode, &out, &relay_ctl),
         Cmd::IncumbentRender { json } => incumbent::render(&json),
+        Cmd::Capacity {
+            out,
+            relay_ctl,
+            calls,
+        } => capacity::run(&relay_ctl, &out, &calls),
         Cmd::MmsgRelay {
             legs,
             listen,

@@ -72,9 +72,9 @@ fn log(msg: &str) {
 }
 
 /// Holds /tmp/mr-e2e.lock (shared with the namespace tests, see notes) while alive.
-struct E2eLock(#[allow(dead_code)] fs::File);
+pub(crate) struct E2eLock(#[allow(dead_code)] fs::File);
 
-fn e2e_lock() -> Result<E2eLock> {
+pub(crate) fn e2e_lock() -> Result<E2eLock> {
     let f = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -231,7 +231,7 @@ pub fn today() -> (String, String) {
 
 /// Namespaces of earlier runs that were killed before their guards ran (names end in the
 /// pid of a relay-bench that no longer runs).
-fn remove_stale_namespaces() {
+pub(crate) fn remove_stale_namespaces() {
     let Ok(dir) = fs::read_dir("/run/netns") else {
         return;
     };

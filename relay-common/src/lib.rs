@@ -16,6 +16,7 @@ pub mod leg;
 mod pod;
 pub mod reflector;
 pub mod siphash;
+pub mod steer;
 pub mod stun;
 
 pub use counters::Counter;
@@ -45,6 +46,11 @@ pub mod map_names {
     pub const REFLECT_DENY: &str = "RELAY_REFLECT_DENY";
     /// `LruHashMap<u32, u64>`: per outer source IPv4, the rate limiter's next-allowed time.
     pub const REFLECT_RATE: &str = "RELAY_REFLECT_RATE";
+    /// `HashMap<SteerKey, SteerValue>`: relay addresses and port ranges steered to the
+    /// controller's receive sockets (see `steer.rs`).
+    pub const STEER_ADDRS: &str = "RELAY_STEER_ADDRS";
+    /// `SockMap`: the controller's receive socket per relay address, by `SteerValue::index`.
+    pub const STEER_SOCKS: &str = "RELAY_STEER_SOCKS";
 }
 
 /// Capacity of the reflector key map (key ids in use at once, e.g. current and next).
@@ -58,6 +64,9 @@ pub const MAX_RATE_SOURCES: u32 = 65_536;
 
 /// Name of the XDP program in the eBPF object.
 pub const PROGRAM_NAME: &str = "relay_xdp";
+
+/// Name of the `sk_lookup` program that steers relay ports to the controller's sockets.
+pub const STEER_PROGRAM_NAME: &str = "relay_steer";
 
 /// Default capacity of the legs map and the per-leg stats array (the loader may resize both).
 pub const DEFAULT_MAX_LEGS: u32 = 65_536;

@@ -1,6 +1,11 @@
 //! `aya::Pod` for the map types: sound because each is `repr(C)`, `Copy`, and has no padding
 //! bytes (the size tests in each module pin the layouts).
-use crate::{Endpoint, LegKey, LegStats, LegValue, reflector::DataPlaneConfig, siphash::SipKey};
+use crate::{
+    Endpoint, LegKey, LegStats, LegValue,
+    reflector::DataPlaneConfig,
+    siphash::SipKey,
+    steer::{SteerKey, SteerValue},
+};
 
 unsafe impl aya::Pod for Endpoint {}
 unsafe impl aya::Pod for LegKey {}
@@ -8,3 +13,5 @@ unsafe impl aya::Pod for LegValue {}
 unsafe impl aya::Pod for LegStats {}
 unsafe impl aya::Pod for DataPlaneConfig {}
 unsafe impl aya::Pod for SipKey {}
+unsafe impl aya::Pod for SteerKey {}
+unsafe impl aya::Pod for SteerValue {}

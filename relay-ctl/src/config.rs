@@ -392,6 +392,14 @@ fn validate(cfg: &Config) -> Result<()> {
         );
     }
     crate::reflector::config::validate(&cfg.reflector, min, max)?;
+    // The whole range on the relay addresses is steered to the media receive sockets, so a
+    // SIP listener there would never see a request.
+    if cfg.sip_port != 0 && (min..=max).contains(&cfg.sip_port) {
+        bail!(
+            "sip-port {} is inside the relay port range {min}-{max}",
+            cfg.sip_port
+        );
+    }
     if cfg.max_legs == 0 {
         bail!("max-legs must be at least 1");
     }
@@ -830,10 +838,14 @@ sip-private-net = ["192.0.2.0/24"]
 
     #[test]
     fn bad_port_ranges() {
-        let cases: [(&[&str], &str); 4] = [
+        let cases: [(&[&str], &str); 5] = [
             (
                 &["--port-min", "40000", "--port-max", "39999"],
                 "greater than port-max",
+            ),
+            (
+                &["--sip-port", "30010"],
+                "sip-port 30010 is inside the relay port range 30000-39999",
             ),
             (&["--port-min", "80", "--port-max", "39999"], "below 1024"),
             // One port, and two ports that are odd/even rather than even/odd.

@@ -734,3 +734,81 @@ fn memory_per_call_is_small_and_comes_back() {
         );
     }
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("proc fd")
+        .count()
+}
+
+/// The descriptor ceiling (issue 15: four bound sockets per call capped a box at its
+/// open-files limit / 4 calls). With the relay ports steered to one receive socket per relay
+/// address, 2,000 calls with packets latched on both of side A's ports (RTP and RTCP arrive on
+/// the steered socket with their own destination port) cost the daemon no descriptor; a packet
+/// to a port in the range that no call holds is dropped and counted, and so is one to a port
+/// of a deleted call.
+#[test]
+fn calls_hold_no_descriptors_and_unowned_ports_are_dropped() {
+    const CALLS: usize = 2_000;
+    let rig = Rig::start("fds", &[]);
+    let pid = rig.daemon.pid();
+    let caller = rig.caller(CALLER_PORT);
+    let base = open_fds(pid);
+    let mut ports = vec![];
+    for i in 0..CALLS {
+        let v = rig
+            .create(call(&format!("fd-{i}"), LatchPolicy::Immediate))
+            .expect("create");
+        ports.push(relays(&v));
+    }
+    for (i, (a, _)) in ports.iter().enumerate() {
+        caller.send_to(b"latch", *a).expect("send");
+        caller.send_to(b"latch", rtcp(*a)).expect("send");
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || rig.ctl("latch_total")
+            >= (2 * CALLS) as u64),
+        "every RTP and RTCP leg of side A latched: {}\n{}",
+        rig.ctl("latch_total"),
+        rig.log()
+    );
+    // Each latched leg really is the one its port belongs to.
+    let v = rig.session("fd-1234");
+    assert_eq!(
+        v.streams[0].legs[0].latched.map(|l| l.ip()),
+        Some(std::net::IpAddr::from(NAT_A_OUT_IP))
+    );
+    let full = open_fds(pid);
+    eprintln!("{CALLS} calls: {base} -> {full} open descriptors");
+    assert!(
+        full <= base + 16,
+        "{CALLS} calls took {} descriptors ({base} -> {full})",
+        full - base
+    );
+
+    // A port in the range that no call holds: steered, dropped, counted.
+    let used: std::collections::HashSet<u16> = ports.iter().map(|(a, _)| a.port()).collect();
+    let free = (30_000u16..40_000)
+        .step_by(2)
+        .find(|p| !used.contains(p))
+        .expect("a free port in the default range");
+    let unknown = rig.ctl("user_drop_unknown_port");
+    caller
+        .send_to(
+            b"nobody",
+            SocketAddr::from((relay_testbed::RELAY_A_IP, free)),
+        )
+        .expect("send");
+    // And a deleted call's port.
+    rig.api(|c| c.delete_session("fd-0")).expect("delete");
+    caller.send_to(b"late", ports[0].0).expect("send");
+    assert!(
+        wait_for(Duration::from_secs(3), || rig.ctl("user_drop_unknown_port")
+            >= unknown + 2),
+        "both counted as unknown-port drops:\n{}",
+        rig.log()
+    );
+}

@@ -9,6 +9,9 @@
 //!   `fib` (next hop and MACs), `parse` (headers, and the contract every packet access
 //!   follows), `maps` (map declarations, leg lookup), `stats` (counters, rate-limited logs).
 //!
+//! A second, small program, `relay_steer` (`steer.rs`, sk_lookup), hands what XDP passes up
+//! on relay ports to the controller's one receive socket per relay address.
+//!
 //! Every `unsafe` block says why it is sound (`// SAFETY:`): packet access under `parse`'s
 //! contract, map values valid for the program run, this CPU's per-CPU slots, BPF helpers.
 //!
@@ -25,13 +28,23 @@ mod reflect;
 mod relay4;
 mod relay6;
 mod stats;
+mod steer;
 mod stun;
 
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    macros::{sk_lookup, xdp},
+    programs::{SkLookupContext, XdpContext},
+};
 
 #[xdp]
 pub fn relay_xdp(ctx: XdpContext) -> u32 {
     dispatch::run(&ctx)
+}
+
+/// Attached to the daemon's network namespace, not an interface: see `steer.rs`.
+#[sk_lookup]
+pub fn relay_steer(ctx: SkLookupContext) -> u32 {
+    steer::run(&ctx)
 }
 
 #[cfg(not(test))]

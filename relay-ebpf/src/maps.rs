@@ -2,7 +2,7 @@
 //! `RELAY_LEGS` and `RELAY_LEG_STATS` (max legs) before loading.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, SockMap},
 };
 use relay_common::{
     DEFAULT_MAX_LEGS, LegKey, LegStats, LegValue, MAX_EGRESS_IFACES, MAX_OWN_ADDRS,
@@ -10,6 +10,7 @@ use relay_common::{
     counters::NUM_COUNTERS,
     reflector::{DataPlaneConfig, MAC_BLOCKS},
     siphash::SipKey,
+    steer::{MAX_STEER_ADDRS, SteerKey, SteerValue},
 };
 
 #[map]
@@ -81,3 +82,19 @@ pub struct Scratch {
 
 #[map]
 pub static RELAY_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Relay addresses and port ranges the `sk_lookup` program steers (`steer.rs`).
+#[map]
+pub static RELAY_STEER_ADDRS: HashMap<SteerKey, SteerValue> =
+    HashMap::with_max_entries(MAX_STEER_ADDRS, 0);
+
+/// The controller's receive socket per relay address.
+#[map]
+pub static RELAY_STEER_SOCKS: SockMap = SockMap::with_max_entries(MAX_STEER_ADDRS, 0);
+
+/// The steering entry of a relay address, copied out of the map.
+#[inline(always)]
+pub fn steer_range(key: &SteerKey) -> Option<SteerValue> {
+    // SAFETY: the value is copied out before the program's run could let the map change it.
+    unsafe { RELAY_STEER_ADDRS.get(key) }.copied()
+}

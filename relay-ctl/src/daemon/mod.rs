@@ -1,9 +1,10 @@
 //! `relay-ctl daemon`: load (or adopt) the data plane, attach it to the relay interfaces, pin
 //! everything under the instance directory, run the session controller and its front ends
-//! until SIGTERM/SIGINT. `run` reads as its phases, in order: discover the interfaces, check
-//! the open-files limit, bind every listener, load the saved sessions, open the data plane
-//! (`plane.rs`: fresh or adopted), start the controller, its tasks, the STUN server, the
-//! reflector, and the front ends (HTTP, ng, SIP); then wait for a signal and stop.
+//! until SIGTERM/SIGINT. `run` reads as its phases, in order: discover the interfaces, bind
+//! every listener, load the saved sessions, open the data plane (`plane.rs`: fresh or
+//! adopted), start the controller, steer the relay ports to its receive sockets, start its
+//! tasks, the STUN server, the reflector, and the front ends (HTTP, ng, SIP); then wait for a
+//! signal and stop.
 //!
 //! On exit the pins and the state file stay (forwarding continues with no controller, and
 //! the next daemon adopts both) unless `--detach-on-exit`.
@@ -62,7 +63,6 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     let net = discover(&cfg).await?;
     let range = PortRange::new(cfg.port_min, cfg.port_max)
         .map_err(|e| anyhow::anyhow!("port range: {e}"))?;
-    check_open_files(&cfg, &net.relay_addrs);
     // Every listener before the data plane: a taken address fails the start untouched.
     let listeners = bind_listeners(&cfg, &net.relay_addrs).await?;
     let saved = load_state(&cfg, &inst.instance);
@@ -73,6 +73,7 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     };
     let adopted = plane.adopted;
     let (ctl, reflector_maps, _keep) = start_controller(inst, &cfg, &net, range, plane, saved);
+    let _steering = start_steering(&ctl, &net, range)?;
     let tasks = start_tasks(&ctl);
     let stun = start_stun(&cfg, &net.relay_addrs);
     let reflector = reflector::start(
@@ -167,22 +168,6 @@ async fn discover(cfg: &Config) -> Result<Network> {
     })
 }
 
-/// Phase 2: one bound socket per relay port and address: lift the soft open-files limit,
-/// and say at start (not at the 1000th call) when the range cannot fit in it.
-fn check_open_files(cfg: &Config, relay_addrs: &[IpAddr]) {
-    match crate::limits::raise_nofile() {
-        Ok(limit) => {
-            let ports = u64::from(cfg.port_max) - u64::from(cfg.port_min) + 1;
-            let sockets = ports * relay_addrs.len() as u64;
-            match crate::limits::shortfall(sockets, limit) {
-                Some(w) => log::warn!("{w}"),
-                None => log::info!("open-files limit {limit}"),
-            }
-        }
-        Err(e) => log::warn!("cannot read or raise the open-files limit: {e}"),
-    }
-}
-
 /// The front ends' sockets, bound before anything else changes.
 struct Listeners {
     api: tokio::net::TcpListener,
@@ -190,7 +175,7 @@ struct Listeners {
     sip: Vec<tokio::net::UdpSocket>,
 }
 
-/// Phase 3: bind the HTTP API, ng and SIP listeners.
+/// Phase 2: bind the HTTP API, ng and SIP listeners.
 async fn bind_listeners(cfg: &Config, relay_addrs: &[IpAddr]) -> Result<Listeners> {
     let api = tokio::net::TcpListener::bind(cfg.api_listen)
         .await
@@ -204,7 +189,7 @@ async fn bind_listeners(cfg: &Config, relay_addrs: &[IpAddr]) -> Result<Listener
     Ok(Listeners { api, ng, sip })
 }
 
-/// Phase 4: the sessions a previous daemon of this instance left (none if unreadable).
+/// Phase 3: the sessions a previous daemon of this instance left (none if unreadable).
 fn load_state(cfg: &Config, instance: &str) -> Option<state::StateFile> {
     match state::load(&cfg.state_file) {
         Ok(s) => s.filter(|s| s.instance == instance),
@@ -215,7 +200,7 @@ fn load_state(cfg: &Config, instance: &str) -> Option<state::StateFile> {
     }
 }
 
-/// Phase 6: the session controller over the data plane, with the saved sessions adopted.
+/// Phase 5: the session controller over the data plane, with the saved sessions adopted.
 /// Returns the reflector's maps for phase 8.
 fn start_controller(
     inst: &InstanceArgs,
@@ -261,6 +246,20 @@ fn start_controller(
     }
     ctl.save_state();
     (ctl, reflector, keep)
+}
+
+/// Phase 6: the relay ports of every relay address steered to one receive socket each
+/// (`dataplane/steer.rs`), served by the controller. After the restore, so the first packets
+/// find their sessions' ports owned.
+fn start_steering(
+    ctl: &Arc<Controller>,
+    net: &Network,
+    range: PortRange,
+) -> Result<dataplane::steer::Steering> {
+    let (steering, socks) = dataplane::steer::start(&net.relay_addrs, range)?;
+    ctl.serve_relay_sockets(socks)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(steering)
 }
 
 /// The controller's background tasks: the timeout sweeper and the state writer.

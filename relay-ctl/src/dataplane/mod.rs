@@ -1,12 +1,14 @@
 //! The XDP data plane: loading the embedded object, attaching it, pinning it, and typed access
 //! to its maps (`maps`). Pins live under one directory per instance (`pins`), so a controller
-//! restart or crash leaves forwarding untouched.
+//! restart or crash leaves forwarding untouched. `steer` hands relay ports to the controller's
+//! receive sockets (sk_lookup), per running daemon.
 mod attach;
 pub mod links;
 mod load;
 mod maps;
 mod pins;
 mod reflector;
+pub mod steer;
 
 pub use attach::{AttachedMode, XdpModeChoice, attach_xdp};
 pub use load::{RELAY_OBJECT, load, relay_program};

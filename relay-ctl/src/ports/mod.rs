@@ -1,15 +1,20 @@
 //! Relay media ports: RTP on an even port, RTCP on RTP + 1, in pairs from a configured range on
 //! each relay address (docs/design.md section 5).
 //!
-//! A pair is reserved by binding both UDP sockets (non-blocking std sockets; the controller turns
-//! them into tokio sockets, which receive what XDP passes up to the stack). Binding without
-//! SO_REUSEADDR means a port someone else holds fails to bind, and that pair is skipped. Freed
-//! pairs wait a quarantine before reuse so late packets of an old call never reach a new one, and
-//! free pairs are handed out least recently freed first so ports are reused as late as possible.
-//! Time is always the caller's `now`, which keeps the quarantine testable without sleeping.
+//! No socket holds a relay port: the `sk_lookup` program steers every packet to a relay address
+//! and port in the range to the controller's one receive socket for that address
+//! (`dataplane/steer.rs`), so a call costs no descriptor. Before a pair is handed out both
+//! ports are probed by binding them (without SO_REUSEADDR) and closing again: a port some
+//! other process holds fails the probe and the pair is skipped, since that process could not
+//! receive there anyway and the relay could not send from it. Freed pairs wait a quarantine
+//! before reuse so late packets of an old call never reach a new one, and free pairs are
+//! handed out least recently freed first so ports are reused as late as possible. Time is
+//! always the caller's `now`, which keeps the quarantine testable without sleeping.
 //!
 //! Note the default range 30000-39999 overlaps Linux's default ephemeral range (32768-60999):
-//! outgoing sockets elsewhere on the box can take relay ports, which shows up as bind conflicts.
+//! outgoing sockets elsewhere on the box can take relay ports, which shows up as bind conflicts
+//! (and the replies to such a socket would be steered to the relay): keep the range out of
+//! `net.ipv4.ip_local_port_range`, or list it in `net.ipv4.ip_local_reserved_ports`.
 
 mod pool;
 mod range;
@@ -70,13 +75,11 @@ impl fmt::Display for PortPair {
     }
 }
 
-/// A reserved pair and its two bound, non-blocking sockets. Dropping the sockets does not free
-/// the pair: call `PortAllocator::release`.
+/// A reserved pair (both ports probed free when it was handed out). Free it with
+/// `PortAllocator::release`.
 #[derive(Debug)]
 pub struct Allocation {
     pub pair: PortPair,
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
 }
 
 #[derive(Debug)]
@@ -93,7 +96,7 @@ pub enum AllocError {
     InUse(PortPair),
     /// `reserve` of a pair outside the range, or whose RTP port is odd.
     OutOfRange(PortPair),
-    /// Binding a socket failed for another reason than someone else holding the port.
+    /// Probing a port failed for another reason than someone else holding it.
     Bind { pair: PortPair, source: io::Error },
 }
 
@@ -190,7 +193,7 @@ impl PortAllocator {
         }
     }
 
-    /// Next free pair on `addr`, least recently freed first; binds both sockets. Quarantined
+    /// Next free pair on `addr`, least recently freed first; probes both ports. Quarantined
     /// pairs whose time has passed (`now >= released + quarantine`) become free first. A pair
     /// whose port someone else holds (EADDRINUSE, EACCES) is skipped, counted in
     /// `bind_conflicts` and moved to the back; other bind errors are returned and the pair stays
@@ -210,10 +213,10 @@ impl PortAllocator {
                 break;
             };
             let pair = PortPair::new(addr, range.rtp(idx));
-            match bind_pair(pair) {
-                Ok((rtp, rtcp)) => {
+            match probe_pair(pair) {
+                Ok(()) => {
                     pool.take(idx);
-                    return Ok(Allocation { pair, rtp, rtcp });
+                    return Ok(Allocation { pair });
                 }
                 Err(e) if is_conflict(&e) => {
                     self.bind_conflicts += 1;
@@ -236,8 +239,8 @@ impl PortAllocator {
     }
 
     /// Takes this exact pair (a restarted daemon re-adopting its sessions): it must be in range
-    /// and not in use; it comes out of the free list or the quarantine, and both sockets are
-    /// bound. A port someone else holds is an error here (and counted in `bind_conflicts`).
+    /// and not in use; it comes out of the free list or the quarantine, and both ports are
+    /// probed. A port someone else holds is an error here (and counted in `bind_conflicts`).
     pub fn reserve(&mut self, pair: PortPair, now: Instant) -> Result<Allocation, AllocError> {
         let &i = self
             .by_addr
@@ -252,10 +255,10 @@ impl PortAllocator {
         if pool.state(idx) == Some(State::Used) {
             return Err(AllocError::InUse(pair));
         }
-        match bind_pair(pair) {
-            Ok((rtp, rtcp)) => {
+        match probe_pair(pair) {
+            Ok(()) => {
                 pool.take(idx);
-                Ok(Allocation { pair, rtp, rtcp })
+                Ok(Allocation { pair })
             }
             Err(source) => {
                 if is_conflict(&source) {
@@ -268,8 +271,7 @@ impl PortAllocator {
 
     /// Returns a pair in use: it is quarantined until `now + quarantine`. Releasing a pair that
     /// is not in use (twice, never handed out, unknown address) is ignored with a warning and
-    /// returns false. The caller drops the sockets; until it does, the pair cannot be bound again
-    /// and would be skipped as a conflict.
+    /// returns false.
     pub fn release(&mut self, pair: PortPair, now: Instant) -> bool {
         let slot = self
             .by_addr
@@ -332,19 +334,13 @@ impl PortAllocator {
     }
 }
 
-/// Binds RTP then RTCP; if RTCP fails the RTP socket is dropped, so nothing leaks.
-fn bind_pair(pair: PortPair) -> io::Result<(UdpSocket, UdpSocket)> {
-    let rtp = bind_one(pair.rtp_addr())?;
-    let rtcp = bind_one(pair.rtcp_addr())?;
-    Ok((rtp, rtcp))
-}
-
-/// std sets no SO_REUSEADDR on UDP sockets, which is what we want: the bind fails if anyone
-/// else holds the port. The address is always a specific one, so IPV6_V6ONLY does not matter.
-fn bind_one(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(addr)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket)
+/// Binds RTP then RTCP and closes both: fails if anyone else holds either port. std sets no
+/// SO_REUSEADDR on UDP sockets, which is what makes this a test of ownership. The address is
+/// always a specific one, so IPV6_V6ONLY does not matter.
+fn probe_pair(pair: PortPair) -> io::Result<()> {
+    UdpSocket::bind(pair.rtp_addr())?;
+    UdpSocket::bind(pair.rtcp_addr())?;
+    Ok(())
 }
 
 /// The port is someone else's (taken, or privileged), as opposed to a broken setup.

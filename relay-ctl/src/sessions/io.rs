@@ -1,57 +1,58 @@
-//! The controller's relay sockets: every packet XDP passes up on a relay port lands here.
-//! It latches (per the session's policy), updates the kernel legs when a latch changes, and
-//! forwards the packet itself, so nothing is lost before XDP takes over.
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Weak},
-    time::Duration,
-};
+//! The controller's receive path: every packet XDP passes up on a relay port is steered to the
+//! one receive socket of its relay address (`dataplane/steer.rs`) and lands here, with the
+//! port it was sent to. It latches (per the session's policy), updates the kernel legs when a
+//! latch changes, and forwards the packet itself from the other side's relay port, so nothing
+//! is lost before XDP takes over.
+use std::{net::SocketAddr, sync::Weak, time::Duration};
 
-use tokio::net::UdpSocket;
+use tokio::{io::Interest, net::UdpSocket};
 
 use super::{Controller, Inner, kernel, latch::Decision, model::SIDE_NAMES};
-use crate::{clock::now_ns, events::Event};
+use crate::{
+    clock::now_ns,
+    events::Event,
+    udp::{self, Received},
+};
 
 thread_local! {
-    /// One receive buffer per runtime thread, not per socket: a socket's task holds no buffer
-    /// while it waits, so a call's four idle sockets cost a task each, not 4 x 64 KiB.
+    /// One receive buffer per runtime thread: a packet is copied out at its own length.
     static RX: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 65_536]);
 }
 
-/// The next datagram on `sock`, copied out of the thread's buffer at its own length.
-async fn recv(sock: &UdpSocket) -> std::io::Result<(Vec<u8>, SocketAddr)> {
-    loop {
-        sock.readable().await?;
-        let got = RX.with(|b| {
+/// The next datagram on `sock`, with where it was sent to.
+async fn recv(sock: &UdpSocket) -> std::io::Result<(Vec<u8>, Received)> {
+    sock.async_io(Interest::READABLE, || {
+        RX.with(|b| {
             let mut b = b.borrow_mut();
-            sock.try_recv_from(&mut b)
-                .map(|(n, src)| (b[..n].to_vec(), src))
-        });
-        match got {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            r => return r,
-        }
-    }
+            udp::recv_with_dst(sock, &mut b).map(|r| (b[..r.len].to_vec(), r))
+        })
+    })
+    .await
 }
 
-pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: Arc<UdpSocket>, relay: SocketAddr) {
+pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: UdpSocket) {
+    let local = sock.local_addr().ok();
     loop {
-        let (pkt, src) = match recv(&sock).await {
+        let (pkt, got) = match recv(&sock).await {
             Ok(r) => r,
             Err(e) => {
-                log::debug!("{relay}: recv: {e}");
+                log::debug!("receive socket {local:?}: {e}");
                 // Errors here are transient (ICMP feedback, memory); do not spin on them.
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        let n = pkt.len();
         let Some(ctl) = ctl.upgrade() else { return };
-        let Some((out, dest)) = ctl.on_packet(relay, src, n) else {
+        let Some(relay) = got.dst else {
+            ctl.lock().count(Event::UserDropUnknownPort);
+            continue;
+        };
+        let n = pkt.len();
+        let Some((out_relay, dest)) = ctl.on_packet(relay, got.src, n) else {
             continue;
         };
         // Counted once sent: a peer signalled at an unroutable (private) address is a drop.
-        let result = out.send_to(&pkt, dest).await;
+        let result = udp::send_from(out_relay, dest, &pkt);
         let mut inner = ctl.lock();
         match result {
             Ok(_) => {
@@ -59,25 +60,24 @@ pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: Arc<UdpSocket>, re
                 inner.count_by(Event::UserForwardedBytes, n as u64);
             }
             Err(e) => {
-                log::debug!("{relay}: forwarding to {dest}: {e}");
+                log::debug!("{out_relay}: forwarding to {dest}: {e}");
                 inner.count(Event::UserDropSendError);
             }
         }
     }
 }
-
 impl Controller {
-    /// A packet of `len` payload bytes from `src` arrived at relay socket `relay`. Returns
-    /// the socket to send it from and where to, if it is to be forwarded.
+    /// A packet of `len` payload bytes from `src` arrived at relay port `relay`. Returns the
+    /// relay port to send it from and where to, if it is to be forwarded.
     pub(super) fn on_packet(
         &self,
         relay: SocketAddr,
         src: SocketAddr,
         len: usize,
-    ) -> Option<(Arc<UdpSocket>, SocketAddr)> {
+    ) -> Option<(SocketAddr, SocketAddr)> {
         let mut guard = self.lock();
         let inner: &mut Inner = &mut guard;
-        let Some(owner) = inner.sockets.get(&relay).map(|s| s.owner.clone()) else {
+        let Some(owner) = inner.owners.get(&relay).cloned() else {
             inner.count(Event::UserDropUnknownPort);
             return None;
         };
@@ -148,13 +148,6 @@ impl Controller {
             inner.count(Event::UserDropNoDestination);
             return None;
         };
-        let out = inner.sockets.get(&out_relay).map(|s| s.sock.clone());
-        match out {
-            Some(out) => Some((out, dest)),
-            None => {
-                inner.count(Event::UserDropUnknownPort);
-                None
-            }
-        }
+        Some((out_relay, dest))
     }
 }

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{net::UdpSocket, task::JoinHandle};
+use tokio::net::UdpSocket;
 
 use self::{
     latch::{Channels, Latch},
@@ -78,8 +78,8 @@ pub struct Controller {
 
 struct Inner {
     sessions: BTreeMap<String, Session>,
-    /// Every bound relay socket, by its relay address:port.
-    sockets: HashMap<SocketAddr, Sock>,
+    /// Who each reserved relay address:port belongs to (the receive sockets look it up).
+    owners: HashMap<SocketAddr, Owner>,
     ports: PortAllocator,
     slots: Slots,
     dp: DataPlane,
@@ -92,13 +92,7 @@ struct Inner {
     freed_since_trim: usize,
 }
 
-struct Sock {
-    sock: Arc<UdpSocket>,
-    task: JoinHandle<()>,
-    owner: Owner,
-}
-
-/// Which component (and side; `None` for a shared port) a relay socket belongs to.
+/// Which component (and side; `None` for a shared port) a relay port belongs to.
 #[derive(Clone, Debug)]
 struct Owner {
     call_id: String,
@@ -128,7 +122,7 @@ impl Controller {
             cfg,
             inner: Mutex::new(Inner {
                 sessions: BTreeMap::new(),
-                sockets: HashMap::new(),
+                owners: HashMap::new(),
                 ports,
                 slots,
                 dp,
@@ -159,34 +153,41 @@ impl Controller {
         self.lock().sessions.len()
     }
 
-    /// Bind the sockets of a freshly allocated or re-reserved pair and start serving them.
-    fn add_socket(
-        &self,
-        inner: &mut Inner,
-        relay: SocketAddr,
-        std_sock: std::net::UdpSocket,
-        owner: Owner,
-    ) -> Result<(), Error> {
+    /// Serve the steered receive sockets (one per relay address, `dataplane::steer`): every
+    /// packet XDP passes up on a relay port arrives on one of them.
+    pub fn serve_relay_sockets(&self, socks: Vec<std::net::UdpSocket>) -> Result<(), Error> {
         let _guard = self.rt.enter();
-        let sock = Arc::new(
-            UdpSocket::from_std(std_sock)
-                .map_err(|e| Error::internal(format!("socket {relay}: {e}")))?,
-        );
-        let task = self
-            .rt
-            .spawn(io::serve_socket(self.me.clone(), sock.clone(), relay));
-        inner.sockets.insert(relay, Sock { sock, task, owner });
+        for std_sock in socks {
+            let local = std_sock.local_addr().ok();
+            let sock = UdpSocket::from_std(std_sock)
+                .map_err(|e| Error::internal(format!("receive socket {local:?}: {e}")))?;
+            self.rt.spawn(io::serve_socket(self.me.clone(), sock));
+        }
         Ok(())
     }
 
-    fn drop_sockets(inner: &mut Inner, stream: &Stream) {
-        for side in 0..2 {
-            for comp in [RTP, RTCP] {
-                let relay = Stream::relay_of(&stream.pairs, side, comp);
-                if let Some(s) = inner.sockets.remove(&relay) {
-                    s.task.abort();
+    /// Record who owns the ports of every pair of `session` (new or restored).
+    fn own_ports(inner: &mut Inner, session: &Session) {
+        for (si, stream) in session.streams.iter().enumerate() {
+            for (pi, pair) in stream.pairs.iter().enumerate() {
+                for comp in [RTP, RTCP] {
+                    let relay = SocketAddr::new(pair.addr, pair.rtp + comp as u16);
+                    let owner = Owner {
+                        call_id: session.call_id.clone(),
+                        stream: si,
+                        comp,
+                        side: (!stream.shared).then_some(pi),
+                    };
+                    inner.owners.insert(relay, owner);
                 }
             }
+        }
+    }
+
+    fn disown_ports(inner: &mut Inner, stream: &Stream) {
+        for pair in &stream.pairs {
+            inner.owners.remove(&pair.rtp_addr());
+            inner.owners.remove(&pair.rtcp_addr());
         }
     }
 
@@ -209,7 +210,7 @@ impl Controller {
         let policy = req.policy.unwrap_or(self.cfg.policy);
         let shared = policy == LatchPolicy::Alternate;
         let now = Instant::now();
-        let mut taken: Vec<(PortPair, [std::net::UdpSocket; 2])> = vec![];
+        let mut taken: Vec<PortPair> = vec![];
         let mut slots: Vec<u32> = vec![];
         let result = (|| {
             let mut streams = vec![];
@@ -231,7 +232,7 @@ impl Controller {
                 for a in addrs {
                     let alloc = inner.ports.allocate(a, now).map_err(alloc_error)?;
                     pairs.push(alloc.pair);
-                    taken.push((alloc.pair, [alloc.rtp, alloc.rtcp]));
+                    taken.push(alloc.pair);
                 }
                 let mut comps = Vec::with_capacity(2);
                 for comp in [RTP, RTCP] {
@@ -305,30 +306,13 @@ impl Controller {
         })();
         match result {
             Ok(session) => {
-                for (si, stream) in session.streams.iter().enumerate() {
-                    for (pi, pair) in stream.pairs.iter().enumerate() {
-                        let Some(pos) = taken.iter().position(|(p, _)| p == pair) else {
-                            continue;
-                        };
-                        let (_, socks) = taken.swap_remove(pos);
-                        for (comp, sock) in socks.into_iter().enumerate() {
-                            let relay = SocketAddr::new(pair.addr, pair.rtp + comp as u16);
-                            let owner = Owner {
-                                call_id: session.call_id.clone(),
-                                stream: si,
-                                comp,
-                                side: (!stream.shared).then_some(pi),
-                            };
-                            self.add_socket(inner, relay, sock, owner)?;
-                        }
-                    }
-                }
+                Self::own_ports(inner, &session);
                 Ok(session)
             }
             Err(e) => {
                 // Never used: straight back to the free list, no quarantine needed.
                 let back = now.checked_sub(inner.ports.quarantine()).unwrap_or(now);
-                for (pair, _socks) in taken {
+                for pair in taken {
                     inner.ports.release(pair, back);
                 }
                 for s in slots {
@@ -339,7 +323,7 @@ impl Controller {
         }
     }
 
-    /// Remove a session: kernel legs first (XDP stops), then sockets, then ports to quarantine
+    /// Remove a session: kernel legs first (XDP stops), then port owners, then ports to quarantine
     /// and slots back. Returns its final view.
     fn remove_session(&self, inner: &mut Inner, call_id: &str) -> Option<SessionView> {
         let view = {
@@ -357,7 +341,7 @@ impl Controller {
         inner.count_by(Event::KernelErrors, errors);
         let now = Instant::now();
         for stream in &session.streams {
-            Self::drop_sockets(inner, stream);
+            Self::disown_ports(inner, stream);
             for pair in &stream.pairs {
                 inner.ports.release(*pair, now);
             }
@@ -506,7 +490,7 @@ impl Controller {
     /// Adopt sessions from a state file (see `restore.rs`).
     pub fn restore(&self, st: state::StateFile) {
         let mut inner = self.lock();
-        restore::restore(self, &mut inner, st);
+        restore::restore(&mut inner, st);
     }
 }
 

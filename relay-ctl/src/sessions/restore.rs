@@ -2,14 +2,14 @@
 //! the pinned leg table holds (latched sources, installed entries), remove entries no
 //! session owns, and install what is missing. Entries that are already right are never
 //! rewritten, so XDP's counters and forwarding carry on untouched.
-use std::{collections::HashMap, net::SocketAddr, time::Instant};
+use std::{collections::HashMap, time::Instant};
 
 use relay_common::{LegKey, LegValue, leg::LEG_F_SHARED};
 
-use super::{Controller, Inner, Owner, kernel, state::StateFile};
+use super::{Controller, Inner, kernel, state::StateFile};
 use crate::events::Event;
 
-pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
+pub(super) fn restore(inner: &mut Inner, st: StateFile) {
     let now = Instant::now();
     let table: Vec<(LegKey, LegValue)> = match inner.dp.legs() {
         Ok(t) => t,
@@ -45,17 +45,17 @@ pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
         }
         // Ports and slots first: if another process took a port meanwhile, the session
         // cannot be served and is dropped (its kernel entries become orphans, removed below).
-        let mut socks = vec![];
+        let mut reserved = vec![];
         for stream in &session.streams {
             for pair in &stream.pairs {
                 match inner.ports.reserve(*pair, now) {
-                    Ok(a) => socks.push((a.pair, [a.rtp, a.rtcp])),
+                    Ok(a) => reserved.push(a.pair),
                     Err(e) => {
                         log::error!(
                             "session {}: cannot re-reserve {pair}: {e}; dropping it",
                             session.call_id
                         );
-                        for (p, _) in socks {
+                        for p in reserved {
                             inner.ports.release(p, now);
                         }
                         dropped += 1;
@@ -106,28 +106,7 @@ pub(super) fn restore(ctl: &Controller, inner: &mut Inner, st: StateFile) {
                 comp.installed = installed;
             }
         }
-        for (pair, pair_socks) in socks {
-            let Some((si, pi, shared)) = session.streams.iter().enumerate().find_map(|(si, s)| {
-                s.pairs
-                    .iter()
-                    .position(|p| *p == pair)
-                    .map(|pi| (si, pi, s.shared))
-            }) else {
-                continue;
-            };
-            for (comp, sock) in pair_socks.into_iter().enumerate() {
-                let relay = SocketAddr::new(pair.addr, pair.rtp + comp as u16);
-                let owner = Owner {
-                    call_id: session.call_id.clone(),
-                    stream: si,
-                    comp,
-                    side: (!shared).then_some(pi),
-                };
-                if let Err(e) = ctl.add_socket(inner, relay, sock, owner) {
-                    log::error!("session {}: {e}", session.call_id);
-                }
-            }
-        }
+        Controller::own_ports(inner, &session);
         adopted += 1;
         inner.sessions.insert(session.call_id.clone(), session);
     }
