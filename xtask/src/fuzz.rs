@@ -17,6 +17,7 @@ pub const TARGETS: &[&str] = &[
     "sip_message",
     "stun_message",
     "reflector_header",
+    "api_request",
 ];
 
 /// `./x fuzz [--secs N] [TARGET]`: setup, then each target (or one) for `secs`.
