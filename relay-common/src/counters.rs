@@ -110,10 +110,16 @@ counters! {
     /// Pass: IPv6 UDP with checksum 0, which RFC 8200 forbids: an incremental update of it
     /// would be wrong, so the stack decides (and drops it).
     PassUdp6ZeroChecksum = 36 => "pass_udp6_zero_checksum",
+    /// Next-hop cache: a FIB lookup filled (or refilled) an entry. Neither verdict nor reason;
+    /// forwarded packets minus fills is what the cache answered.
+    NextHopFill = 37 => "nexthop_fill",
+    /// Next-hop cache: an entry was found but not usable (generation, age or length), so the
+    /// FIB was asked again. Counted as a fill too when that lookup succeeds.
+    NextHopStale = 38 => "nexthop_stale",
 }
 
 /// Number of entries in the counters array.
-pub const NUM_COUNTERS: u32 = 37;
+pub const NUM_COUNTERS: u32 = 39;
 
 impl Counter {
     /// One of the three verdicts: every packet increments exactly one.

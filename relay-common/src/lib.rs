@@ -12,6 +12,7 @@ pub mod crc32;
 pub mod csum;
 pub mod endpoint;
 pub mod leg;
+pub mod nexthop;
 #[cfg(feature = "user")]
 mod pod;
 pub mod reflector;
@@ -51,6 +52,10 @@ pub mod map_names {
     pub const STEER_ADDRS: &str = "RELAY_STEER_ADDRS";
     /// `SockMap`: the controller's receive socket per relay address, by `SteerValue::index`.
     pub const STEER_SOCKS: &str = "RELAY_STEER_SOCKS";
+    /// `LruHashMap<NextHopKey, NextHopValue>`: the next-hop cache (see `nexthop.rs`).
+    pub const NEXTHOPS: &str = "RELAY_NEXTHOPS";
+    /// `Array<u32>`, one entry: the next-hop cache's generation, bumped by the controller.
+    pub const NEXTHOP_GEN: &str = "RELAY_NEXTHOP_GEN";
 }
 
 /// Capacity of the reflector key map (key ids in use at once, e.g. current and next).

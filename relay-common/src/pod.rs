@@ -2,6 +2,7 @@
 //! bytes (the size tests in each module pin the layouts).
 use crate::{
     Endpoint, LegKey, LegStats, LegValue,
+    nexthop::{NextHopKey, NextHopValue},
     reflector::DataPlaneConfig,
     siphash::SipKey,
     steer::{SteerKey, SteerValue},
@@ -15,3 +16,5 @@ unsafe impl aya::Pod for DataPlaneConfig {}
 unsafe impl aya::Pod for SipKey {}
 unsafe impl aya::Pod for SteerKey {}
 unsafe impl aya::Pod for SteerValue {}
+unsafe impl aya::Pod for NextHopKey {}
+unsafe impl aya::Pod for NextHopValue {}

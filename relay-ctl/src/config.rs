@@ -109,6 +109,10 @@ pub struct DaemonArgs {
     /// Do not enable IPv4 and IPv6 forwarding on the relay interfaces (bpf_fib_lookup needs it).
     #[arg(long)]
     pub keep_forwarding_sysctl: bool,
+    /// Look up the FIB for every forwarded packet instead of caching next hops (for boxes
+    /// that route media by port, mark or flow label; see docs/dataplane.md).
+    #[arg(long)]
+    pub no_nexthop_cache: bool,
     /// UDP port of seed 003's SIP relay interface on each relay address; 0 turns it off
     /// [default: 5062].
     #[arg(long, value_name = "PORT")]
@@ -160,6 +164,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub detach_on_exit: bool,
     pub keep_forwarding_sysctl: bool,
+    /// XDP caches next hops (the controller invalidates them on netlink events).
+    pub nexthop_cache: bool,
     /// 0: the SIP relay interface is off.
     pub sip_port: u16,
     pub sip_private_nets: Vec<Prefix>,
@@ -202,6 +208,7 @@ struct FileConfig {
     offer_timeout_secs: Option<u64>,
     detach_on_exit: Option<bool>,
     keep_forwarding_sysctl: Option<bool>,
+    nexthop_cache: Option<bool>,
     sip_port: Option<u16>,
     sip_private_net: Option<Vec<Prefix>>,
     sip_allow: Option<Vec<Prefix>>,
@@ -340,6 +347,8 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
         detach_on_exit: args.detach_on_exit || file.detach_on_exit.unwrap_or(false),
         keep_forwarding_sysctl: args.keep_forwarding_sysctl
             || file.keep_forwarding_sysctl.unwrap_or(false),
+        // The flag can only turn it off; the file can say either.
+        nexthop_cache: !args.no_nexthop_cache && file.nexthop_cache.unwrap_or(true),
         sip_port: args.sip_port.or(file.sip_port).unwrap_or(DEFAULT_SIP_PORT),
         sip_private_nets: if args.sip_private_nets.is_empty() {
             file.sip_private_net.unwrap_or_default()
@@ -494,6 +503,7 @@ mod tests {
                 },
                 detach_on_exit: false,
                 keep_forwarding_sysctl: false,
+                nexthop_cache: true,
                 sip_port: 5062,
                 sip_private_nets: vec![],
                 sip_allow: vec![],
@@ -600,6 +610,7 @@ sip-private-net = ["192.0.2.0/24"]
                 },
                 detach_on_exit: true,
                 keep_forwarding_sysctl: true,
+                nexthop_cache: true,
                 sip_port: 5070,
                 sip_private_nets: vec!["192.0.2.0/24".parse().unwrap()],
                 sip_allow: vec![],

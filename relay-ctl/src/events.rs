@@ -17,6 +17,7 @@ pub enum Family {
     NgEvents,
     NgUnknownFlags,
     NgUnknownKeys,
+    NextHop,
 }
 
 impl Family {
@@ -72,6 +73,12 @@ impl Family {
                 "ng_unknown_keys_total",
                 "Request keys the ng listener ignored",
                 None,
+            ),
+            Family::NextHop => (
+                "nexthop_events_total",
+                "The XDP next-hop cache's upkeep: generation bumps on netlink events, and \
+                 netlink errors (each also bumps)",
+                Some("event"),
             ),
         }
     }
@@ -138,6 +145,12 @@ events! {
     PortAllocExhausted = "port_alloc_exhausted",
     /// Adopted legs no session owned, removed at restart.
     OrphanLegsRemoved = "orphan_legs_removed" => Errors("orphan_leg_removed"),
+    // The next-hop cache's watcher (`nexthop.rs`).
+    /// The cache's generation was bumped: a route, rule, address, link or nexthop event, or a
+    /// neighbour whose MAC or usability changed.
+    NextHopBumps = "nexthop_generation_bumps" => NextHop("generation_bump"),
+    /// The netlink socket failed or overran (events may be lost): bumped, and re-opened.
+    NextHopNetlinkErrors = "nexthop_netlink_errors" => NextHop("netlink_error"),
     // ng control protocol.
     NgCmdPing = "ng_cmd_ping" => NgRequests("ping"),
     NgCmdOffer = "ng_cmd_offer" => NgRequests("offer"),

@@ -12,6 +12,7 @@ pub mod events;
 pub mod logs;
 pub mod metrics;
 pub mod netlink;
+pub mod nexthop;
 pub mod ng;
 pub mod ports;
 pub mod prefix;

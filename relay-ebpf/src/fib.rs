@@ -1,4 +1,6 @@
-//! Next hop from the kernel FIB: egress interface and the MAC addresses to write.
+//! Next hop from the kernel FIB: egress interface and the MAC addresses to write, through the
+//! next-hop cache (`relay_common::nexthop`): a usable cached entry answers without a FIB
+//! lookup; otherwise the FIB does, and its answer is cached.
 use core::mem::{size_of, zeroed};
 
 use aya_ebpf::{
@@ -10,9 +12,15 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use aya_log_ebpf::warn;
-use relay_common::Counter;
+use relay_common::{
+    Counter,
+    nexthop::{NEXTHOP_GEN_OFF, NextHopKey, NextHopValue},
+};
 
-use crate::stats::may_log;
+use crate::{
+    maps,
+    stats::{count, may_log},
+};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -44,6 +52,85 @@ pub struct V6Flow<'a> {
     pub dport_be: u16,
     pub flowinfo_be: u32,
     pub tot_len: u16,
+}
+
+/// The next hop of an IPv4 leg's rewritten packet (`flow`) at `now_ns`.
+#[inline(always)]
+pub fn next_hop_v4(ctx: &XdpContext, flow: &V4Flow, now_ns: u64) -> Result<NextHop, Counter> {
+    // Key and value live in per-CPU scratch: the paths' stacks are nearly full.
+    let Some(s) = maps::scratch() else {
+        return lookup_v4(ctx, flow);
+    };
+    let k = &mut s.nh_key;
+    k.family = AF_INET;
+    k.tos = flow.tos;
+    k.ingress_ifindex = ctx.ingress_ifindex() as u32;
+    k.src = [0; 16];
+    k.dst = [0; 16];
+    k.src[..4].copy_from_slice(&flow.src.to_ne_bytes());
+    k.dst[..4].copy_from_slice(&flow.dst.to_ne_bytes());
+    cached(&s.nh_key, &mut s.nh_value, flow.tot_len, now_ns, || {
+        lookup_v4(ctx, flow)
+    })
+}
+
+/// The next hop of an IPv6 leg's rewritten packet (`flow`) at `now_ns`.
+#[inline(always)]
+pub fn next_hop_v6(ctx: &XdpContext, flow: &V6Flow, now_ns: u64) -> Result<NextHop, Counter> {
+    let Some(s) = maps::scratch() else {
+        return lookup_v6(ctx, flow);
+    };
+    let k = &mut s.nh_key;
+    k.family = AF_INET6;
+    k.tos = 0;
+    k.ingress_ifindex = ctx.ingress_ifindex() as u32;
+    k.src = *flow.src;
+    k.dst = *flow.dst;
+    cached(&s.nh_key, &mut s.nh_value, flow.tot_len, now_ns, || {
+        lookup_v6(ctx, flow)
+    })
+}
+
+/// The cache in front of `lookup`. The generation is read before the lookup, so a route or
+/// neighbour change whose event bumps it after this point cannot leave this fill usable.
+#[inline(always)]
+fn cached(
+    key: &NextHopKey,
+    fill: &mut NextHopValue,
+    len: u16,
+    now_ns: u64,
+    lookup: impl FnOnce() -> Result<NextHop, Counter>,
+) -> Result<NextHop, Counter> {
+    let generation = maps::nexthop_generation();
+    let found = maps::nexthop(key);
+    let mut max_len = len;
+    if let Some(v) = found {
+        if v.usable(generation, now_ns, len) {
+            return Ok(NextHop {
+                ifindex: v.ifindex,
+                smac: v.smac,
+                dmac: v.dmac,
+            });
+        }
+        // A longer packet of the same generation keeps what the entry already allowed.
+        if v.generation == generation && v.max_len > len {
+            max_len = v.max_len;
+        }
+        count(Counter::NextHopStale);
+    }
+    let hop = lookup()?;
+    if generation != NEXTHOP_GEN_OFF {
+        fill.filled_ns = now_ns;
+        fill.generation = generation;
+        fill.ifindex = hop.ifindex;
+        fill.smac = hop.smac;
+        fill.dmac = hop.dmac;
+        fill.max_len = max_len;
+        fill._pad = [0; 2];
+        maps::nexthop_fill(key, fill);
+        count(Counter::NextHopFill);
+    }
+    Ok(hop)
 }
 
 /// `lookup_v4` for IPv6 (the helper reads `net.ipv6.conf.<ingress>.forwarding`).
@@ -102,8 +189,6 @@ fn request(
 /// Call the helper and map its answer to a next hop or the reason to pass.
 #[inline(always)]
 fn result(ctx: &XdpContext, p: &mut bpf_fib_lookup) -> Result<NextHop, Counter> {
-    // SAFETY: the context XDP handed us, and `p`, a whole `bpf_fib_lookup` of the size passed,
-    // borrowed mutably for the call.
     // SAFETY: the context XDP handed us, and `p`, a whole `bpf_fib_lookup` of the size passed,
     // borrowed mutably for the call.
     let rc = unsafe { fib_lookup(ctx.ctx as *mut _, p, size_of::<bpf_fib_lookup>() as i32, 0) };

@@ -8,6 +8,7 @@ use relay_common::{
     DEFAULT_MAX_LEGS, LegKey, LegStats, LegValue, MAX_EGRESS_IFACES, MAX_OWN_ADDRS,
     MAX_RATE_SOURCES, MAX_REFLECT_DENY, MAX_REFLECT_KEYS,
     counters::NUM_COUNTERS,
+    nexthop::{MAX_NEXTHOPS, NEXTHOP_GEN_OFF, NextHopKey, NextHopValue},
     reflector::{DataPlaneConfig, MAC_BLOCKS},
     siphash::SipKey,
     steer::{MAX_STEER_ADDRS, SteerKey, SteerValue},
@@ -78,6 +79,17 @@ pub static RELAY_REFLECT_RATE: LruHashMap<u32, u64> =
 pub struct Scratch {
     /// SipHash input of a reflector ticket's MAC.
     pub mac_blocks: [u64; MAC_BLOCKS],
+    /// The next-hop cache's key and the value a fill writes (`fib.rs`).
+    pub nh_key: NextHopKey,
+    pub nh_value: NextHopValue,
+}
+
+/// This CPU's scratch memory, for the path running now.
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: this CPU's entry of a per-CPU array; XDP runs to completion on its CPU and a
+    // path takes the reference once, so no other reference to it is alive meanwhile.
+    RELAY_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
 #[map]
@@ -97,4 +109,36 @@ pub static RELAY_STEER_SOCKS: SockMap = SockMap::with_max_entries(MAX_STEER_ADDR
 pub fn steer_range(key: &SteerKey) -> Option<SteerValue> {
     // SAFETY: the value is copied out before the program's run could let the map change it.
     unsafe { RELAY_STEER_ADDRS.get(key) }.copied()
+}
+
+/// The next-hop cache (`relay_common::nexthop`): LRU, so a box with more destinations than
+/// entries keeps the busiest.
+#[map]
+pub static RELAY_NEXTHOPS: LruHashMap<NextHopKey, NextHopValue> =
+    LruHashMap::with_max_entries(MAX_NEXTHOPS, 0);
+
+/// The next-hop cache's generation (one entry), bumped by the controller on netlink events.
+#[map]
+pub static RELAY_NEXTHOP_GEN: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The current generation (`NEXTHOP_GEN_OFF` if the map cannot be read: no caching).
+#[inline(always)]
+pub fn nexthop_generation() -> u32 {
+    RELAY_NEXTHOP_GEN.get(0).copied().unwrap_or(NEXTHOP_GEN_OFF)
+}
+
+/// The cached next hop of `key`, read in place (a copy would crowd the IPv6 path's stack).
+#[inline(always)]
+pub fn nexthop(key: &NextHopKey) -> Option<&NextHopValue> {
+    // SAFETY: an LRU value stays allocated until an RCU grace period after it is replaced or
+    // evicted, and none ends while this program runs; updates replace values whole (this
+    // program and the controller never write in place), and the value is plain integers.
+    unsafe { RELAY_NEXTHOPS.get(key) }
+}
+
+/// Store a next hop (replacing any entry of `key`). A failed insert only costs a FIB lookup
+/// on the next packet.
+#[inline(always)]
+pub fn nexthop_fill(key: &NextHopKey, value: &NextHopValue) {
+    let _ = RELAY_NEXTHOPS.insert(key, value, 0);
 }

@@ -12,7 +12,7 @@ use crate::{
     fib::{self, V4Flow},
     maps,
     parse::Frame,
-    stats::{count, count_leg},
+    stats::{coarse_ns, count, count_leg},
 };
 
 /// Relay the IPv4 packet in `f` along its leg. `Err` is the pass reason.
@@ -53,8 +53,9 @@ pub fn relay(ctx: &XdpContext, f: &mut Frame) -> Result<Fwd, Counter> {
     let (nsrc, ndst) = (leg.new_src.v4_raw(), leg.new_dst.v4_raw());
     let (nsport, ndport) = (leg.new_src.port_be, leg.new_dst.port_be);
     let slot = leg.slot;
+    let now = coarse_ns();
 
-    let hop = fib::lookup_v4(
+    let hop = fib::next_hop_v4(
         ctx,
         &V4Flow {
             src: nsrc,
@@ -64,11 +65,12 @@ pub fn relay(ctx: &XdpContext, f: &mut Frame) -> Result<Fwd, Counter> {
             tos,
             tot_len,
         },
+        now,
     )?;
     let out = egress(ctx, f.vlan_tagged, &hop).map_err(|e| e.pass_reason())?;
 
     rewrite(f, nsrc, ndst, nsport, ndport, &hop);
-    if !count_leg(slot, f.payload_len as u64) {
+    if !count_leg(slot, f.payload_len as u64, now) {
         count(Counter::LegSlotInvalid);
     }
     Ok(Fwd {

@@ -9,7 +9,7 @@ use crate::{
     fib::{self, V6Flow, words},
     maps,
     parse::{Frame6, IPV6_HLEN},
-    stats::{count, count_leg},
+    stats::{coarse_ns, count, count_leg},
 };
 
 /// Version and traffic class bits of `vtc_flow`, in network byte order: what is left is the
@@ -54,7 +54,8 @@ pub fn relay6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
     let (nsrc, ndst) = (&leg.new_src.addr, &leg.new_dst.addr);
     let (nsport, ndport) = (leg.new_src.port_be, leg.new_dst.port_be);
 
-    let hop = fib::lookup_v6(
+    let now = coarse_ns();
+    let hop = fib::next_hop_v6(
         ctx,
         &V6Flow {
             src: nsrc,
@@ -64,6 +65,7 @@ pub fn relay6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
             flowinfo_be: ip.vtc_flow & FLOW_LABEL_MASK_BE,
             tot_len: IPV6_HLEN as u16 + f.payload_len + 8,
         },
+        now,
     )?;
     let out = egress(ctx, f.vlan_tagged, &hop).map_err(|e| e.pass_reason())?;
 
@@ -80,7 +82,7 @@ pub fn relay6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
     udp.dest = ndport;
     f.eth.src = hop.smac;
     f.eth.dst = hop.dmac;
-    if !count_leg(leg.slot, f.payload_len as u64) {
+    if !count_leg(leg.slot, f.payload_len as u64, now) {
         count(Counter::LegSlotInvalid);
     }
     Ok(Fwd {

@@ -20,9 +20,10 @@ pub fn add(c: Counter, n: u64) {
     }
 }
 
-/// Account one forwarded packet to a leg's slot. Returns false if the slot is out of range.
+/// Account one forwarded packet to a leg's slot at `now_ns` (`coarse_ns`, read once per
+/// packet). Returns false if the slot is out of range.
 #[inline(always)]
-pub fn count_leg(slot: u32, payload_bytes: u64) -> bool {
+pub fn count_leg(slot: u32, payload_bytes: u64, now_ns: u64) -> bool {
     match RELAY_LEG_STATS.get_ptr_mut(slot) {
         Some(p) => {
             // SAFETY: as in `add`: this CPU's slot, integers only, used by nothing else while
@@ -30,7 +31,7 @@ pub fn count_leg(slot: u32, payload_bytes: u64) -> bool {
             let s: &mut LegStats = unsafe { &mut *p };
             s.packets += 1;
             s.bytes += payload_bytes;
-            s.last_seen_ns = coarse_ns();
+            s.last_seen_ns = now_ns;
             true
         }
         None => false,
@@ -56,9 +57,10 @@ pub fn may_log() -> bool {
     true
 }
 
-/// Monotonic time, coarse (jiffies resolution): enough for last-seen and log limits.
+/// Monotonic time, coarse (jiffies resolution): enough for last-seen, the next-hop cache's
+/// age and log limits. A path reads it once per packet.
 #[inline(always)]
-fn coarse_ns() -> u64 {
+pub fn coarse_ns() -> u64 {
     // SAFETY: a helper without arguments or preconditions.
     unsafe { bpf_ktime_get_coarse_ns() }
 }

@@ -2,8 +2,8 @@
 //! everything under the instance directory, run the session controller and its front ends
 //! until SIGTERM/SIGINT. `run` reads as its phases, in order: discover the interfaces, bind
 //! every listener, load the saved sessions, open the data plane (`plane.rs`: fresh or
-//! adopted), start the controller, steer the relay ports to its receive sockets, start its
-//! tasks, the STUN server, the reflector, and the front ends (HTTP, ng, SIP); then wait for a
+//! adopted), start the controller, steer the relay ports to its receive sockets, follow the
+//! network for the next-hop cache, start its tasks, the STUN server, the reflector, and the front ends (HTTP, ng, SIP); then wait for a
 //! signal and stop.
 //!
 //! On exit the pins and the state file stay (forwarding continues with no controller, and
@@ -29,7 +29,7 @@ pub use crate::config::DaemonArgs;
 use crate::{
     api,
     config::{self, Config},
-    dataplane::{self, Instance, Reflector},
+    dataplane::{self, Instance, NextHops, Reflector},
     netlink,
     netlink::ifindex,
     ports::{PortAllocator, PortRange},
@@ -72,8 +72,10 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
         plane::fresh(&instance, &net.ifaces, &cfg)?
     };
     let adopted = plane.adopted;
-    let (ctl, reflector_maps, _keep) = start_controller(inst, &cfg, &net, range, plane, saved);
+    let (ctl, reflector_maps, nexthops, _keep) =
+        start_controller(inst, &cfg, &net, range, plane, saved);
     let _steering = start_steering(&ctl, &net, range)?;
+    let _nexthop_watch = start_nexthop_watch(nexthops, &cfg, &ctl)?;
     let tasks = start_tasks(&ctl);
     let stun = start_stun(&cfg, &net.relay_addrs);
     let reflector = reflector::start(
@@ -209,10 +211,11 @@ fn start_controller(
     range: PortRange,
     plane: plane::Plane,
     saved: Option<state::StateFile>,
-) -> (Arc<Controller>, Reflector, plane::Keep) {
+) -> (Arc<Controller>, Reflector, Option<NextHops>, plane::Keep) {
     let plane::Plane {
         dp,
         reflector,
+        nexthops,
         mut interfaces,
         adopted,
         keep,
@@ -245,7 +248,7 @@ fn start_controller(
         ctl.restore(st);
     }
     ctl.save_state();
-    (ctl, reflector, keep)
+    (ctl, reflector, nexthops, keep)
 }
 
 /// Phase 6: the relay ports of every relay address steered to one receive socket each
@@ -260,6 +263,23 @@ fn start_steering(
     ctl.serve_relay_sockets(socks)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(steering)
+}
+
+/// Phase 6b: the next-hop cache's watcher (`nexthop.rs`), or the cache turned off.
+fn start_nexthop_watch(
+    nexthops: Option<NextHops>,
+    cfg: &Config,
+    ctl: &Arc<Controller>,
+) -> Result<Option<crate::nexthop::Watcher>> {
+    match nexthops {
+        Some(nh) => Ok(Some(crate::nexthop::start(nh, cfg.nexthop_cache, ctl)?)),
+        None => {
+            log::warn!(
+                "the adopted data plane predates the next-hop cache (it looks up the FIB for every packet); `relay-ctl detach` and a fresh start enable it"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The controller's background tasks: the timeout sweeper and the state writer.

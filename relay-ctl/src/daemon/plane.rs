@@ -9,7 +9,7 @@ use aya_obj::programs::XdpAttachType;
 use crate::{
     api::InterfaceView,
     config::Config,
-    dataplane::{self, DataPlane, EgressMap, Instance, Reflector},
+    dataplane::{self, DataPlane, EgressMap, Instance, NextHops, Reflector},
     sessions::state,
 };
 
@@ -18,6 +18,8 @@ pub(super) struct Plane {
     pub dp: DataPlane,
     /// Reflector/STUN maps, pinned with the rest (configured by `reflector::control::start`).
     pub reflector: Reflector,
+    /// The next-hop cache's maps (`None`: adopted from a daemon that predates the cache).
+    pub nexthops: Option<NextHops>,
     pub interfaces: Vec<InterfaceView>,
     pub adopted: bool,
     pub keep: Keep,
@@ -36,11 +38,13 @@ pub(super) fn fresh(instance: &Instance, ifaces: &[(String, u32)], cfg: &Config)
     let dp = DataPlane::from_ebpf(&mut ebpf)?;
     let mut egress = EgressMap::from_ebpf(&mut ebpf)?;
     let reflector = Reflector::from_ebpf(&mut ebpf)?;
+    let nexthops = NextHops::from_ebpf(&mut ebpf)?;
     instance.create_dirs()?;
     let result = (|| {
         dp.pin(instance)?;
         egress.pin(instance)?;
         reflector.pin(instance)?;
+        nexthops.pin(instance)?;
         let prog = dataplane::relay_program(&mut ebpf)?;
         prog.pin(instance.prog_path())
             .context("pinning the XDP program")?;
@@ -54,6 +58,7 @@ pub(super) fn fresh(instance: &Instance, ifaces: &[(String, u32)], cfg: &Config)
         Ok(interfaces) => Ok(Plane {
             dp,
             reflector,
+            nexthops: Some(nexthops),
             interfaces,
             adopted: false,
             keep: Keep {
@@ -85,6 +90,7 @@ pub(super) fn adopt(
     })?;
     let mut egress = EgressMap::open(instance)?;
     let reflector = Reflector::open(instance)?;
+    let nexthops = NextHops::open(instance)?;
     let pinned = instance.pinned_links()?;
     let mut views = vec![];
     let mut prog: Option<Xdp> = None;
@@ -129,6 +135,7 @@ pub(super) fn adopt(
     Ok(Plane {
         dp,
         reflector,
+        nexthops,
         interfaces: views,
         adopted: true,
         keep: Keep {

@@ -6,6 +6,7 @@ mod attach;
 pub mod links;
 mod load;
 mod maps;
+mod nexthop;
 mod pins;
 mod reflector;
 pub mod steer;
@@ -13,6 +14,7 @@ pub mod steer;
 pub use attach::{AttachedMode, XdpModeChoice, attach_xdp};
 pub use load::{RELAY_OBJECT, load, relay_program};
 pub use maps::{DataPlane, EgressMap};
+pub use nexthop::NextHops;
 pub use pins::{DEFAULT_ROOT, Instance};
 pub use reflector::Reflector;
 

@@ -148,6 +148,11 @@ impl Controller {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Count an event of a component outside the session table (the next-hop watcher).
+    pub fn count_event(&self, e: Event, n: u64) {
+        self.lock().count_by(e, n);
+    }
+
     /// Number of live sessions.
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()

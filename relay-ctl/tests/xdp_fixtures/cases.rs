@@ -83,7 +83,7 @@ fn leg(
 const CALLER_EP: ([u8; 4], u16) = (CALLER, 5004);
 
 /// Caller -> relay A:30000, relayed from B:30002 to the callee (another interface: redirect).
-fn leg_redirect() -> (LegKey, LegValue) {
+pub fn leg_redirect() -> (LegKey, LegValue) {
     leg(
         (RELAY_A, 30000),
         Some(CALLER_EP),
@@ -117,13 +117,13 @@ fn shared_legs(ch1: ([u8; 4], u16), ch2: ([u8; 4], u16)) -> Vec<(LegKey, LegValu
 }
 
 /// A frame from the caller to relay A on `port`.
-fn from_caller(port: u16) -> Udp4 {
+pub fn from_caller(port: u16) -> Udp4 {
     Udp4::new(CALLER_EP, (RELAY_A, port), CALLER_MAC, FX0_MAC)
 }
 
 /// What the relay must emit for `input`: new MACs, addresses, ports, TTL - 1; etherparse
 /// computes the checksums.
-fn relayed(
+pub fn relayed(
     input: &Udp4,
     smac: [u8; 6],
     dmac: [u8; 6],
