@@ -82,8 +82,37 @@ pub struct Memory {
     /// (legs map + stats array) / max_entries.
     pub bytes_per_leg: f64,
     pub legs_map_bytes_per_leg: f64,
-    /// Per-CPU: grows with the number of possible CPUs.
+    /// One shared entry per leg (atomic adds), whatever the number of CPUs.
     pub leg_stats_bytes_per_leg: f64,
+    /// Bytes per leg at other possible-CPU counts, computed from the map definitions and the
+    /// measured numbers above.
+    pub by_cpus: Vec<CpuProjection>,
+}
+
+/// Kernel memory per leg on a box with `cpus` possible CPUs.
+#[derive(Serialize, Clone)]
+pub struct CpuProjection {
+    pub cpus: u32,
+    /// This data plane: the legs hash map and the shared stats array do not grow with CPUs.
+    pub bytes_per_leg: f64,
+    /// The per-CPU stats array it replaced: 24 bytes per CPU plus the 8-byte per-CPU pointer
+    /// of each array element.
+    pub per_cpu_stats_bytes_per_leg: f64,
+}
+
+/// Possible-CPU counts the report projects to.
+pub const PROJECTED_CPUS: [u32; 4] = [2, 16, 64, 256];
+
+fn project(legs_per_leg: f64, stats_per_leg: f64) -> Vec<CpuProjection> {
+    let stats_size = std::mem::size_of::<relay_common::LegStats>() as f64;
+    PROJECTED_CPUS
+        .iter()
+        .map(|&cpus| CpuProjection {
+            cpus,
+            bytes_per_leg: legs_per_leg + stats_per_leg,
+            per_cpu_stats_bytes_per_leg: legs_per_leg + 8.0 + stats_size * f64::from(cpus),
+        })
+        .collect()
 }
 
 #[derive(Serialize, Clone)]
@@ -445,5 +474,6 @@ fn memory_report(max_legs: u32, installed: u32) -> Result<Memory> {
         bytes_per_leg: per(legs + stats),
         legs_map_bytes_per_leg: per(legs),
         leg_stats_bytes_per_leg: per(stats),
+        by_cpus: project(per(legs), per(stats)),
     })
 }

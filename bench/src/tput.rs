@@ -59,7 +59,28 @@ pub struct Variant {
     pub generator_cpu_secs: f64,
     /// Busy CPU seconds of the whole machine meanwhile (other work on a shared host shows here).
     pub machine_busy_secs: f64,
+    /// The XDP program's own time per run under this load, from the kernel's accounting
+    /// (`run_time_ns / run_cnt`, BPF_ENABLE_STATS), next to BPF_PROG_RUN's number.
+    pub inprog_ns_per_pkt: Option<f64>,
+    /// Runs of that program during the load.
+    pub inprog_runs: u64,
     pub note: String,
+}
+
+/// (run time, runs) summed over every loaded program called `name`: only the one under load
+/// moves during a run, so the deltas are its own.
+fn prog_stats(name: &str) -> (Duration, u64) {
+    // The kernel keeps 15 bytes of a program's name (BPF_OBJ_NAME_LEN).
+    let name = &name[..name.len().min(15)];
+    let mut t = Duration::ZERO;
+    let mut n = 0;
+    for info in aya::programs::loaded_programs().filter_map(|i| i.ok()) {
+        if info.name_as_str() == Some(name) {
+            t += info.run_time();
+            n += info.run_count();
+        }
+    }
+    (t, n)
 }
 
 pub fn count(e: &Ebpf) -> Result<u64> {
@@ -80,9 +101,11 @@ pub fn drive(
     delivered: &dyn Fn() -> Result<u64>,
     relay_pids: &[u32],
     legs_installed: u32,
+    xdp_prog: Option<&str>,
     note: &str,
 ) -> Result<Variant> {
     let soft = cpu::ksoftirqd_pids();
+    let p0 = xdp_prog.map(prog_stats);
     let (d0, s0, r0, m0) = (
         delivered()?,
         cpu::sum_cpu(&soft),
@@ -100,6 +123,14 @@ pub fn drive(
         cpu::sum_cpu(relay_pids),
         cpu::machine_busy_secs(),
     );
+    let p1 = xdp_prog.map(prog_stats);
+    let (inprog_ns_per_pkt, inprog_runs) = match (p0, p1) {
+        (Some((t0, n0)), Some((t1, n1))) if n1 > n0 => (
+            Some((t1 - t0).as_nanos() as f64 / (n1 - n0) as f64),
+            n1 - n0,
+        ),
+        _ => (None, 0),
+    };
     let got = d1 - d0;
     let cpu_secs = (r1 - r0) + (s1 - s0);
     let v = Variant {
@@ -124,6 +155,8 @@ pub fn drive(
         },
         generator_cpu_secs: sent.thread_cpu_secs,
         machine_busy_secs: m1 - m0,
+        inprog_ns_per_pkt,
+        inprog_runs,
         note: note.to_owned(),
     };
     Ok(v)
@@ -143,6 +176,10 @@ pub fn run(
 ) -> Result<Outcome> {
     let mut variants = vec![];
     let streams = plan.streams;
+    // The kernel's per-program time accounting, for as long as the runs last. It costs every
+    // XDP program run (two clock reads), the baseline's as much as the relay's.
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .context("enabling BPF run-time statistics")?;
     // Side-by-side flows: source ports 10000+i; destination ports per variant.
     let seq_flows: Vec<(u16, u16)> = (0..streams)
         .map(|i| (10_000 + i as u16, 30_000 + 2 * i as u16))
@@ -162,6 +199,7 @@ pub fn run(
             &|| count(&sink),
             &napi,
             0,
+            Some(progs::COUNT_DROP),
             "bench_count_drop on r0: the most the generator delivers into the relay namespace",
         )?;
         log(&format!("tput: {v:?}"));
@@ -181,6 +219,7 @@ pub fn run(
             &|| Ok(t.delivered()?.0),
             &napi,
             0,
+            Some(progs::SWAP_TX),
             "bench_swap_tx on r0 (XDP_TX back to g0)",
         )?;
         log(&format!("tput: {v:?}"));
@@ -382,6 +421,7 @@ fn relay_daemon(t: &Topo, plan: Plan, relay_ctl: &Path) -> Result<Variant> {
         &|| Ok(t.delivered()?.1),
         &pids,
         4 * plan.streams,
+        Some(relay_common::PROGRAM_NAME),
         "relay-ctl daemon, native XDP on r0 and r1, sessions via the HTTP API, latched; redirect r0 -> r1",
     )
 }
@@ -463,6 +503,7 @@ fn scaling(t: &Topo, plan: Plan, log: fn(&str)) -> Result<Vec<Variant>> {
                 &|| Ok(t.delivered()?.1),
                 &napi,
                 installed,
+                Some(relay_common::PROGRAM_NAME),
                 "relay program loaded directly (no daemon), legs installed in its map; traffic over the first flows",
             )?;
             log(&format!(
@@ -523,6 +564,7 @@ fn mmsg_relay(t: &Topo, plan: Plan, self_exe: &Path) -> Result<Variant> {
         &|| Ok(t.delivered()?.1),
         &pids,
         2 * plan.streams,
+        None,
         "one thread, epoll + recvmmsg/sendmmsg (64 per call), one socket per leg side",
     )?;
     drop(guard);
@@ -583,6 +625,7 @@ fn rtpengine(t: &Topo, plan: Plan) -> Result<Variant> {
         &|| Ok(t.delivered()?.1),
         &pids,
         4 * plan.streams,
+        None,
         "rtpengine-daemon (Debian), userspace only (--table=-1), all its threads on the relay CPU, calls via ng offer/answer",
     )
 }

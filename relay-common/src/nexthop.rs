@@ -11,6 +11,10 @@
 //! - the packet is no longer than the one that filled it (the FIB lookup checked that length
 //!   against the egress MTU; a longer one is looked up again, and raises the length).
 //!
+//! The entry also says whether the egress interface is one the relay may redirect to, so a
+//! hit costs one hash lookup in all (this map's) instead of the FIB lookup and a devmap
+//! lookup.
+//!
 //! The key is what the relay's lookups vary in: family, ingress interface, TOS (IPv4) and the
 //! two addresses. Policy routing by port, mark or flow label is not in the key: a box that
 //! routes media by those turns the cache off (`--nexthop-cache off`).
@@ -52,7 +56,12 @@ pub struct NextHopValue {
     pub dmac: [u8; 6],
     /// Longest IP packet (bytes, from the IP header on) the FIB lookup allowed.
     pub max_len: u16,
-    pub _pad: [u8; 2],
+    /// 1 if `ifindex` was in the egress devmap when filled (the relay is attached there), so
+    /// a hit needs no devmap lookup. The devmap changes only when the controller attaches an
+    /// interface (before its watcher's first bump) or the kernel removes a vanished one (a
+    /// link event, which bumps).
+    pub attached: u8,
+    pub _pad: u8,
 }
 
 impl NextHopValue {

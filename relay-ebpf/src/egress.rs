@@ -4,7 +4,7 @@
 use aya_ebpf::programs::XdpContext;
 use relay_common::Counter;
 
-use crate::{fib::NextHop, maps::RELAY_EGRESS};
+use crate::fib::NextHop;
 
 pub enum Out {
     Tx,
@@ -38,7 +38,7 @@ pub fn egress(ctx: &XdpContext, vlan_tagged: bool, hop: &NextHop) -> Result<Out,
         Ok(Out::Tx)
     } else if vlan_tagged {
         Err(NoEgress::VlanCrossIf)
-    } else if RELAY_EGRESS.get(hop.ifindex).is_none() {
+    } else if !hop.attached {
         Err(NoEgress::NotAttached)
     } else {
         Ok(Out::Redirect(hop.ifindex))

@@ -18,7 +18,7 @@ use relay_common::{
 };
 
 use crate::{
-    maps,
+    maps::{self, RELAY_EGRESS},
     stats::{count, may_log},
 };
 
@@ -30,6 +30,8 @@ pub struct NextHop {
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
+    /// `ifindex` is in the egress devmap (looked up once per FIB answer, cached with it).
+    pub attached: bool,
 }
 
 /// Addresses and ports are in network byte order as in the packet; `tot_len` is host order
@@ -110,6 +112,7 @@ fn cached(
                 ifindex: v.ifindex,
                 smac: v.smac,
                 dmac: v.dmac,
+                attached: v.attached != 0,
             });
         }
         // A longer packet of the same generation keeps what the entry already allowed.
@@ -126,7 +129,8 @@ fn cached(
         fill.smac = hop.smac;
         fill.dmac = hop.dmac;
         fill.max_len = max_len;
-        fill._pad = [0; 2];
+        fill.attached = hop.attached as u8;
+        fill._pad = 0;
         maps::nexthop_fill(key, fill);
         count(Counter::NextHopFill);
     }
@@ -200,6 +204,7 @@ fn result(ctx: &XdpContext, p: &mut bpf_fib_lookup) -> Result<NextHop, Counter> 
             ifindex: p.ifindex,
             smac: macs.smac,
             dmac: macs.dmac,
+            attached: RELAY_EGRESS.get(p.ifindex).is_some(),
         });
     }
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {

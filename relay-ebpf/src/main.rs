@@ -18,6 +18,9 @@
 //! Checksum arithmetic lives in `relay_common::csum` so it is unit-tested on the host.
 #![no_std]
 #![no_main]
+// Atomic adds on the shared per-leg counters (stats.rs): core's atomics lack fetch_add here.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod dispatch;
 mod egress;

@@ -1,4 +1,6 @@
 //! Counters and rate-limited logging.
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use relay_common::{Counter, LegStats};
 
@@ -26,12 +28,22 @@ pub fn add(c: Counter, n: u64) {
 pub fn count_leg(slot: u32, payload_bytes: u64, now_ns: u64) -> bool {
     match RELAY_LEG_STATS.get_ptr_mut(slot) {
         Some(p) => {
-            // SAFETY: as in `add`: this CPU's slot, integers only, used by nothing else while
-            // this reference is.
-            let s: &mut LegStats = unsafe { &mut *p };
-            s.packets += 1;
-            s.bytes += payload_bytes;
-            s.last_seen_ns = now_ns;
+            let s: *mut LegStats = p;
+            // SAFETY: an entry of an array map, valid and 8-aligned for the program's run;
+            // other CPUs may update it at the same time, so the counters are only touched
+            // through atomics (BPF_ATOMIC add; the result is unused, so no fetch is needed).
+            // `last_seen_ns` is a plain aligned store: concurrent writers store times a few
+            // ns apart, and a reader takes any of them.
+            // (core's AtomicU64 has no fetch_add on this target, which lacks compare-and-swap;
+            // the intrinsic lowers to the BPF atomic add the kernel has had since 3.18.)
+            unsafe {
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*s).packets, 1);
+                atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                    &raw mut (*s).bytes,
+                    payload_bytes,
+                );
+                (&raw mut (*s).last_seen_ns).write_volatile(now_ns);
+            }
             true
         }
         None => false,

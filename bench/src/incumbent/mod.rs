@@ -218,6 +218,16 @@ fn check(r: &Results) -> Result<()> {
     Ok(())
 }
 
+/// The XDP program whose in-kernel time a variant's run reads (none for rtpengine's module).
+fn xdp_prog_of(variant: &str) -> Option<&'static str> {
+    match variant {
+        "relay_xdp" => Some(relay_common::PROGRAM_NAME),
+        "baseline" => Some(progs::REDIRECT),
+        "generator_ceiling" => Some(progs::COUNT_DROP),
+        _ => None,
+    }
+}
+
 /// Which run: the labels a `Run` carries.
 #[derive(Clone, Copy)]
 struct Case<'a> {
@@ -258,6 +268,7 @@ fn measure(
         m.delivered,
         pids,
         0,
+        xdp_prog_of(c.variant),
         "",
     )?;
     let relay_forwarded = match (m.forwarded, f0) {

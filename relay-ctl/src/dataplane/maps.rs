@@ -4,17 +4,44 @@ use anyhow::{Context, Result};
 use aya::{
     Ebpf,
     maps::IterableMap,
-    maps::{DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     util::nr_cpus,
 };
 use relay_common::{Counter, LegKey, LegStats, LegValue, leg::LEG_F_SHARED, map_names};
 
 use super::pins::Instance;
 
+/// The per-leg counters: one shared entry per slot (this program), or one per CPU (a data
+/// plane pinned by an older daemon, adopted in a hitless upgrade).
+enum LegStatsMap {
+    Shared(Array<MapData, LegStats>),
+    PerCpu(PerCpuArray<MapData, LegStats>),
+}
+
+impl LegStatsMap {
+    fn new(map: Map) -> Result<LegStatsMap> {
+        match map {
+            Map::PerCpuArray(_) => Ok(LegStatsMap::PerCpu(
+                map.try_into().context("leg stats map type")?,
+            )),
+            map => Ok(LegStatsMap::Shared(
+                map.try_into().context("leg stats map type")?,
+            )),
+        }
+    }
+
+    fn data(&self) -> &MapData {
+        match self {
+            LegStatsMap::Shared(m) => IterableMap::map(m),
+            LegStatsMap::PerCpu(m) => IterableMap::map(m),
+        }
+    }
+}
+
 /// The leg table and the counters.
 pub struct DataPlane {
     legs: HashMap<MapData, LegKey, LegValue>,
-    leg_stats: PerCpuArray<MapData, LegStats>,
+    leg_stats: LegStatsMap,
     counters: PerCpuArray<MapData, u64>,
     /// Size of the stats array, fixed at load time (read once, not per install).
     max_legs: u32,
@@ -55,9 +82,9 @@ impl DataPlane {
     }
 
     fn from_maps(legs: Map, leg_stats: Map, counters: Map) -> Result<DataPlane> {
-        let leg_stats: PerCpuArray<MapData, LegStats> =
-            leg_stats.try_into().context("leg stats map type")?;
-        let max_legs = IterableMap::map(&leg_stats)
+        let leg_stats = LegStatsMap::new(leg_stats)?;
+        let max_legs = leg_stats
+            .data()
             .info()
             .context("reading the stats map size")?
             .max_entries();
@@ -73,7 +100,7 @@ impl DataPlane {
     pub fn pin(&self, instance: &Instance) -> Result<()> {
         let pins: [(&str, &MapData); 3] = [
             (map_names::LEGS, IterableMap::map(&self.legs)),
-            (map_names::LEG_STATS, IterableMap::map(&self.leg_stats)),
+            (map_names::LEG_STATS, self.leg_stats.data()),
             (map_names::COUNTERS, IterableMap::map(&self.counters)),
         ];
         for (name, map) in pins {
@@ -144,21 +171,30 @@ impl DataPlane {
             .context("listing legs")
     }
 
-    /// A slot's counters summed over CPUs.
+    /// A slot's counters (summed over CPUs on an older, per-CPU map).
     pub fn leg_stats(&self, slot: u32) -> Result<LegStats> {
-        let per_cpu = self
-            .leg_stats
-            .get(&slot, 0)
-            .with_context(|| format!("reading stats slot {slot}"))?;
-        Ok(per_cpu.iter().fold(LegStats::default(), |a, b| a.merge(*b)))
+        let read = || -> Result<LegStats, MapError> {
+            match &self.leg_stats {
+                LegStatsMap::Shared(m) => m.get(&slot, 0),
+                LegStatsMap::PerCpu(m) => Ok(m
+                    .get(&slot, 0)?
+                    .iter()
+                    .fold(LegStats::default(), |a, b| a.merge(*b))),
+            }
+        };
+        read().with_context(|| format!("reading stats slot {slot}"))
     }
 
     fn reset_slot(&mut self, slot: u32) -> Result<()> {
-        let cpus = nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
-        let zeros = PerCpuValues::try_from(vec![LegStats::default(); cpus.get() as usize])?;
-        self.leg_stats
-            .set(slot, zeros, 0)
-            .with_context(|| format!("resetting stats slot {slot} (max legs too small?)"))
+        let done = match &mut self.leg_stats {
+            LegStatsMap::Shared(m) => m.set(slot, &LegStats::default(), 0),
+            LegStatsMap::PerCpu(m) => {
+                let cpus = nr_cpus().map_err(|(_, e)| e).context("counting CPUs")?;
+                let zeros = PerCpuValues::try_from(vec![LegStats::default(); cpus.get() as usize])?;
+                m.set(slot, zeros, 0)
+            }
+        };
+        done.with_context(|| format!("resetting stats slot {slot} (max legs too small?)"))
     }
 
     /// Global counters summed over CPUs, in `Counter::ALL` order.

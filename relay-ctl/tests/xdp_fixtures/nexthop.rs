@@ -2,7 +2,7 @@
 //! changes neighbours, routes and links, so it runs last): miss then fill, hit, a neighbour
 //! whose MAC changed (the cache keeps answering the old MAC until the generation is bumped:
 //! that is the cache at work, and why the controller bumps), a stale generation, a route to
-//! another interface, the entry's age and length guards, the cache turned off, and a link
+//! an interface the relay is not attached to (cached as such), then attached, the entry's age and length guards, the cache turned off, and a link
 //! removed. Each step checks the verdict, the exact output frame and the cache's counters.
 use std::collections::HashMap;
 
@@ -163,8 +163,9 @@ pub fn run(
     ))?;
     go(step("hit after refill", XDP_REDIRECT, &new, 0, 0))?;
 
-    // A more specific route through fx2's host: the next hop moves to another interface.
-    e(egress.add(ifindex("fx2").map_err(|e| e.to_string())?))?;
+    // A more specific route through fx2's host: the next hop moves to another interface,
+    // one the relay is not attached to yet (not in the egress devmap): passed, and that too
+    // is cached (a hit needs no devmap lookup).
     e(ns.ip(&[
         "route",
         "add",
@@ -174,6 +175,17 @@ pub fn run(
         "dev",
         "fx2",
     ]))?;
+    e(nh.bump().map(|_| ()))?;
+    go(step(
+        "route to an interface the relay is not on",
+        XDP_PASS,
+        &frame,
+        1,
+        1,
+    ))?;
+    go(step("not attached, from the cache", XDP_PASS, &frame, 0, 0))?;
+    // The relay attaches there (the controller's attach is followed by a bump).
+    e(egress.add(ifindex("fx2").map_err(|e| e.to_string())?))?;
     e(nh.bump().map(|_| ()))?;
     let via_fx2 = via(FX2_MAC, FX2_HOST_MAC);
     go(step(
