@@ -23,3 +23,4 @@ pub mod sessions;
 pub mod sip;
 pub mod stun;
 pub mod udp;
+pub mod version;

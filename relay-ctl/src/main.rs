@@ -10,7 +10,10 @@ use relay_ctl::{
 };
 
 #[derive(Parser)]
-#[command(version, about = "XDP media relay: controller and operator CLI")]
+#[command(
+    version = relay_ctl::version::VERSION,
+    about = "XDP media relay: controller and operator CLI"
+)]
 struct Cli {
     #[command(flatten)]
     instance: InstanceArgs,
