@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod docs;
 pub mod error;
 pub mod events;
 pub mod logs;
