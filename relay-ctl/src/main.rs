@@ -2,7 +2,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use relay_ctl::{
     cli as operator,
     daemon::{self, DaemonArgs, InstanceArgs},
@@ -10,7 +10,10 @@ use relay_ctl::{
 };
 
 #[derive(Parser)]
-#[command(version, about = "XDP media relay: controller and operator CLI")]
+#[command(
+    version = relay_ctl::version::VERSION,
+    about = "XDP media relay: controller and operator CLI"
+)]
 struct Cli {
     #[command(flatten)]
     instance: InstanceArgs,
@@ -94,7 +97,15 @@ enum ReflectorCmd {
 
 fn main() -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    // `gen-docs` is added here rather than in `Cmd`, so the pages and completions it writes
+    // from `Cli::command()` do not offer it (clap_complete lists hidden subcommands too).
+    let matches = Cli::command()
+        .subcommand(relay_ctl::docs::subcommand())
+        .get_matches();
+    if let Some((relay_ctl::docs::SUBCOMMAND, m)) = matches.subcommand() {
+        return relay_ctl::docs::run(Cli::command(), m);
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // API clients exit with their own codes: 2 when the daemon is unreachable, 1 on an error.
     let client = |cmd: operator::Command, out: &Output| -> ! {
         std::process::exit(operator::main(cli.api, &cmd, out.json))

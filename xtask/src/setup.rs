@@ -75,6 +75,11 @@ const APT_PACKAGES: &[&str] = &[
     // against the host's kernel.
     "gcc-12",
     "make",
+    // A real Prometheus (and its promtool) loads deploy/prometheus/media-relay-rules.yml,
+    // scrapes the daemon and runs the Grafana dashboard's queries
+    // (relay-ctl/tests/prometheus_rules.rs). The test starts its own in a namespace; the
+    // packaged service stays off (NO_SERVICE_PACKAGES).
+    "prometheus",
 ];
 
 /// Packages whose maintainer scripts would start a system service, and the unit: the tests and
@@ -84,6 +89,7 @@ const NO_SERVICE_PACKAGES: &[(&str, &str)] = &[
     ("kamailio", "kamailio.service"),
     ("coturn", "coturn.service"),
     ("rtpengine-daemon", "rtpengine-daemon.service"),
+    ("prometheus", "prometheus.service"),
 ];
 
 /// invoke-rc.d asks this script whether it may start a service; 101 means "no".

@@ -80,6 +80,21 @@ pub fn render(s: &StatsView, p: &PortsView) -> Result<String> {
     )?;
     reg.register(Box::new(adopted.clone()))?;
     adopted.set(i64::from(s.adopted));
+    // Constant 1 with what is running as labels (the info-metric convention), so a dashboard
+    // shows which build and which XDP object each box runs.
+    let build = gauge(
+        &reg,
+        "build_info",
+        "1, labelled with the controller's version, git revision and embedded XDP object hash",
+        &["version", "revision", "ebpf"],
+    )?;
+    build
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            crate::version::GIT_REVISION,
+            crate::version::EBPF_HASH,
+        ])
+        .set(1);
 
     let sessions = gauge(&reg, "sessions", "Live sessions by state", &["state"])?;
     sessions
