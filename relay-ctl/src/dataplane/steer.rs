@@ -10,7 +10,10 @@
 //! last descriptor closes). Between a daemon's death and its successor's start, latched media
 //! keeps flowing in XDP; only packets XDP would pass up (first packets of new legs) find no
 //! socket, as before.
-use std::{fs::File, net::IpAddr};
+use std::{
+    fs::{self, File},
+    net::IpAddr,
+};
 
 use anyhow::{Context, Result};
 use aya::{
@@ -41,8 +44,9 @@ const UNUSED_BIG_MAPS: [&str; 5] = [
     map_names::REFLECT_DENY,
 ];
 
-/// [`load`], then attach to this process's network namespace.
+/// [`load`], then attach to this process's network namespace (after reserving the range).
 pub fn start(addrs: &[IpAddr], range: PortRange) -> Result<(Steering, Vec<std::net::UdpSocket>)> {
+    reserve_range(range);
     let (mut steering, socks) = load(addrs, range)?;
     steering.attach_here()?;
     log::info!(
@@ -133,7 +137,79 @@ impl Steering {
     }
 }
 
+const RESERVED_PORTS: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
+
+/// Keep the kernel from handing relay ports out as ephemeral ports (to any socket in this
+/// network namespace, IPv4 and IPv6): a reply to such a socket on a relay address would be
+/// steered to the relay and dropped. Explicit binds are unaffected. The sysctl is per network
+/// namespace; a failure to set it is logged, not fatal (the operator may manage it).
+fn reserve_range(range: PortRange) {
+    let result = fs::read_to_string(RESERVED_PORTS).and_then(|cur| match with_range(&cur, range) {
+        Some(new) => fs::write(RESERVED_PORTS, &new).map(|()| Some(new)),
+        None => Ok(None),
+    });
+    match result {
+        Ok(Some(new)) => log::info!(
+            "reserved relay ports {}-{} from ephemeral use (net.ipv4.ip_local_reserved_ports = {new})",
+            range.min,
+            range.max
+        ),
+        Ok(None) => {}
+        Err(e) => log::warn!(
+            "cannot reserve relay ports {}-{} in {RESERVED_PORTS} ({e}): outgoing sockets may take relay ports, and their replies would be steered to the relay",
+            range.min,
+            range.max
+        ),
+    }
+}
+
+/// The reserved-ports list `current` with `range` added, or `None` if one of its entries
+/// already covers the range.
+fn with_range(current: &str, range: PortRange) -> Option<String> {
+    let current = current.trim();
+    let covered = current.split(',').any(|entry| {
+        let mut ends = entry.trim().splitn(2, '-').map(|p| p.trim().parse::<u16>());
+        match (ends.next(), ends.next()) {
+            (Some(Ok(a)), Some(Ok(b))) => a <= range.min && b >= range.max,
+            (Some(Ok(a)), None) => a == range.min && a == range.max,
+            _ => false,
+        }
+    });
+    if covered {
+        return None;
+    }
+    let add = format!("{}-{}", range.min, range.max);
+    Some(if current.is_empty() {
+        add
+    } else {
+        format!("{current},{add}")
+    })
+}
+
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
     ebpf.map_mut(name)
         .with_context(|| format!("map {name} missing from the object"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_ports_gain_the_range_once() {
+        let r = PortRange::new(30000, 39999).unwrap();
+        assert_eq!(with_range("", r).as_deref(), Some("30000-39999"));
+        assert_eq!(with_range("\n", r).as_deref(), Some("30000-39999"));
+        assert_eq!(
+            with_range("8080,9000-9100\n", r).as_deref(),
+            Some("8080,9000-9100,30000-39999")
+        );
+        assert_eq!(with_range("30000-39999\n", r), None);
+        assert_eq!(with_range("5060,20000-40000", r), None);
+        // A partial overlap is not coverage.
+        assert_eq!(
+            with_range("30000-35000", r).as_deref(),
+            Some("30000-35000,30000-39999")
+        );
+    }
 }

@@ -198,7 +198,9 @@ pub fn run(
 
     // Age: an entry older than the bound is looked up again even in its generation.
     let (key, mut value) = the_entry(nh)?;
-    value.filled_ns = coarse_now_ns().saturating_sub(NEXTHOP_MAX_AGE_NS + 1_000_000_000);
+    // Wrapping, not saturating: a guest booted seconds ago has a clock below the age,
+    // and the program compares with wrapping arithmetic too.
+    value.filled_ns = coarse_now_ns().wrapping_sub(NEXTHOP_MAX_AGE_NS + 1_000_000_000);
     value.dmac = [0x02, 0, 0, 0, 0xde, 0xad];
     e(nh.put(&key, &value))?;
     go(step("entry too old", XDP_REDIRECT, &via_fx2, 1, 1))?;
