@@ -6,6 +6,7 @@ mod build;
 mod demo;
 mod fuzz;
 mod lint;
+mod package;
 mod setup;
 mod test;
 mod util;
@@ -44,6 +45,17 @@ enum Task {
         secs: u64,
         /// Only this target (default: all).
         target: Option<String>,
+    },
+    /// Setup, then build the Debian package (relay-ctl, the systemd unit, man pages,
+    /// completions; docs/packaging.md) into target/debian/ and print its path.
+    Package {
+        /// Debian version instead of <relay-ctl's version>-1, e.g. 0.1.0-2 (a second package
+        /// for an upgrade test).
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// Also run the checks `test` runs on it (contents, lintian, systemd-analyze).
+        #[arg(long)]
+        check: bool,
     },
     /// Setup, then boot Debian's kernels under QEMU and run the scenarios in vm-tests/ in them.
     VmTest {
@@ -89,6 +101,7 @@ fn run(task: Task) -> Result<()> {
         Task::Lint => lint::run_lint(&pins),
         Task::Test => test::run_test(&pins),
         Task::Demo => demo::run_demo(&pins),
+        Task::Package { version, check } => package::run_package(&pins, version.as_deref(), check),
         Task::Fuzz { secs, target } => fuzz::run_fuzz(&pins, secs, target.as_deref()),
         Task::VmTest { kernel } => vm::run_vm_test(&pins, &kernel),
         Task::Bench {

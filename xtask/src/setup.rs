@@ -80,6 +80,13 @@ const APT_PACKAGES: &[&str] = &[
     // (relay-ctl/tests/prometheus_rules.rs). The test starts its own in a namespace; the
     // packaged service stays off (NO_SERVICE_PACKAGES).
     "prometheus",
+    // `./x package` (xtask/src/package.rs): dpkg-deb builds the .deb and dpkg-shlibdeps
+    // (dpkg-dev) computes its library dependencies, strip (binutils) strips the binary;
+    // `test` checks the package with lintian and the unit with systemd-analyze (systemd).
+    "dpkg-dev",
+    "binutils",
+    "lintian",
+    "systemd",
 ];
 
 /// Packages whose maintainer scripts would start a system service, and the unit: the tests and

@@ -37,6 +37,9 @@ fn run_phases(pins: &Pins, phases: &mut Phases, tally: &Cell<Tally>) -> Result<(
         tally.set(t);
         result
     })?;
+    // The Debian package: built as `./x package` builds it (release relay-ctl), then its
+    // contents, conffiles, lintian, the unit and the packaged binary (package.rs).
+    phases.run("package", || crate::package::build_and_check(pins))?;
     // Every fuzz target briefly (fuzz/README.md; `./x fuzz` runs them for longer).
     crate::fuzz::run_targets(
         pins,
