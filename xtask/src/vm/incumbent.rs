@@ -137,6 +137,8 @@ fn boot_and_collect(
         out_share: Some(&out),
         // A full run takes many minutes: show its progress.
         live: matches!(mode, Mode::Full),
+        disk: None,
+        host_usr: true,
     };
     if !boot_guest("incumbent", &kernel.vmlinuz, &image, &dir, &opts)? {
         bail!(

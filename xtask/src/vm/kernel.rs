@@ -20,6 +20,11 @@ const WANTED: &[&str] = &["virtio_pci", "9pnet_virtio", "9p", "veth", "pktgen"];
 /// one download.
 const NETFILTER: &[&str] = &["x_tables", "ip_tables", "iptable_filter", "xt_tcpudp"];
 
+/// What the package guest (vm-tests/package) loads in addition to boot its Debian root from an
+/// ext4 image on a virtio disk. crc32c_generic first: ext4 asks the crypto API for crc32c at
+/// mount time, and a busybox initramfs has no modprobe to autoload it.
+const ROOTFS: &[&str] = &["crc32c_generic", "virtio_blk", "ext4"];
+
 /// A kernel ready to boot: its image and its modules in load order.
 pub struct Kernel {
     pub label: String,
@@ -31,6 +36,8 @@ pub struct Kernel {
     pub modules: Vec<PathBuf>,
     /// `NETFILTER` with dependencies not already in `modules`, to load after them.
     pub netfilter_modules: Vec<PathBuf>,
+    /// `ROOTFS` with dependencies not already in `modules` or `netfilter_modules`.
+    pub rootfs_modules: Vec<PathBuf>,
 }
 
 /// The `complete` marker's content: the module lists the cache was made for, so that a cache
@@ -38,9 +45,10 @@ pub struct Kernel {
 /// modules missing.
 fn cache_stamp() -> String {
     format!(
-        "modules: {}\nnetfilter: {}\n",
+        "modules: {}\nnetfilter: {}\nrootfs: {}\n",
         WANTED.join(","),
-        NETFILTER.join(",")
+        NETFILTER.join(","),
+        ROOTFS.join(",")
     )
 }
 
@@ -88,6 +96,7 @@ pub fn fetch(label: &str) -> Result<Kernel> {
         vmlinuz: dir.join("vmlinuz"),
         modules: list("modules.list")?,
         netfilter_modules: list("netfilter.list")?,
+        rootfs_modules: list("rootfs.list")?,
         package: pkg,
         version: version.to_string(),
     })
@@ -129,6 +138,10 @@ fn unpack(pkg: &str, scratch: &Path, dir: &Path) -> Result<()> {
     for name in NETFILTER {
         add_with_deps(name, &index, &mut order, 0)?;
     }
+    let netfilter_end = order.len();
+    for name in ROOTFS {
+        add_with_deps(name, &index, &mut order, 0)?;
+    }
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir.join("modules"))?;
     fs::copy(&boot, dir.join("vmlinuz"))?;
@@ -138,9 +151,11 @@ fn unpack(pkg: &str, scratch: &Path, dir: &Path) -> Result<()> {
             ko_bytes(&index[name])?,
         )?;
     }
-    let (modules, netfilter) = order.split_at(base);
+    let (modules, rest) = order.split_at(base);
+    let (netfilter, rootfs) = rest.split_at(netfilter_end - base);
     fs::write(dir.join("modules.list"), modules.join("\n") + "\n")?;
     fs::write(dir.join("netfilter.list"), netfilter.join("\n") + "\n")?;
+    fs::write(dir.join("rootfs.list"), rootfs.join("\n") + "\n")?;
     fs::write(dir.join("complete"), cache_stamp())?;
     Ok(())
 }

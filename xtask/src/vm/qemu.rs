@@ -20,6 +20,10 @@ pub struct Options<'a> {
     /// Print every console line as it arrives (a long bench run shows its progress), not
     /// only the markers.
     pub live: bool,
+    /// A raw disk image, the guest's `/dev/vda` (the package guest's Debian root).
+    pub disk: Option<&'a Path>,
+    /// Share the host's `/usr` read-only (tag `hostusr`); the package guest runs its own.
+    pub host_usr: bool,
 }
 
 impl Options<'_> {
@@ -31,6 +35,8 @@ impl Options<'_> {
             timeout: Duration::from_secs(240),
             out_share: None,
             live: false,
+            disk: None,
+            host_usr: true,
         }
     }
 }
@@ -98,11 +104,24 @@ fn boot_with(
             "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 mr.accel={}",
             if kvm { "kvm" } else { "tcg" }
         ))
+        // No network device: the guests' traffic stays on their own veths.
+        .args(["-nic", "none"]);
+    if opts.host_usr {
         // The host's /usr, read-only: ip, ethtool, nsenter, curl, python3 run unchanged.
-        .args([
+        cmd.args([
             "-virtfs",
             "local,path=/usr,mount_tag=hostusr,security_model=none,readonly=on",
         ]);
+    }
+    if let Some(disk) = opts.disk {
+        if disk.as_os_str().to_string_lossy().contains(',') {
+            bail!("the disk image {} has a comma in its path", disk.display());
+        }
+        let mut spec = std::ffi::OsString::from("file=");
+        spec.push(disk);
+        spec.push(",format=raw,if=virtio,cache=unsafe");
+        cmd.arg("-drive").arg(spec);
+    }
     if let Some(out) = opts.out_share {
         // QEMU's option syntax would split the path at a comma.
         if out.as_os_str().to_string_lossy().contains(',') {
