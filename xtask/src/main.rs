@@ -59,9 +59,13 @@ enum Task {
     },
     /// Setup, then boot Debian's kernels under QEMU and run the scenarios in vm-tests/ in them.
     VmTest {
-        /// Which guest kernel: 6.1, 6.12 or all.
+        /// Which guest kernel: 6.1, 6.12 or all (with --package: 6.1 unless named).
         #[arg(long, default_value = "all")]
         kernel: String,
+        /// Instead: build the .deb twice (two versions), boot a Debian 12 root with systemd
+        /// as PID 1 and install, restart, upgrade and purge it there with media flowing.
+        #[arg(long)]
+        package: bool,
     },
     /// Setup, then benchmark the relay against a bare XDP baseline, rtpengine and a
     /// recvmmsg relay (needs root), then against rtpengine's kernel module in a 6.1 VM guest;
@@ -103,7 +107,7 @@ fn run(task: Task) -> Result<()> {
         Task::Demo => demo::run_demo(&pins),
         Task::Package { version, check } => package::run_package(&pins, version.as_deref(), check),
         Task::Fuzz { secs, target } => fuzz::run_fuzz(&pins, secs, target.as_deref()),
-        Task::VmTest { kernel } => vm::run_vm_test(&pins, &kernel),
+        Task::VmTest { kernel, package } => vm::run_vm_test(&pins, &kernel, package),
         Task::Bench {
             quick,
             smoke,

@@ -87,6 +87,12 @@ const APT_PACKAGES: &[&str] = &[
     "binutils",
     "lintian",
     "systemd",
+    // `vm-test --package` (xtask/src/vm/package.rs): mmdebstrap builds the Debian 12 root the
+    // package guest boots (gpg: it checks the sources' Signed-By keys with it), mke2fs
+    // (e2fsprogs) packs it per run into an ext4 image with `-d`, no loop device or mount.
+    "mmdebstrap",
+    "gpg",
+    "e2fsprogs",
 ];
 
 /// Packages whose maintainer scripts would start a system service, and the unit: the tests and

@@ -5,6 +5,7 @@ pub mod incumbent;
 mod initramfs;
 mod kernel;
 mod kmod;
+pub mod package;
 mod qemu;
 
 use std::fs;
@@ -20,7 +21,18 @@ use initramfs::{Image, StaticBins};
 /// The kernels `--kernel all` means: Debian 12's default and its backported LTS.
 pub const KERNELS: &[&str] = &["6.1", "6.12"];
 
-pub fn run_vm_test(pins: &Pins, kernel: &str) -> Result<()> {
+pub fn run_vm_test(pins: &Pins, kernel: &str, package: bool) -> Result<()> {
+    if package {
+        // Debian 12's own kernel unless another was asked for.
+        let label = if kernel == "all" { "6.1" } else { kernel };
+        kernel::metapackage(label)?;
+        let mut phases = Phases::new("vm-test");
+        let result = phases
+            .run("setup", || run_setup(pins))
+            .and_then(|()| run_package(pins, label, &mut phases));
+        phases.print_summary();
+        return result;
+    }
     let labels: Vec<&str> = if kernel == "all" {
         KERNELS.to_vec()
     } else {
@@ -80,6 +92,30 @@ pub fn run_kernels(pins: &Pins, labels: &[&str], phases: &mut Phases) -> Result<
         Ok(())
     })?;
     Ok(bins)
+}
+
+/// The package guest (package.rs): the cached Debian root, the two .debs `./x package`
+/// builds, then the boot. `test` runs it as these phases too.
+pub fn run_package(pins: &Pins, label: &str, phases: &mut Phases) -> Result<()> {
+    let mut k = None;
+    phases.run("vm-package-kernel", || {
+        k = Some(kernel::fetch(label)?);
+        Ok(())
+    })?;
+    let mut root = None;
+    phases.run("vm-package-root", || {
+        root = Some(package::root_image()?);
+        Ok(())
+    })?;
+    let mut debs = None;
+    phases.run("vm-package-debs", || {
+        debs = Some(package::build_debs(pins)?);
+        Ok(())
+    })?;
+    let (Some(k), Some(root), Some(debs)) = (k, root, debs) else {
+        bail!("a package guest phase produced nothing");
+    };
+    phases.run("vm-package-boot", || package::boot(&k, &root, &debs))
 }
 
 fn static_build(pins: &Pins, phases: &mut Phases) -> Result<StaticBins> {
