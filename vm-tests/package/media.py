@@ -3,7 +3,7 @@
 media.py send SRC DST RATE MAX_SECS STOP_FILE OUT_FILE
     Sends 172-byte RTP-sized datagrams from SRC ("ip:port") to DST at RATE per second, each
     carrying its sequence number (from 0), until STOP_FILE exists or MAX_SECS have passed.
-    Writes "sent=N" to OUT_FILE.
+    Writes "sent=N" to OUT_FILE, and every 0.1 s the count so far to OUT_FILE.progress.
 media.py sink ADDR EXPECTED_SRC MAX_SECS STOP_FILE OUT_FILE
     Receives on ADDR ("ip:port") until STOP_FILE exists and 2 s passed without a datagram (or
     MAX_SECS in all) and writes "received=N unique=U dups=D bad=B missing=M gaps=FIRST-LAST,..." to
@@ -33,6 +33,7 @@ def send(src, dst, rate, max_secs, stop_file, out):
     pad = bytes(SIZE - 8)
     start = time.monotonic()
     seq = 0
+    slot = 0
     # Paced in 10 ms slots: each slot tops the count up to rate * elapsed.
     while True:
         elapsed = time.monotonic() - start
@@ -42,6 +43,11 @@ def send(src, dst, rate, max_secs, stop_file, out):
         while seq < due:
             s.sendto(struct.pack("!Q", seq) + pad, dst)
             seq += 1
+        slot += 1
+        if slot % 10 == 0:
+            with open(out + ".progress.tmp", "w") as f:
+                f.write(f"{seq}\n")
+            os.replace(out + ".progress.tmp", out + ".progress")
         time.sleep(0.01)
     with open(out, "w") as f:
         f.write(f"sent={seq}\n")

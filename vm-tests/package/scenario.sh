@@ -77,6 +77,11 @@ check_running() {
     fi
 }
 
+# How many datagrams the sender has sent so far (updated every 0.1 s).
+sent_so_far() {
+    cat /tmp/send.out.progress 2>/dev/null || echo 0
+}
+
 main_pid() {
     systemctl show -p MainPID --value $UNIT
 }
@@ -163,22 +168,28 @@ pass
 
 step restart
 pid=$(main_pid)
+before=$(sent_so_far)
 systemctl restart $UNIT || fail "systemctl restart $UNIT failed"
 [ "$(main_pid)" != "$pid" ] || fail "the daemon's PID did not change ($pid)"
 check_running
-echo "restarted: PID $pid -> $(main_pid), media still flowing"
+after=$(sent_so_far)
+[ "$after" -gt "$before" ] || fail "no datagram was sent during the restart ($before, $after)"
+echo "restarted: PID $pid -> $(main_pid); datagrams $before..$after were sent meanwhile"
 sleep 2
 pass
 
 step upgrade
 pid=$(main_pid)
+before=$(sent_so_far)
 apt install -y ./media-relay_${V2}_amd64.deb > /tmp/apt-upgrade.log 2>&1 \
     || { cat /tmp/apt-upgrade.log; fail "apt install ./media-relay_${V2}_amd64.deb failed"; }
 tail -n 5 /tmp/apt-upgrade.log
 [ "$(dpkg-query -W -f='${Version}' media-relay)" = "$V2" ] || fail "media-relay $V2 is not installed"
 [ "$(main_pid)" != "$pid" ] || fail "the upgrade did not restart $UNIT (PID $pid still runs the old binary)"
 check_running
-echo "upgraded to $V2: PID $pid -> $(main_pid), media still flowing"
+after=$(sent_so_far)
+[ "$after" -gt "$before" ] || fail "no datagram was sent during the upgrade ($before, $after)"
+echo "upgraded to $V2: PID $pid -> $(main_pid); datagrams $before..$after were sent meanwhile"
 sleep 2
 pass
 
@@ -188,7 +199,7 @@ wait $sender || fail "the sender failed"
 wait $sink || fail "the sink failed"
 sent=$(sed 's/^sent=//' /tmp/send.out)
 echo "sender: $(cat /tmp/send.out); sink: $(cat /tmp/sink.out)"
-relay-ctl --instance vm counters | grep -E "verdict_redirect|pass_unknown" || true
+relay-ctl --instance vm counters | grep -E "verdict_redirect|pass_unknown"
 grep -q "^received=$sent unique=$sent dups=0 bad=0 missing=0 " /tmp/sink.out \
     || fail "sent $sent through restart and upgrade but the sink got: $(cat /tmp/sink.out)"
 [ "$sent" -ge $((RATE * 4)) ] || fail "only $sent packets sent: the stream did not span the steps"
