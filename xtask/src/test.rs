@@ -50,7 +50,10 @@ fn run_phases(pins: &Pins, phases: &mut Phases, tally: &Cell<Tally>) -> Result<(
     // Both guest kernels; ~45 s with the kernels cached, see vm-tests/README.md.
     let bins = crate::vm::run_kernels(pins, crate::vm::KERNELS, phases)?;
     // The bench guest against rtpengine's kernel module, in smoke mode (vm-tests/README.md).
-    crate::vm::incumbent::run_phases(phases, &bins, crate::vm::incumbent::Mode::Smoke)
+    crate::vm::incumbent::run_phases(phases, &bins, crate::vm::incumbent::Mode::Smoke)?;
+    // The Debian package in a booted Debian 12 with systemd (vm-tests/README.md, "The package
+    // guest"): ~1 min for the root the first time, ~2 min for the guest under TCG.
+    crate::vm::run_package(pins, "6.1", phases)
 }
 
 #[derive(Clone, Copy, Default)]
