@@ -41,6 +41,7 @@ pub fn run_package(pins: &Pins, version: Option<&str>, check: bool) -> Result<()
     let deb = build_deb(pins, version)?;
     if check {
         check_deb(&deb)?;
+        lifecycle(pins, &deb)?;
     }
     println!("package: {}", deb.display());
     Ok(())
@@ -55,13 +56,18 @@ const NETNS_LOCK: &str = "/tmp/relay-netns.lock";
 pub fn build_and_check(pins: &Pins) -> Result<()> {
     let deb = build_deb(pins, None)?;
     check_deb(&deb)?;
-    let version = output(command("dpkg-deb")?.arg("--field").arg(&deb).arg("Version"))?;
+    lifecycle(pins, &deb)
+}
+
+/// packaging/tests/lifecycle.sh with `deb` and the same tree as version `<deb's>.1`.
+fn lifecycle(pins: &Pins, deb: &Path) -> Result<()> {
+    let version = output(command("dpkg-deb")?.arg("--field").arg(deb).arg("Version"))?;
     let newer = build_deb(pins, Some(&format!("{}.1", version.trim())))?;
     // -o: the lock's descriptor is not inherited by the script (nor by the daemon it runs).
     run(command("flock")?
         .args(["-o", NETNS_LOCK])
         .arg(repo_root().join("packaging/tests/lifecycle.sh"))
-        .arg(&deb)
+        .arg(deb)
         .arg(&newer))
 }
 
