@@ -10,10 +10,12 @@
 # The host's own bpffs and /run are left alone: everything runs in a private mount namespace
 # with its own bpffs at /sys/fs/bpf and a tmpfs at /run (postrm purge removes
 # /sys/fs/bpf/media-relay and /run/media-relay, which other instances on this host may use).
+# The daemon runs in the unit's file-system sandbox as far as sandbox.sh emulates it.
 # The relay interface is a veth in a namespace of its own (198.18.201.0/24). Refuses to run
 # if media-relay is installed already.
 set -euo pipefail
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 INST=pkgtest-lc
 NS=pkglc-$$
 UNIT=/lib/systemd/system/media-relay@.service
@@ -64,11 +66,13 @@ start() {
     caps=$(sed -n 's/^CapabilityBoundingSet=//p' "$UNIT" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
     [ -n "$exec" ] && [ -n "$caps" ] || fail "no ExecStart= or CapabilityBoundingSet= in $UNIT"
     mkdir -p -m 0700 /sys/fs/bpf/media-relay   # the unit's ExecStartPre=
+    # Not through innet(): $! must be the daemon itself (nsenter, unshare, sandbox.sh and
+    # setpriv all exec), and fd 9 (and any lock a caller holds) stays out of it. sandbox.sh
+    # makes the file system as read-only as the unit's sandbox does.
     # shellcheck disable=SC2086
-    # Not through innet(): $! must be the daemon itself (nsenter and setpriv exec), and fd 9
-    # (and any lock a caller holds) stays out of it.
-    nsenter --net=/proc/$$/fd/9 setpriv --bounding-set="-all,$caps" --inh-caps=-all \
-        --no-new-privs -- $exec >"$LOG" 2>&1 9<&- &
+    nsenter --net=/proc/$$/fd/9 unshare -m --propagation private "$HERE/sandbox.sh" \
+        setpriv --bounding-set="-all,$caps" --inh-caps=-all --no-new-privs -- \
+        $exec >"$LOG" 2>&1 9<&- &
     PID=$!
     for _ in $(seq 100); do
         grep -q 'ready: instance' "$LOG" && innet relay-ctl stats >/dev/null 2>&1 && return 0
