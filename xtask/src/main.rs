@@ -53,7 +53,8 @@ enum Task {
         /// for an upgrade test).
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
-        /// Also run the checks `test` runs on it (contents, lintian, systemd-analyze).
+        /// Also run the checks `test` runs on it (contents, lintian, systemd-analyze, and the
+        /// life cycle on this host with a second version: needs root).
         #[arg(long)]
         check: bool,
     },

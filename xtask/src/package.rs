@@ -41,15 +41,34 @@ pub fn run_package(pins: &Pins, version: Option<&str>, check: bool) -> Result<()
     let deb = build_deb(pins, version)?;
     if check {
         check_deb(&deb)?;
+        lifecycle(pins, &deb)?;
     }
     println!("package: {}", deb.display());
     Ok(())
 }
 
-/// `test`'s phase: build the package as `./x package` does and check it.
+/// Other tests create namespaces and attach XDP under the same lock.
+const NETNS_LOCK: &str = "/tmp/relay-netns.lock";
+
+/// `test`'s phase: build the package as `./x package` does and check it, then build a second
+/// version and run the life cycle (install, restart, upgrade, remove, purge) on this host
+/// (packaging/tests/lifecycle.sh).
 pub fn build_and_check(pins: &Pins) -> Result<()> {
     let deb = build_deb(pins, None)?;
-    check_deb(&deb)
+    check_deb(&deb)?;
+    lifecycle(pins, &deb)
+}
+
+/// packaging/tests/lifecycle.sh with `deb` and the same tree as version `<deb's>.1`.
+fn lifecycle(pins: &Pins, deb: &Path) -> Result<()> {
+    let version = output(command("dpkg-deb")?.arg("--field").arg(deb).arg("Version"))?;
+    let newer = build_deb(pins, Some(&format!("{}.1", version.trim())))?;
+    // -o: the lock's descriptor is not inherited by the script (nor by the daemon it runs).
+    run(command("flock")?
+        .args(["-o", NETNS_LOCK])
+        .arg(repo_root().join("packaging/tests/lifecycle.sh"))
+        .arg(deb)
+        .arg(&newer))
 }
 
 /// Builds relay-ctl (release) and the package; returns the .deb's path.
