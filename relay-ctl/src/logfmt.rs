@@ -588,3 +588,153 @@ mod tests {
         assert!(!journal_stream_matches("x:y", 8, 12345));
     }
 }
+
+/// A lint over the sources: every log line that names a session must carry `call_id` as a
+/// key-value, so a new per-call line without it fails here rather than in an operator's
+/// log search.
+#[cfg(test)]
+mod call_id_lint {
+    use std::path::Path;
+
+    const MACROS: [&str; 6] = [
+        "error!(",
+        "warn!(",
+        "info!(",
+        "debug!(",
+        "trace!(",
+        "log_limited!(",
+    ];
+
+    /// The invocation's text up to its closing parenthesis, and that text with the contents of
+    /// string literals blanked (parentheses and `;` in a message are not code).
+    fn invocation(src: &str) -> Option<(&str, String)> {
+        let (mut depth, mut in_str, mut escaped) = (1usize, false, false);
+        let mut code = String::new();
+        for (i, c) in src.char_indices() {
+            if in_str {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => in_str = false,
+                    _ => {}
+                }
+                code.push(if c == '"' { '"' } else { ' ' });
+                continue;
+            }
+            match c {
+                '"' => in_str = true,
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some((&src[..i], code));
+                    }
+                }
+                _ => {}
+            }
+            code.push(c);
+        }
+        None
+    }
+
+    /// Whether a line is about one call: its message or arguments name a session.
+    fn about_a_call(text: &str) -> bool {
+        ["call_id", "session {", "{session", "call.session"]
+            .iter()
+            .any(|p| text.contains(p))
+    }
+
+    /// The key-values are the code before the first `;` at the top level of the invocation.
+    fn has_call_id_kv(code: &str) -> bool {
+        let mut depth = 0i32;
+        for (i, c) in code.char_indices() {
+            match c {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth -= 1,
+                ';' if depth == 0 => {
+                    let kvs = &code[..i];
+                    return kvs.split([',', ';']).any(|kv| {
+                        let k = kv.trim();
+                        k == "call_id" || k.starts_with("call_id =") || k.starts_with("call_id:")
+                    });
+                }
+                _ => {}
+            }
+        }
+        false
+    }
+
+    /// (file:line, has call_id) of every log line about a call under `dir`.
+    fn scan(dir: &Path, out: &mut Vec<(String, bool)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                scan(&p, out);
+                continue;
+            }
+            // logs.rs defines log_limited!, this file holds the lint's own examples.
+            if p.extension().is_none_or(|e| e != "rs")
+                || p.ends_with("logs.rs")
+                || p.ends_with("logfmt.rs")
+            {
+                continue;
+            }
+            let src = std::fs::read_to_string(&p).unwrap();
+            for m in MACROS {
+                for (at, _) in src.match_indices(m) {
+                    // `warn!(` inside `log_limited!(`'s name would not match; a longer name
+                    // ending in one (e.g. `my_info!(`) is not ours.
+                    let before = src[..at].chars().next_back();
+                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                        continue;
+                    }
+                    let Some((text, code)) = invocation(&src[at + m.len()..]) else {
+                        continue;
+                    };
+                    if about_a_call(text) {
+                        let line = src[..at].lines().count();
+                        out.push((format!("{}:{line}", p.display()), has_call_id_kv(&code)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_lint_sees_kvs_and_messages() {
+        let (t, c) = invocation(r#"call_id, stream = 1; "session {call_id} (x;)", a)"#).unwrap();
+        assert!(about_a_call(t) && has_call_id_kv(&c));
+        let (t, c) = invocation(r#""session {}: (y)", s.call_id) + 1"#).unwrap();
+        assert!(about_a_call(t) && !has_call_id_kv(&c));
+        let (_, c) =
+            invocation(r#"log::Level::Warn, "site", call_id = id.as_str(); "m")"#).unwrap();
+        assert!(has_call_id_kv(&c));
+        let (t, _) = invocation(r#""adopted {n} session(s)")"#).unwrap();
+        assert!(!about_a_call(t));
+    }
+
+    #[test]
+    fn every_log_line_about_a_call_carries_call_id() {
+        let mut sites = vec![];
+        scan(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut sites,
+        );
+        let missing: Vec<&str> = sites
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "log lines about a call without a `call_id` key-value: {missing:#?}"
+        );
+        // The lint found the lines it is about (sessions, ng, SIP).
+        assert!(sites.len() >= 15, "{sites:#?}");
+        eprintln!("{} log lines about a call, all with call_id", sites.len());
+    }
+}
