@@ -52,6 +52,9 @@ impl LogFormat {
 pub struct Style {
     pub format: LogFormat,
     pub journald: bool,
+    /// Colour the level of `text` (stderr is a terminal and NO_COLOR is unset), as
+    /// env_logger's own format does.
+    pub color: bool,
 }
 
 /// Field names of the record itself; a key-value with one of these names is written as
@@ -95,11 +98,16 @@ pub fn journal_stream_matches(var: &str, dev: u64, ino: u64) -> bool {
 }
 
 /// The style for a `--log-format` choice (None: not given): the choice, else `text`; journald
-/// when stderr is the journal.
+/// when stderr is the journal; colour on a terminal.
 pub fn style(choice: Option<LogFormat>) -> Style {
+    use std::io::IsTerminal;
+    let journald = stderr_is_journal();
     Style {
         format: choice.unwrap_or(LogFormat::Text),
-        journald: stderr_is_journal(),
+        journald,
+        color: !journald
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::io::stderr().is_terminal(),
     }
 }
 
@@ -136,7 +144,20 @@ pub fn render(style: Style, ts: Option<&dyn Display>, record: &Record) -> String
             if let Some(ts) = ts {
                 let _ = write!(out, "{ts} ");
             }
-            let _ = write!(out, "{:<5} {}] ", record.level(), record.target());
+            let level = record.level();
+            if style.color {
+                // env_logger's colours: red bold, yellow, green, blue, cyan.
+                let sgr = match level {
+                    Level::Error => "1;31",
+                    Level::Warn => "33",
+                    Level::Info => "32",
+                    Level::Debug => "34",
+                    Level::Trace => "36",
+                };
+                let _ = write!(out, "\x1b[{sgr}m{level:<5}\x1b[0m {}] ", record.target());
+            } else {
+                let _ = write!(out, "{level:<5} {}] ", record.target());
+            }
             escape_into(&mut out, &msg);
             for (k, v) in &kvs.0 {
                 out.push(' ');
@@ -344,7 +365,11 @@ mod tests {
     const TS: &str = "2026-12-05T23:57:14.123Z";
 
     fn style(format: LogFormat, journald: bool) -> Style {
-        Style { format, journald }
+        Style {
+            format,
+            journald,
+            color: false,
+        }
     }
 
     /// Render a record at `level` with message `msg` and key-values `kvs`.
@@ -542,6 +567,19 @@ mod tests {
         assert_eq!(
             l,
             format!("[{TS} WARN  relay_ctl::sessions] bad\\nline call_id=\"x\\ny z\"\n")
+        );
+    }
+
+    #[test]
+    fn text_colours_only_the_level_on_a_terminal() {
+        let s = Style {
+            color: true,
+            ..style(LogFormat::Text, false)
+        };
+        let l = line(s, Level::Warn, "m\u{1b}", &[("call_id", &"c")]);
+        assert_eq!(
+            l,
+            format!("[{TS} \x1b[33mWARN \x1b[0m relay_ctl::sessions] m\\u001b call_id=c\n")
         );
     }
 
