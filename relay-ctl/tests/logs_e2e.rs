@@ -56,18 +56,47 @@ fn check_call_lines(lines: &[(String, Option<String>)], log: &str) {
             "a line with {what:?} about the call:\n{log}"
         );
     }
-    // No line carries another call id (nothing was split or shifted into it).
+    // No line carries another call id (nothing was split or shifted into it); the ng request
+    // of `ng_delete` has its own.
     for (msg, id) in lines {
-        if let Some(id) = id {
+        if let Some(id) = id.as_ref().filter(|id| *id != NG_SESSION) {
             assert_eq!(id, ID, "call_id of {msg:?}:\n{log}");
         }
     }
 }
 
+/// The ng request's Call-ID, and the session id it maps to (`/` escaped as in the API path).
+const NG_CALL_ID: &str = r#"ng/1"x"#;
+const NG_SESSION: &str = r#"ng%2F1"x"#;
+
+/// An ng `delete` of a call the relay does not know, from inside the relay namespace: an
+/// error reply, and a log line with the call's id.
+fn ng_delete(rig: &Rig) {
+    let sock = rig
+        .topo
+        .relay
+        .udp_socket("127.0.0.1:0".parse().expect("addr"))
+        .expect("ng client socket");
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let msg = format!(
+        "c1 d7:call-id{}:{NG_CALL_ID}7:command6:delete8:from-tag1:ae",
+        NG_CALL_ID.len()
+    );
+    sock.send_to(msg.as_bytes(), "127.0.0.1:2223")
+        .expect("send");
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).expect("ng reply");
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.contains("6:result5:error"), "{reply}");
+}
+
 #[test]
 fn json_every_line_is_an_object_and_the_calls_carry_call_id() {
     let rig = Rig::start("logjson", &["--log-format", "json"]);
-    let log = one_call(&rig);
+    one_call(&rig);
+    ng_delete(&rig);
+    let log = rig.log();
     let mut lines = vec![];
     for l in log.lines() {
         let v: serde_json::Value =
@@ -91,6 +120,13 @@ fn json_every_line_is_an_object_and_the_calls_carry_call_id() {
     }
     assert!(lines.iter().any(|(m, _)| m.starts_with("ready:")), "{log}");
     check_call_lines(&lines, &log);
+    // The ng error names its call too.
+    assert!(
+        lines
+            .iter()
+            .any(|(m, id)| m.starts_with("ng delete:") && id.as_deref() == Some(NG_SESSION)),
+        "ng error line with call_id {NG_SESSION:?}:\n{log}"
+    );
 }
 
 /// A logfmt line as (key, value) pairs: `key=bare` or `key="quoted"` (JSON escapes),
