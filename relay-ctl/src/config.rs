@@ -260,9 +260,10 @@ pub fn default_state_file(instance: &str) -> PathBuf {
     Path::new(DEFAULT_STATE_DIR).join(format!("{instance}.json"))
 }
 
-/// The log settings of flags and file, for the logger, which starts before [`resolve`] (whose
-/// errors are then logged in the chosen format). An unreadable file is [`resolve`]'s error to
-/// report: here it gives the defaults.
+/// The log settings of flags and file, for the logger, which starts before [`resolve`] so the
+/// daemon's first line is already in the chosen format. An unreadable file is [`resolve`]'s
+/// error to report (main returns it: `Error: ...` on stderr, not a log record): here it gives
+/// the defaults.
 pub fn log_settings(args: &DaemonArgs) -> LogSettings {
     let file = args
         .config
