@@ -23,6 +23,7 @@ use serde::Deserialize;
 use crate::{
     api::LatchPolicy,
     dataplane::XdpModeChoice,
+    logfmt::LogFormat,
     prefix::Prefix,
     reflector::config::{ReflectorArgs, ReflectorConfig, ReflectorFile},
 };
@@ -131,6 +132,14 @@ pub struct DaemonArgs {
     /// limit [default: 200].
     #[arg(long, value_name = "N")]
     pub sip_rate: Option<u32>,
+    /// Log line format: text, kv (logfmt) or json; on journald every format gets the
+    /// priority prefix and no timestamp of ours [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in RUST_LOG syntax (e.g. `info,relay_ctl::ng=debug`); RUST_LOG, when set,
+    /// overrides it [default: info].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
 }
 
 /// Session timeouts, checked against the per-leg last-seen counters.
@@ -172,6 +181,16 @@ pub struct Config {
     /// Empty: the relay addresses and loopback (filled in by the daemon).
     pub sip_allow: Vec<Prefix>,
     pub sip_rate: u32,
+    /// Read before the logger starts (see [`log_settings`]); kept here so `resolve` sees the
+    /// whole file.
+    pub log: LogSettings,
+}
+
+/// The logger's settings: format (None: text) and filter (None: info; RUST_LOG wins).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: Option<LogFormat>,
+    pub level: Option<String>,
 }
 
 /// The config file. Field names are the flags' (kebab-case) so there is one vocabulary.
@@ -213,6 +232,8 @@ struct FileConfig {
     sip_private_net: Option<Vec<Prefix>>,
     sip_allow: Option<Vec<Prefix>>,
     sip_rate: Option<u32>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
 }
 
 /// Mirror of [`XdpModeChoice`] for the file: the data plane's enum stays free of serde.
@@ -237,6 +258,22 @@ impl From<FileXdpMode> for XdpModeChoice {
 /// Default state file of an instance: one file per instance, like the pin directory.
 pub fn default_state_file(instance: &str) -> PathBuf {
     Path::new(DEFAULT_STATE_DIR).join(format!("{instance}.json"))
+}
+
+/// The log settings of flags and file, for the logger, which starts before [`resolve`] so the
+/// daemon's first line is already in the chosen format. An unreadable file is [`resolve`]'s
+/// error to report (main returns it: `Error: ...` on stderr, not a log record): here it gives
+/// the defaults.
+pub fn log_settings(args: &DaemonArgs) -> LogSettings {
+    let file = args
+        .config
+        .as_deref()
+        .and_then(|p| read_file(p).ok())
+        .unwrap_or_default();
+    LogSettings {
+        format: args.log_format.or(file.log_format),
+        level: args.log_level.clone().or(file.log_level),
+    }
 }
 
 /// Merge flags, the `--config` file (if any) and the defaults, and validate the result.
@@ -361,6 +398,10 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
             args.sip_allow.clone()
         },
         sip_rate: args.sip_rate.or(file.sip_rate).unwrap_or(DEFAULT_SIP_RATE),
+        log: LogSettings {
+            format: args.log_format.or(file.log_format),
+            level: args.log_level.clone().or(file.log_level),
+        },
     };
     validate(&cfg)?;
     Ok(cfg)
@@ -508,6 +549,7 @@ mod tests {
                 sip_private_nets: vec![],
                 sip_allow: vec![],
                 sip_rate: DEFAULT_SIP_RATE,
+                log: LogSettings::default(),
             }
         );
     }
@@ -565,6 +607,8 @@ detach-on-exit = true
 keep-forwarding-sysctl = true
 sip-port = 5070
 sip-private-net = ["192.0.2.0/24"]
+log-format = "json"
+log-level = "info,relay_ctl::ng=debug"
 "#;
 
     #[test]
@@ -615,6 +659,10 @@ sip-private-net = ["192.0.2.0/24"]
                 sip_private_nets: vec!["192.0.2.0/24".parse().unwrap()],
                 sip_allow: vec![],
                 sip_rate: DEFAULT_SIP_RATE,
+                log: LogSettings {
+                    format: Some(LogFormat::Json),
+                    level: Some("info,relay_ctl::ng=debug".into()),
+                },
             }
         );
     }
@@ -656,6 +704,10 @@ sip-private-net = ["192.0.2.0/24"]
                 "198.18.0.0/15",
                 "--sip-private-net",
                 "2001:db8::/32",
+                "--log-format",
+                "kv",
+                "--log-level",
+                "warn",
             ]),
             "default",
         )
@@ -689,6 +741,23 @@ sip-private-net = ["192.0.2.0/24"]
         );
         // The file switched these on; a bare flag cannot switch them off.
         assert!(cfg.detach_on_exit && cfg.keep_forwarding_sysctl);
+        assert_eq!(
+            cfg.log,
+            LogSettings {
+                format: Some(LogFormat::Kv),
+                level: Some("warn".into())
+            }
+        );
+        // The logger reads the same settings before `resolve`.
+        let a = args(&["--config", f.path(), "--log-level", "warn"]);
+        assert_eq!(
+            log_settings(&a),
+            LogSettings {
+                format: Some(LogFormat::Json),
+                level: Some("warn".into())
+            }
+        );
+        assert!(Cli::try_parse_from(["relay-ctl", "--log-format", "xml"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod dataplane;
 pub mod docs;
 pub mod error;
 pub mod events;
+pub mod logfmt;
 pub mod logs;
 pub mod metrics;
 pub mod netlink;

@@ -96,7 +96,6 @@ enum ReflectorCmd {
 }
 
 fn main() -> Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     // `gen-docs` is added here rather than in `Cmd`, so the pages and completions it writes
     // from `Cli::command()` do not offer it (clap_complete lists hidden subcommands too).
     let matches = Cli::command()
@@ -106,6 +105,13 @@ fn main() -> Result<()> {
         return relay_ctl::docs::run(Cli::command(), m);
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // The daemon's log settings come from its flags and config file, so the logger starts
+    // once they are parsed; the client subcommands log in the default format.
+    let log = match &cli.cmd {
+        Cmd::Daemon(args) => relay_ctl::config::log_settings(args),
+        _ => relay_ctl::config::LogSettings::default(),
+    };
+    relay_ctl::logfmt::init(relay_ctl::logfmt::style(log.format), log.level.as_deref());
     // API clients exit with their own codes: 2 when the daemon is unreachable, 1 on an error.
     let client = |cmd: operator::Command, out: &Output| -> ! {
         std::process::exit(operator::main(cli.api, &cmd, out.json))

@@ -88,6 +88,20 @@ impl DaemonProcess {
         args: &[String],
         fresh: bool,
     ) -> Result<DaemonProcess> {
+        Self::start_with_env(bin, netns, bpffs_root, name, args, fresh, |_| vec![])
+    }
+
+    /// [`DaemonProcess::start_with`], adding the environment variables `env` returns for the
+    /// daemon's log file (its stderr), e.g. a `JOURNAL_STREAM` naming that file's inode.
+    pub fn start_with_env(
+        bin: &Path,
+        netns: &Netns,
+        bpffs_root: &Path,
+        name: &str,
+        args: &[String],
+        fresh: bool,
+        env: impl FnOnce(&Path) -> Vec<(String, String)>,
+    ) -> Result<DaemonProcess> {
         let instance = Instance::new(bpffs_root, name)?;
         if fresh {
             instance.remove()?;
@@ -109,6 +123,7 @@ impl DaemonProcess {
             .arg("daemon")
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env(&log))
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

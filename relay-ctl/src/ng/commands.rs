@@ -173,13 +173,21 @@ impl Ng {
             Err(e) => {
                 self.ctl.count(e.counter);
                 self.ctl.count(Event::NgErrors);
-                crate::log_limited!(
-                    log::Level::Info,
-                    "ng error",
-                    "ng {}: {}",
-                    cmd.as_deref().unwrap_or("?"),
-                    e.reason
-                );
+                let cmd = cmd.as_deref().unwrap_or("?");
+                match request::get_str(req, "call-id").map(session_id) {
+                    Some(call_id) => crate::log_limited!(
+                        log::Level::Info,
+                        "ng error",
+                        call_id = call_id.as_str(), command = cmd;
+                        "ng {cmd}: {}", e.reason
+                    ),
+                    None => crate::log_limited!(
+                        log::Level::Info,
+                        "ng error",
+                        command = cmd;
+                        "ng {cmd}: {}", e.reason
+                    ),
+                }
                 reply::error(&e.reason)
             }
         }
@@ -308,7 +316,10 @@ impl Ng {
         let session = session_id(call_id);
         let view = self.ctl.session(&session).ok()?;
         self.ctl.count(Event::NgAdoptedCalls);
-        log::info!("ng: adopting session {session:?} (no ng record: daemon restarted?)");
+        log::info!(
+            call_id = session.as_str(), "from-tag" = from_tag;
+            "ng: adopting session {session:?} (no ng record: daemon restarted?)"
+        );
         let now = unix_now();
         Some(Call {
             session,
@@ -437,6 +448,7 @@ impl Ng {
         let same = old == sdp.active_kinds() && call.streams.len() == sdp.media.len();
         if !same {
             log::info!(
+                call_id = call.session.as_str(), "from-tag" = from_tag;
                 "ng: re-offer for {:?} changes the media ({old:?} -> {:?}): new ports",
                 call.session,
                 sdp.active_kinds()

@@ -103,13 +103,18 @@ impl Controller {
         match decision {
             Decision::Reject(r) => {
                 inner.count(r.event());
-                log::debug!("{relay}: {src} refused ({})", r.event().name());
+                log::debug!(
+                    call_id = owner.call_id.as_str(), stream = owner.stream, peer:% = src;
+                    "{relay}: {src} refused ({})", r.event().name()
+                );
                 return None;
             }
             Decision::Accept => {}
             Decision::Latch => {
                 changed = true;
                 log::info!(
+                    call_id = owner.call_id.as_str(), stream = owner.stream,
+                    side = x.map_or("?", |x| SIDE_NAMES[x]), peer:% = src;
                     "session {}: stream {} {what} side {} latched to {src} (policy {policy})",
                     owner.call_id,
                     owner.stream,
@@ -119,6 +124,8 @@ impl Controller {
             Decision::Relatch(old) => {
                 changed = true;
                 log::info!(
+                    call_id = owner.call_id.as_str(), stream = owner.stream,
+                    side = x.map_or("?", |x| SIDE_NAMES[x]), peer:% = src, old_peer:% = old;
                     "session {}: stream {} {what} side {} re-latched {old} -> {src} (handover)",
                     owner.call_id,
                     owner.stream,
@@ -135,7 +142,7 @@ impl Controller {
         let dest = comp.latch.channels[y].destination();
         let out_relay = comp.sides[y].relay();
         if changed {
-            let errors = kernel::apply(&mut inner.dp, comp, shared, false);
+            let errors = kernel::apply(&mut inner.dp, comp, shared, false, &owner.call_id);
             inner.count(match decision {
                 Decision::Relatch(_) => Event::Relatch,
                 _ => Event::Latch,

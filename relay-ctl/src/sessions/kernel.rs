@@ -11,8 +11,15 @@ use crate::dataplane::DataPlane;
 /// shared port without its channels. Each write is one map update: a packet sees the old
 /// entry or the new one. An entry whose key goes away hands its slot's counts to the side
 /// first (a new key resets the slot). Returns the number of failed map operations; what is
-/// not in the kernel stays with the controller, which forwards it itself.
-pub fn apply(dp: &mut DataPlane, comp: &mut Component, shared: bool, clear: bool) -> u64 {
+/// not in the kernel stays with the controller, which forwards it itself. `call_id` is the
+/// session's, for the log.
+pub fn apply(
+    dp: &mut DataPlane,
+    comp: &mut Component,
+    shared: bool,
+    clear: bool,
+    call_id: &str,
+) -> u64 {
     let new = if clear { vec![] } else { comp.desired(shared) };
     if new == comp.installed {
         return 0;
@@ -36,7 +43,7 @@ pub fn apply(dp: &mut DataPlane, comp: &mut Component, shared: bool, clear: bool
                 now.push((*k, *v));
             }
             Err(e) => {
-                log::warn!("kernel leg {}: {e:#}", k.relay);
+                log::warn!(call_id, relay:% = k.relay; "kernel leg {}: {e:#}", k.relay);
                 errors += 1;
             }
         }
@@ -48,7 +55,7 @@ pub fn apply(dp: &mut DataPlane, comp: &mut Component, shared: bool, clear: bool
         match dp.remove_leg(k) {
             Ok(_) => now.retain(|(x, _)| x != k),
             Err(e) => {
-                log::warn!("removing kernel leg {}: {e:#}", k.relay);
+                log::warn!(call_id, relay:% = k.relay; "removing kernel leg {}: {e:#}", k.relay);
                 errors += 1;
             }
         }

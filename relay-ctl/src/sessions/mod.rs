@@ -340,7 +340,7 @@ impl Controller {
         let mut errors = 0;
         for stream in &mut session.streams {
             for comp in &mut stream.comps {
-                errors += kernel::apply(&mut inner.dp, comp, stream.shared, true);
+                errors += kernel::apply(&mut inner.dp, comp, stream.shared, true, call_id);
             }
         }
         inner.count_by(Event::KernelErrors, errors);
@@ -396,6 +396,7 @@ impl Controller {
             };
             if let Some(v) = self.remove_session(&mut inner, &id) {
                 log::info!(
+                    call_id = id.as_str();
                     "session {id} expired: {reason} ({} packets by XDP, {} by the controller); ports quarantined",
                     v.packets_kernel,
                     v.packets_user
@@ -528,6 +529,7 @@ fn owned(inner: &mut Inner, call_id: &str, by: FrontEnd) -> Result<(), Error> {
         Some(o) if by != FrontEnd::Api && o != by => {
             inner.count(Event::SessionForeignRefused);
             log::debug!(
+                call_id;
                 "session {call_id}: {} may not change a session {} created",
                 by.as_str(),
                 o.as_str()
@@ -609,6 +611,7 @@ impl Control for Controller {
         };
         let view = view::session_view(&inner.dp, &session, now_ns());
         log::info!(
+            call_id = session.call_id.as_str();
             "session {} created: {} stream(s), policy {}, relay ports {}",
             session.call_id,
             session.streams.len(),
@@ -656,13 +659,13 @@ impl Control for Controller {
                     p.rtcp_peer.or(p.peer.map(rtcp_of));
             }
             for comp in &mut stream.comps {
-                errors += kernel::apply(&mut inner.dp, comp, stream.shared, false);
+                errors += kernel::apply(&mut inner.dp, comp, stream.shared, false, call_id);
             }
         }
         if req.answered.unwrap_or(true) && session.state == SessionState::Offered {
             session.state = SessionState::Answered;
             session.answered_ns = Some(now_ns());
-            log::info!("session {call_id} answered");
+            log::info!(call_id; "session {call_id} answered");
         }
         let view = view::session_view(&inner.dp, session, now_ns());
         inner.count_by(Event::KernelErrors, errors);
@@ -677,6 +680,7 @@ impl Control for Controller {
             .remove_session(&mut inner, call_id)
             .ok_or_else(|| Error::not_found(format!("no session {call_id:?}")))?;
         log::info!(
+            call_id;
             "session {call_id} deleted ({} packets by XDP, {} by the controller); ports quarantined",
             v.packets_kernel,
             v.packets_user

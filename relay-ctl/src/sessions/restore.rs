@@ -52,6 +52,7 @@ pub(super) fn restore(inner: &mut Inner, st: StateFile) {
                     Ok(a) => reserved.push(a.pair),
                     Err(e) => {
                         log::error!(
+                            call_id = session.call_id.as_str();
                             "session {}: cannot re-reserve {pair}: {e}; dropping it",
                             session.call_id
                         );
@@ -69,6 +70,7 @@ pub(super) fn restore(inner: &mut Inner, st: StateFile) {
                 for side in &comp.sides {
                     if !inner.slots.take(side.slot) {
                         log::warn!(
+                            call_id = session.call_id.as_str();
                             "session {}: stats slot {} unusable",
                             session.call_id,
                             side.slot
@@ -124,7 +126,7 @@ pub(super) fn restore(inner: &mut Inner, st: StateFile) {
         for stream in &mut session.streams {
             let shared = stream.shared;
             for comp in &mut stream.comps {
-                errors += kernel::apply(&mut inner.dp, comp, shared, false);
+                errors += kernel::apply(&mut inner.dp, comp, shared, false, &session.call_id);
             }
         }
     }

@@ -192,7 +192,15 @@ impl SessionSetup {
     /// miscellaneous), which proxies log.
     fn fail(&self, req: &Message, status: u16, counter: Event, why: &str) -> Option<Vec<u8>> {
         self.count(counter);
-        crate::log_limited!(log::Level::Warn, "sip failure", "sip: {status}: {why}");
+        match req.session_id() {
+            Ok(call_id) => crate::log_limited!(
+                log::Level::Warn,
+                "sip failure",
+                call_id = call_id.as_str();
+                "sip: {status}: {why}"
+            ),
+            Err(_) => crate::log_limited!(log::Level::Warn, "sip failure", "sip: {status}: {why}"),
+        }
         let warning = format!("399 media-relay \"{}\"", why.replace('"', "'"));
         let mut extra = vec![("Warning", warning)];
         if status == 503 {
@@ -296,6 +304,7 @@ impl SessionSetup {
         let s = self.control.create_session(req, FrontEnd::Sip)?;
         self.count(Event::SipSessionsCreated);
         info!(
+            call_id = id;
             "sip: session {id}: relay {} ({} stream(s))",
             s.streams
                 .iter()
@@ -357,7 +366,7 @@ impl SessionSetup {
             Ok(s) => s,
             Err(_) => {
                 self.count(Event::SipErrUnknownSession);
-                warn!("sip: OK for unknown session {id}");
+                warn!(call_id = id.as_str(); "sip: OK for unknown session {id}");
                 return;
             }
         };
@@ -365,7 +374,7 @@ impl SessionSetup {
             Ok(o) => o,
             Err(e) => {
                 self.count(e.event());
-                warn!("sip: OK for session {id}: {e}");
+                warn!(call_id = id.as_str(); "sip: OK for session {id}: {e}");
                 return;
             }
         };
@@ -394,10 +403,10 @@ impl SessionSetup {
             answered: Some(true),
         };
         match self.control.update_session(&id, update, FrontEnd::Sip) {
-            Ok(_) => info!("sip: session {id} answered"),
+            Ok(_) => info!(call_id = id.as_str(); "sip: session {id} answered"),
             Err(e) => {
                 self.count(Event::SipErrRejected);
-                warn!("sip: OK for session {id}: {e}");
+                warn!(call_id = id.as_str(); "sip: OK for session {id}: {e}");
             }
         }
     }

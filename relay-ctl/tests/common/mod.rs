@@ -68,19 +68,39 @@ impl Rig {
     /// [`Rig::start`], running `prep` on the topology before the daemon starts (e.g. to add a
     /// second relay address).
     pub fn start_prepared(tag: &str, extra: &[&str], prep: impl FnOnce(&NatTopology)) -> Rig {
+        Self::start_full(tag, extra, prep, |_| vec![])
+    }
+
+    /// [`Rig::start`] with extra environment variables for the daemon, computed from its log
+    /// file's path (see `DaemonProcess::start_with_env`).
+    pub fn start_env(
+        tag: &str,
+        extra: &[&str],
+        env: impl FnOnce(&Path) -> Vec<(String, String)>,
+    ) -> Rig {
+        Self::start_full(tag, extra, |_| {}, env)
+    }
+
+    fn start_full(
+        tag: &str,
+        extra: &[&str],
+        prep: impl FnOnce(&NatTopology),
+        env: impl FnOnce(&Path) -> Vec<(String, String)>,
+    ) -> Rig {
         let name = format!("{tag}{}", std::process::id());
         let topo = NatTopology::build(&name).expect("topology");
         prep(&topo);
         topo.prime_neighbours().expect("neighbours");
         let state_file = std::env::temp_dir().join(format!("mr-state-{name}.json"));
         let _ = std::fs::remove_file(&state_file);
-        let daemon = DaemonProcess::start_with(
+        let daemon = DaemonProcess::start_with_env(
             bin(),
             &topo.relay,
             Path::new(BPFFS_ROOT),
             &name,
             &daemon_args(&state_file, extra),
             true,
+            env,
         )
         .expect("daemon starts");
         Rig {
