@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use relay_testbed::Netns;
 
+use super::{Flavor, Incumbent};
 use crate::{
     ng,
     rtpengine::Rtpengine,
@@ -127,7 +128,9 @@ pub fn list(table: u32) -> Result<Vec<Target>> {
 /// rtpengine relaying `streams` calls through the module: what the measurements need.
 pub struct Kernelized<'a> {
     pub rtpengine: Rtpengine,
-    _rule: Rule<'a>,
+    /// xt_RTPENGINE's iptables rule; none for nft_rtpengine, whose daemon adds its own.
+    _rule: Option<Rule<'a>>,
+    module: &'static str,
     /// (generator source port, rtpengine's port for the caller's media) per stream.
     pub flows: Vec<(u16, u16)>,
 }
@@ -146,13 +149,27 @@ impl Kernelized<'_> {
 
 /// Rule, daemon, `streams` calls, and priming until every stream's target forwards in the
 /// kernel and has forwarded a primed packet.
-pub fn start(t: &Topo, streams: u32, log: fn(&str)) -> Result<Kernelized<'_>> {
+pub fn start<'a>(
+    t: &'a Topo,
+    streams: u32,
+    inc: &Incumbent,
+    log: fn(&str),
+) -> Result<Kernelized<'a>> {
+    let module = inc.flavor.module();
     ensure!(
         fs::metadata("/proc/rtpengine/control").is_ok(),
-        "xt_RTPENGINE is not loaded (/proc/rtpengine/control missing)"
+        "{module} is not loaded (/proc/rtpengine/control missing)"
     );
-    let rule = Rule::add(&t.relay, TABLE)?;
-    let rtpengine = Rtpengine::start(
+    let (rule, extra): (_, &[&str]) = match inc.flavor {
+        Flavor::Xt => (Some(Rule::add(&t.relay, TABLE)?), &[]),
+        // 26.x adds table `filter`, base chain INPUT (hook input) jumping to its chain
+        // rtpengine_<table> with the `rtpengine` expression, and refuses to start without
+        // them (--no-fallback). IPv4 only, like the streams.
+        Flavor::Nft => (None, &["--nftables-family=ip"]),
+    };
+    let rtpengine = Rtpengine::start_bin(
+        &inc.bin,
+        extra,
         &t.relay,
         &RELAY_A.to_string(),
         &RELAY_B.to_string(),
@@ -184,6 +201,7 @@ pub fn start(t: &Topo, streams: u32, log: fn(&str)) -> Result<Kernelized<'_>> {
     let k = Kernelized {
         rtpengine,
         _rule: rule,
+        module,
         flows,
     };
     prime(t, &k, streams)?;
@@ -213,8 +231,9 @@ fn prime(t: &Topo, k: &Kernelized<'_>, streams: u32) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "{} of {streams} streams not forwarding in xt_RTPENGINE in time (first: {:?}); rtpengine log:\n{}",
+                "{} of {streams} streams not forwarding in {} in time (first: {:?}); rtpengine log:\n{}",
                 waiting.len(),
+                k.module,
                 waiting.first(),
                 k.rtpengine.log()
             );
