@@ -6,6 +6,7 @@ mod initramfs;
 mod kernel;
 mod kmod;
 mod qemu;
+mod rtpengine26;
 
 use std::fs;
 use std::path::Path;
