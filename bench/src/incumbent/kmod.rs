@@ -73,6 +73,7 @@ pub struct Target {
     pub forwarding: bool,
     pub packets: u64,
     pub errors: u64,
+    stats_seen: bool,
 }
 
 /// Parses `/proc/rtpengine/<id>/list`: a `local inet4 A:P` line per target, then indented
@@ -90,6 +91,7 @@ pub fn parse_list(text: &str) -> Vec<Target> {
                     forwarding: true,
                     packets: 0,
                     errors: 0,
+                    stats_seen: false,
                 });
                 current = true;
             }
@@ -101,7 +103,10 @@ pub fn parse_list(text: &str) -> Vec<Target> {
         let l = line.trim();
         if l.starts_with("outputs not fully filled") {
             t.forwarding = false;
-        } else if let Some(rest) = l.strip_prefix("stats:") {
+        } else if let Some(rest) = l.strip_prefix("stats:").filter(|_| !t.stats_seen) {
+            // The target's own line comes first; 26.x then lists each output's counters
+            // with the same `stats:` (an RTCP output's zeros would overwrite the target's).
+            t.stats_seen = true;
             // "<n> bytes, <n> packets, <n> errors"
             for part in rest.split(',') {
                 let mut w = part.split_whitespace();
@@ -231,10 +236,16 @@ fn prime(t: &Topo, k: &Kernelized<'_>, streams: u32) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "{} of {streams} streams not forwarding in {} in time (first: {:?}); rtpengine log:\n{}",
+                "{} of {streams} streams not forwarding in {} in time (first: {:?}); the module's list (head):\n{}\nrtpengine log:\n{}",
                 waiting.len(),
                 k.module,
                 waiting.first(),
+                fs::read_to_string(format!("/proc/rtpengine/{TABLE}/list"))
+                    .unwrap_or_else(|e| format!("({e})"))
+                    .lines()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 k.rtpengine.log()
             );
         }
@@ -256,5 +267,16 @@ mod tests {
         assert!(!l[1].forwarding);
         assert_eq!(l[1].packets, 0);
         assert!(parse_list("garbage\nlocal inet4 nonsense\n").is_empty());
+    }
+
+    #[test]
+    fn parses_26s_list_with_output_counters() {
+        // nft_rtpengine 26.3: each output has its own `stats:` line after the target's.
+        let text = "local inet4 198.18.10.1:60212\n    stats:                 1440 bytes,                  120 packets,                    0 errors\n        RTP payload type   0:                 1440 bytes,                  120 packets   [group #0]\n    last packet: 1796517286\n    SSRC in: 1 [seq 1/0]\n    options: RTP SSRC-tracking forward-RTCP\n    output groups: [0]=(0->1/1->2)\n    output #0 (media #0)\n       src inet4 198.18.20.1:39494\n       dst inet4 198.18.20.2:20000\n       stats:                 1440 bytes,                  120 packets,                    0 errors\n       SSRC out: 0 [seq 1+0/0]\n    output #1 (media #0, RTCP)\n       src inet4 198.18.20.1:39495\n       dst inet4 198.18.20.2:20001\n       stats:                    0 bytes,                    0 packets,                    0 errors\n";
+        let l = parse_list(text);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].local, "198.18.10.1:60212".parse().unwrap());
+        assert!(l[0].forwarding);
+        assert_eq!((l[0].packets, l[0].errors), (120, 0));
     }
 }

@@ -26,8 +26,14 @@ use crate::util::{cache_dir, command, output, repo_root, run};
 
 const MODULE: &str = "nft_rtpengine.ko";
 /// What the guest must load before nft_rtpengine besides the netfilter list (its `depends=`
-/// also names x_tables, which that list has).
-const NFTABLES: &[&str] = &["nf_tables"];
+/// also names x_tables, which that list has). nf_tables needs libcrc32c, whose init asks the
+/// crypto API for `crc32c` (a `softdep`, not a `depends=`): the generic implementation first.
+const NFTABLES: &[&str] = &["crc32c_generic", "nf_tables"];
+
+/// The kmod cache's `complete` marker: the module list it was made for.
+fn kmod_stamp() -> String {
+    format!("modules: {}\n", NFTABLES.join(","))
+}
 
 /// Debian packages the build needs: the libraries upstream's `utils/gen-common-flags` requires
 /// through pkg-config (with transcoding off), gperf and perl for its generated hash tables,
@@ -151,7 +157,7 @@ pub fn fetch(kernel: &Kernel) -> Result<Build> {
     let kmod_dir =
         vm.join(format!("rtpengine26-kmod_{key}_{}", kernel.version).replace(['~', '+', ':'], "-"));
     let daemon_ok = daemon_dir.join("complete").exists();
-    let kmod_ok = kmod_dir.join("complete").exists();
+    let kmod_ok = fs::read_to_string(kmod_dir.join("complete")).is_ok_and(|s| s == kmod_stamp());
     if !(daemon_ok && kmod_ok) {
         ensure_build_deps()?;
     }
@@ -283,7 +289,7 @@ fn build_kmod(kernel: &Kernel, src: &Path, scratch: &Path, dir: &Path) -> Result
         .or_else(|_| copy_dir(&staged, &dir.join("modules")))?;
     fs::write(dir.join("modules.list"), added.join("\n") + "\n")?;
     fs::write(dir.join("version"), &version)?;
-    fs::write(dir.join("complete"), "")?;
+    fs::write(dir.join("complete"), kmod_stamp())?;
     Ok(())
 }
 
