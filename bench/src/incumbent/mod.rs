@@ -289,6 +289,7 @@ fn measure(
         payload: rtp_payload(payload_len(c.size)),
         // A TCG guest sends some 10^5 frames/s: small first calls keep the time bound.
         first_batch: 4_096,
+        hold_dispatcher: true,
     };
     let f0 = m.forwarded.map(|f| f()).transpose()?;
     let v = tput::drive(
