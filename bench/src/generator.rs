@@ -24,6 +24,9 @@ struct GenConfig {
 // SAFETY: repr(C), no padding left implicit, plain bytes.
 unsafe impl aya::Pod for GenConfig {}
 
+/// The idle veth (peer `gh1`) a `hold_dispatcher` load attaches its program to; g0 has one.
+pub const HOLD_IF: &str = "gh0";
+
 /// What each frame carries and how the sending calls start.
 pub struct Load {
     /// UDP payload (the generator writes only the 42 header bytes in front of it).
@@ -32,7 +35,7 @@ pub struct Load {
     /// machine (a TCG guest) starts small, or the first call alone overshoots the time bound.
     pub first_batch: u32,
     /// Keep the generating program in the kernel's XDP dispatcher for the whole send (attached
-    /// to g0, which receives nothing): each live-frames call otherwise adds it to the
+    /// to `HOLD_IF`, an idle veth the caller made in the sender's namespace): each live-frames call otherwise adds it to the
     /// dispatcher and removes it again, re-patching the dispatcher's code while other CPUs run
     /// XDP through it. On 6.12 under TCG that oopsed the guest (int3 in
     /// bpf_dispatcher_xdp_func) a couple of minutes into a run. The incumbent guest sets it.
@@ -114,8 +117,10 @@ pub fn send(
     let g0 = ifindex("g0")?;
     let held = if load.hold_dispatcher {
         Some(
-            prog.attach(g0, aya::programs::XdpMode::Driver)
-                .context("attaching the generator to g0 (holds the XDP dispatcher)")?,
+            prog.attach(ifindex(HOLD_IF)?, aya::programs::XdpMode::Driver)
+                .with_context(|| {
+                    format!("attaching the generator to {HOLD_IF} (holds the XDP dispatcher)")
+                })?,
         )
     } else {
         None
@@ -152,7 +157,8 @@ pub fn send(
     if let Some(id) = held {
         // The last call's frames are through r0 before the dispatcher changes again.
         std::thread::sleep(Duration::from_millis(300));
-        prog.detach(id).context("detaching the generator from g0")?;
+        prog.detach(id)
+            .with_context(|| format!("detaching the generator from {HOLD_IF}"))?;
     }
     Ok(out)
 }

@@ -151,6 +151,15 @@ pub fn run(mode: Mode, inc: &Incumbent, out: &Path, relay_ctl: &Path) -> Result<
     // kernel's default hard limit of 4096. Children (both daemons) inherit this.
     raise_hard_nofile(1 << 20);
     let t = Topo::build()?;
+    // Where the generator holds its program in the XDP dispatcher (generator::Load); gone
+    // with the namespace.
+    let hold = crate::generator::HOLD_IF;
+    t.sender.exec(
+        "ip",
+        &["link", "add", hold, "type", "veth", "peer", "name", "gh1"],
+    )?;
+    t.sender.exec("ip", &["link", "set", "gh1", "up"])?;
+    t.sender.exec("ip", &["link", "set", hold, "up"])?;
     // r0 receives the generator's XDP_TX frames only with NAPI; without XDP (the module's
     // block) GRO requested provides it, and it stays on for every variant.
     topo::napi_without_xdp(&t.relay, "r0")?;
