@@ -64,6 +64,29 @@ impl Drop for Rule<'_> {
     }
 }
 
+/// rtpengine 26.x's nftables chain, removed on drop (after the daemon was killed, which
+/// leaves it): its `rtpengine` expression would otherwise keep taking the old calls' ports
+/// from the stack, and our daemon, measured next, may be given one of them.
+pub struct NftChain<'a> {
+    ns: &'a Netns,
+    bin: String,
+}
+
+impl Drop for NftChain<'_> {
+    fn drop(&mut self) {
+        let table = format!("--table={TABLE}");
+        let _ = self.ns.exec(
+            &self.bin,
+            &[
+                "--config-file=none",
+                &table,
+                "--nftables-family=ip",
+                "--nftables-stop",
+            ],
+        );
+    }
+}
+
 /// One forwarding target of the module's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -135,6 +158,8 @@ pub struct Kernelized<'a> {
     pub rtpengine: Rtpengine,
     /// xt_RTPENGINE's iptables rule; none for nft_rtpengine, whose daemon adds its own.
     _rule: Option<Rule<'a>>,
+    /// nft_rtpengine's chain, removed after the daemon (fields drop in order).
+    _chain: Option<NftChain<'a>>,
     module: &'static str,
     /// (generator source port, rtpengine's port for the caller's media) per stream.
     pub flows: Vec<(u16, u16)>,
@@ -206,6 +231,10 @@ pub fn start<'a>(
     let k = Kernelized {
         rtpengine,
         _rule: rule,
+        _chain: (inc.flavor == Flavor::Nft).then(|| NftChain {
+            ns: &t.relay,
+            bin: inc.bin.clone(),
+        }),
         module,
         flows,
     };
