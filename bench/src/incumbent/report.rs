@@ -447,7 +447,15 @@ mod tests {
         assert!((r.ours_over_baseline - 330.0 / 400.0).abs() < 1e-9);
         assert!((r.normalised_ours_over_kmod - 3.0).abs() < 1e-9);
         // A run's JSON renders again to the same derived numbers.
-        let r = Results::new(Mode::Smoke, sample_runs(), 1.0);
+        let r = Results::new(
+            Mode::Smoke,
+            &crate::incumbent::Incumbent {
+                flavor: crate::incumbent::Flavor::Xt,
+                bin: "/bin/false".into(),
+            },
+            sample_runs(),
+            1.0,
+        );
         let back: Results = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         let again = Results::derive(back.date, back.mode, back.guest, back.runs, back.wall_secs);
         assert_eq!(again.day, r.day);
