@@ -24,6 +24,9 @@ struct GenConfig {
 // SAFETY: repr(C), no padding left implicit, plain bytes.
 unsafe impl aya::Pod for GenConfig {}
 
+/// The idle veth (peer `gh1`) a `hold_dispatcher` load attaches its program to; g0 has one.
+pub const HOLD_IF: &str = "gh0";
+
 /// What each frame carries and how the sending calls start.
 pub struct Load {
     /// UDP payload (the generator writes only the 42 header bytes in front of it).
@@ -31,6 +34,12 @@ pub struct Load {
     /// Frames in the first live-frames call; calls then grow until one takes ~0.4 s. A slow
     /// machine (a TCG guest) starts small, or the first call alone overshoots the time bound.
     pub first_batch: u32,
+    /// Keep the generating program in the kernel's XDP dispatcher for the whole send (attached
+    /// to `HOLD_IF`, an idle veth the caller made in the sender's namespace): each live-frames call otherwise adds it to the
+    /// dispatcher and removes it again, re-patching the dispatcher's code while other CPUs run
+    /// XDP through it. On 6.12 under TCG that oopsed the guest (int3 in
+    /// bpf_dispatcher_xdp_func) a couple of minutes into a run. The incumbent guest sets it.
+    pub hold_dispatcher: bool,
 }
 
 impl Load {
@@ -39,6 +48,7 @@ impl Load {
         Load {
             payload: frames::rtp_payload(),
             first_batch: 100_000,
+            hold_dispatcher: false,
         }
     }
 }
@@ -104,7 +114,18 @@ pub fn send(
         )?;
     }
     let prog = progs::program(&mut ebpf, progs::GEN)?;
-    let ctx = progs::xdp_md(tmpl.len(), ifindex("g0")?);
+    let g0 = ifindex("g0")?;
+    let held = if load.hold_dispatcher {
+        Some(
+            prog.attach(ifindex(HOLD_IF)?, aya::programs::XdpMode::Driver)
+                .with_context(|| {
+                    format!("attaching the generator to {HOLD_IF} (holds the XDP dispatcher)")
+                })?,
+        )
+    } else {
+        None
+    };
+    let ctx = progs::xdp_md(tmpl.len(), g0);
     // Each live-frames call has a fixed cost of some 25 ms here (page pool and rxq set-up
     // and teardown), so calls grow until one takes about 0.4 s; the time bound overshoots by
     // at most one call.
@@ -128,9 +149,16 @@ pub fn send(
             batch *= 2;
         }
     }
-    Ok(Sent {
+    let out = Sent {
         frames: sent,
         secs: start.elapsed().as_secs_f64(),
         thread_cpu_secs: thread_cpu() - cpu0,
-    })
+    };
+    if let Some(id) = held {
+        // The last call's frames are through r0 before the dispatcher changes again.
+        std::thread::sleep(Duration::from_millis(300));
+        prog.detach(id)
+            .with_context(|| format!("detaching the generator from {HOLD_IF}"))?;
+    }
+    Ok(out)
 }

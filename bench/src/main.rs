@@ -73,6 +73,12 @@ enum Cmd {
         /// The relay-ctl binary whose daemon is measured.
         #[arg(long)]
         relay_ctl: PathBuf,
+        /// Which kernel module the guest loaded: xt_RTPENGINE (10.5) or nft_rtpengine (26.3).
+        #[arg(long, value_enum, default_value = "xt")]
+        flavor: incumbent::Flavor,
+        /// rtpengine's daemon, of the version the module was built for.
+        #[arg(long, default_value = rtpengine::BIN)]
+        rtpengine: String,
     },
     /// Call capacity of one box: N concurrent calls through the real daemon, descriptors and
     /// memory; writes <date>-capacity.{json,md} into DIR.
@@ -119,7 +125,17 @@ fn main() -> ExitCode {
             mode,
             out,
             relay_ctl,
-        } => incumbent::run(mode, &out, &relay_ctl),
+            flavor,
+            rtpengine,
+        } => incumbent::run(
+            mode,
+            &incumbent::Incumbent {
+                flavor,
+                bin: rtpengine,
+            },
+            &out,
+            &relay_ctl,
+        ),
         Cmd::IncumbentRender { json } => incumbent::render(&json),
         Cmd::Capacity {
             out,

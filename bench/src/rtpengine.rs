@@ -30,6 +30,22 @@ impl Rtpengine {
         ports: (u16, u16),
         kernel_table: Option<u32>,
     ) -> Result<Rtpengine> {
+        Rtpengine::start_bin(BIN, &[], ns, pub_ip, priv_ip, ng_port, ports, kernel_table)
+    }
+
+    /// `start` with another build of rtpengine (`bin`, e.g. 26.3 in the incumbent guest) and
+    /// `extra` options after the usual ones.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_bin(
+        bin: &str,
+        extra: &[&str],
+        ns: &Netns,
+        pub_ip: &str,
+        priv_ip: &str,
+        ng_port: u16,
+        ports: (u16, u16),
+        kernel_table: Option<u32>,
+    ) -> Result<Rtpengine> {
         let mode: Vec<String> = match kernel_table {
             None => vec!["--table=-1".into()],
             Some(t) => vec![
@@ -50,7 +66,7 @@ impl Rtpengine {
         let log_file = fs::File::create(&log)?;
         let child = Command::new("nsenter")
             .arg(format!("--net={}", netns_path(ns.name()).display()))
-            .arg(BIN)
+            .arg(bin)
             .args([
                 "--config-file=none",
                 "--foreground",
@@ -63,11 +79,12 @@ impl Rtpengine {
             .arg(format!("--listen-ng=127.0.0.1:{ng_port}"))
             .arg(format!("--port-min={}", ports.0))
             .arg(format!("--port-max={}", ports.1))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .with_context(|| {
-                format!("starting {BIN} (cargo xtask setup installs rtpengine-daemon)")
+                format!("starting {bin} (cargo xtask setup installs rtpengine-daemon)")
             })?;
         let mut r = Rtpengine { child, log };
         let deadline = Instant::now() + Duration::from_secs(15);

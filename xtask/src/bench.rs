@@ -21,17 +21,18 @@ pub enum BenchMode {
 
 /// `incumbent`: only the VM run against rtpengine's kernel module (full, or smoke with
 /// `BenchMode::Smoke`); a plain full run does the host benchmark and then that VM run.
-pub fn run_bench(pins: &Pins, mode: BenchMode, incumbent: bool) -> Result<()> {
-    if incumbent {
+/// `--incumbent26` is the same with rtpengine 26.x's nft_rtpengine in the 6.12 guest.
+pub fn run_bench(pins: &Pins, mode: BenchMode, incumbent: Option<incumbent::Which>) -> Result<()> {
+    if let Some(which) = incumbent {
         let vm_mode = match mode {
             BenchMode::Smoke => incumbent::Mode::Smoke,
             BenchMode::Full | BenchMode::Quick => incumbent::Mode::Full,
         };
-        return incumbent::run_bench(pins, vm_mode);
+        return incumbent::run_bench(pins, vm_mode, which);
     }
     run_host(pins, mode)?;
     if matches!(mode, BenchMode::Full) {
-        incumbent::run_bench(pins, incumbent::Mode::Full)?;
+        incumbent::run_bench(pins, incumbent::Mode::Full, incumbent::Which::Xt10)?;
     }
     Ok(())
 }

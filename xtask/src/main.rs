@@ -73,7 +73,7 @@ enum Task {
     /// results in bench/results/ (see bench/README.md).
     Bench {
         /// Shorter and smaller, host only: under 2 minutes.
-        #[arg(long, conflicts_with_all = ["smoke", "incumbent"])]
+        #[arg(long, conflicts_with_all = ["smoke", "incumbent", "incumbent26"])]
         quick: bool,
         /// The harness alone in seconds (per-packet cost at a tiny repeat, outputs written);
         /// with --incumbent, the VM guest's smoke run (a few minutes, under target/).
@@ -82,6 +82,11 @@ enum Task {
         /// Only the VM run against rtpengine's kernel module (xt_RTPENGINE) in Debian's 6.1.
         #[arg(long)]
         incumbent: bool,
+        /// Only the VM run against rtpengine 26.x's nft_rtpengine in Debian's 6.12, both built
+        /// from shared/incumbent/rtpengine-26.*.tar.xz (cached; installs the build
+        /// dependencies with apt-get the first time).
+        #[arg(long, conflicts_with = "incumbent")]
+        incumbent26: bool,
     },
 }
 
@@ -113,6 +118,7 @@ fn run(task: Task) -> Result<()> {
             quick,
             smoke,
             incumbent,
+            incumbent26,
         } => bench::run_bench(
             &pins,
             match (quick, smoke) {
@@ -120,7 +126,11 @@ fn run(task: Task) -> Result<()> {
                 (true, _) => bench::BenchMode::Quick,
                 _ => bench::BenchMode::Full,
             },
-            incumbent,
+            match (incumbent, incumbent26) {
+                (_, true) => Some(vm::incumbent::Which::Nft26),
+                (true, _) => Some(vm::incumbent::Which::Xt10),
+                _ => None,
+            },
         ),
     }
 }

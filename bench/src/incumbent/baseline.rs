@@ -3,7 +3,7 @@
 //! veth as both relays. It is swapped in between the relays' runs: attached to r0 while the
 //! kernel module's block runs (r0 otherwise has no XDP), and put behind our daemon's pinned
 //! r0 link with BPF_LINK_UPDATE while our block runs, then the relay program put back.
-use std::{os::fd::AsFd, path::Path};
+use std::{os::fd::AsFd, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use aya::{Ebpf, maps::Array, programs::XdpMode};
@@ -23,6 +23,14 @@ struct RedirectConfig {
 }
 // SAFETY: repr(C), 16 bytes with no implicit padding.
 unsafe impl aya::Pod for RedirectConfig {}
+
+/// Before a program change on r0: the last run's frames leave the veth rings first. Every
+/// XDP attach, detach or link update re-patches the kernel's XDP dispatcher; on 6.12 under
+/// TCG, NAPI threads still running it while it was patched hit the patch's int3 once (an
+/// oops, the guest lost). With the rings drained no CPU is inside it.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
 
 pub struct Baseline {
     ebpf: Ebpf,
@@ -47,11 +55,13 @@ impl Baseline {
     /// Runs `f` with the baseline attached natively to r0 (which must have no program).
     pub fn attached<R>(&mut self, t: &Topo, f: impl FnOnce() -> Result<R>) -> Result<R> {
         let prog = progs::program(&mut self.ebpf, progs::REDIRECT)?;
+        settle();
         let id = t.relay.run(|| -> Result<_> {
             prog.attach(ifindex("r0")?, XdpMode::Driver)
                 .context("attaching bench_redirect to r0 (native)")
         })??;
         let r = f();
+        settle();
         let prog = progs::program(&mut self.ebpf, progs::REDIRECT)?;
         prog.detach(id)
             .context("detaching bench_redirect from r0")?;
@@ -68,9 +78,11 @@ impl Baseline {
     ) -> Result<R> {
         let baseline = progs::program(&mut self.ebpf, progs::REDIRECT)?;
         let fd = baseline.fd()?;
+        settle();
         links::update_pinned_link(link, fd.as_fd())
             .with_context(|| format!("BPF_LINK_UPDATE {} -> bench_redirect", link.display()))?;
         let r = f();
+        settle();
         let relay =
             links::pinned_fd(prog).with_context(|| format!("opening {}", prog.display()))?;
         links::update_pinned_link(link, relay.as_fd())

@@ -192,7 +192,15 @@ mod tests {
 
     #[test]
     fn renders_a_png() {
-        let r = Results::new(Mode::Smoke, report::sample_runs(), 1.0);
+        let r = Results::new(
+            Mode::Smoke,
+            &crate::incumbent::Incumbent {
+                flavor: crate::incumbent::Flavor::Xt,
+                bin: "/bin/false".into(),
+            },
+            report::sample_runs(),
+            1.0,
+        );
         let path = std::env::temp_dir().join(format!("incumbent-chart-{}.png", std::process::id()));
         render(&r, &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();

@@ -12,6 +12,7 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use relay_testbed::Netns;
 
+use super::{Flavor, Incumbent};
 use crate::{
     ng,
     rtpengine::Rtpengine,
@@ -63,6 +64,29 @@ impl Drop for Rule<'_> {
     }
 }
 
+/// rtpengine 26.x's nftables chain, removed on drop (after the daemon was killed, which
+/// leaves it): its `rtpengine` expression would otherwise keep taking the old calls' ports
+/// from the stack, and our daemon, measured next, may be given one of them.
+pub struct NftChain<'a> {
+    ns: &'a Netns,
+    bin: String,
+}
+
+impl Drop for NftChain<'_> {
+    fn drop(&mut self) {
+        let table = format!("--table={TABLE}");
+        let _ = self.ns.exec(
+            &self.bin,
+            &[
+                "--config-file=none",
+                &table,
+                "--nftables-family=ip",
+                "--nftables-stop",
+            ],
+        );
+    }
+}
+
 /// One forwarding target of the module's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -72,6 +96,7 @@ pub struct Target {
     pub forwarding: bool,
     pub packets: u64,
     pub errors: u64,
+    stats_seen: bool,
 }
 
 /// Parses `/proc/rtpengine/<id>/list`: a `local inet4 A:P` line per target, then indented
@@ -89,6 +114,7 @@ pub fn parse_list(text: &str) -> Vec<Target> {
                     forwarding: true,
                     packets: 0,
                     errors: 0,
+                    stats_seen: false,
                 });
                 current = true;
             }
@@ -100,7 +126,10 @@ pub fn parse_list(text: &str) -> Vec<Target> {
         let l = line.trim();
         if l.starts_with("outputs not fully filled") {
             t.forwarding = false;
-        } else if let Some(rest) = l.strip_prefix("stats:") {
+        } else if let Some(rest) = l.strip_prefix("stats:").filter(|_| !t.stats_seen) {
+            // The target's own line comes first; 26.x then lists each output's counters
+            // with the same `stats:` (an RTCP output's zeros would overwrite the target's).
+            t.stats_seen = true;
             // "<n> bytes, <n> packets, <n> errors"
             for part in rest.split(',') {
                 let mut w = part.split_whitespace();
@@ -127,7 +156,11 @@ pub fn list(table: u32) -> Result<Vec<Target>> {
 /// rtpengine relaying `streams` calls through the module: what the measurements need.
 pub struct Kernelized<'a> {
     pub rtpengine: Rtpengine,
-    _rule: Rule<'a>,
+    /// xt_RTPENGINE's iptables rule; none for nft_rtpengine, whose daemon adds its own.
+    _rule: Option<Rule<'a>>,
+    /// nft_rtpengine's chain, removed after the daemon (fields drop in order).
+    _chain: Option<NftChain<'a>>,
+    module: &'static str,
     /// (generator source port, rtpengine's port for the caller's media) per stream.
     pub flows: Vec<(u16, u16)>,
 }
@@ -146,13 +179,27 @@ impl Kernelized<'_> {
 
 /// Rule, daemon, `streams` calls, and priming until every stream's target forwards in the
 /// kernel and has forwarded a primed packet.
-pub fn start(t: &Topo, streams: u32, log: fn(&str)) -> Result<Kernelized<'_>> {
+pub fn start<'a>(
+    t: &'a Topo,
+    streams: u32,
+    inc: &Incumbent,
+    log: fn(&str),
+) -> Result<Kernelized<'a>> {
+    let module = inc.flavor.module();
     ensure!(
         fs::metadata("/proc/rtpengine/control").is_ok(),
-        "xt_RTPENGINE is not loaded (/proc/rtpengine/control missing)"
+        "{module} is not loaded (/proc/rtpengine/control missing)"
     );
-    let rule = Rule::add(&t.relay, TABLE)?;
-    let rtpengine = Rtpengine::start(
+    let (rule, extra): (_, &[&str]) = match inc.flavor {
+        Flavor::Xt => (Some(Rule::add(&t.relay, TABLE)?), &[]),
+        // 26.x adds table `filter`, base chain INPUT (hook input) jumping to its chain
+        // rtpengine_<table> with the `rtpengine` expression, and refuses to start without
+        // them (--no-fallback). IPv4 only, like the streams.
+        Flavor::Nft => (None, &["--nftables-family=ip"]),
+    };
+    let rtpengine = Rtpengine::start_bin(
+        &inc.bin,
+        extra,
         &t.relay,
         &RELAY_A.to_string(),
         &RELAY_B.to_string(),
@@ -184,6 +231,11 @@ pub fn start(t: &Topo, streams: u32, log: fn(&str)) -> Result<Kernelized<'_>> {
     let k = Kernelized {
         rtpengine,
         _rule: rule,
+        _chain: (inc.flavor == Flavor::Nft).then(|| NftChain {
+            ns: &t.relay,
+            bin: inc.bin.clone(),
+        }),
+        module,
         flows,
     };
     prime(t, &k, streams)?;
@@ -213,9 +265,16 @@ fn prime(t: &Topo, k: &Kernelized<'_>, streams: u32) -> Result<()> {
         }
         if Instant::now() > deadline {
             bail!(
-                "{} of {streams} streams not forwarding in xt_RTPENGINE in time (first: {:?}); rtpengine log:\n{}",
+                "{} of {streams} streams not forwarding in {} in time (first: {:?}); the module's list (head):\n{}\nrtpengine log:\n{}",
                 waiting.len(),
+                k.module,
                 waiting.first(),
+                fs::read_to_string(format!("/proc/rtpengine/{TABLE}/list"))
+                    .unwrap_or_else(|e| format!("({e})"))
+                    .lines()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 k.rtpengine.log()
             );
         }
@@ -237,5 +296,16 @@ mod tests {
         assert!(!l[1].forwarding);
         assert_eq!(l[1].packets, 0);
         assert!(parse_list("garbage\nlocal inet4 nonsense\n").is_empty());
+    }
+
+    #[test]
+    fn parses_26s_list_with_output_counters() {
+        // nft_rtpengine 26.3: each output has its own `stats:` line after the target's.
+        let text = "local inet4 198.18.10.1:60212\n    stats:                 1440 bytes,                  120 packets,                    0 errors\n        RTP payload type   0:                 1440 bytes,                  120 packets   [group #0]\n    last packet: 1796517286\n    SSRC in: 1 [seq 1/0]\n    options: RTP SSRC-tracking forward-RTCP\n    output groups: [0]=(0->1/1->2)\n    output #0 (media #0)\n       src inet4 198.18.20.1:39494\n       dst inet4 198.18.20.2:20000\n       stats:                 1440 bytes,                  120 packets,                    0 errors\n       SSRC out: 0 [seq 1+0/0]\n    output #1 (media #0, RTCP)\n       src inet4 198.18.20.1:39495\n       dst inet4 198.18.20.2:20001\n       stats:                    0 bytes,                    0 packets,                    0 errors\n";
+        let l = parse_list(text);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].local, "198.18.10.1:60212".parse().unwrap());
+        assert!(l[0].forwarding);
+        assert_eq!((l[0].packets, l[0].errors), (120, 0));
     }
 }

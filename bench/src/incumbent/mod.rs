@@ -41,6 +41,39 @@ pub enum Mode {
     Smoke,
 }
 
+/// Which rtpengine and which of its kernel modules the guest runs.
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq, Debug)]
+pub enum Flavor {
+    /// rtpengine 10.5 (Debian 12) with xt_RTPENGINE behind an `iptables-legacy` rule.
+    Xt,
+    /// rtpengine 26.3 with nft_rtpengine: the daemon adds its own nftables chain and rule.
+    Nft,
+}
+
+impl Flavor {
+    pub fn module(self) -> &'static str {
+        match self {
+            Flavor::Xt => "xt_RTPENGINE",
+            Flavor::Nft => "nft_rtpengine",
+        }
+    }
+
+    /// What the results' file names say after the date.
+    fn tag(self) -> &'static str {
+        match self {
+            Flavor::Xt => "incumbent-vm",
+            Flavor::Nft => "incumbent26-vm",
+        }
+    }
+}
+
+/// The incumbent under test: its flavour and its daemon's binary.
+#[derive(Clone, Debug)]
+pub struct Incumbent {
+    pub flavor: Flavor,
+    pub bin: String,
+}
+
 struct Plan {
     streams: &'static [u32],
     sizes: &'static [usize],
@@ -111,13 +144,22 @@ fn log(msg: &str) {
     eprintln!("incumbent: {msg}");
 }
 
-pub fn run(mode: Mode, out: &Path, relay_ctl: &Path) -> Result<()> {
+pub fn run(mode: Mode, inc: &Incumbent, out: &Path, relay_ctl: &Path) -> Result<()> {
     let start = Instant::now();
     let p = plan(mode);
     // 10k streams are 40k bound sockets in each relay; the guest's PID 1 hands down the
     // kernel's default hard limit of 4096. Children (both daemons) inherit this.
     raise_hard_nofile(1 << 20);
     let t = Topo::build()?;
+    // Where the generator holds its program in the XDP dispatcher (generator::Load); gone
+    // with the namespace.
+    let hold = crate::generator::HOLD_IF;
+    t.sender.exec(
+        "ip",
+        &["link", "add", hold, "type", "veth", "peer", "name", "gh1"],
+    )?;
+    t.sender.exec("ip", &["link", "set", "gh1", "up"])?;
+    t.sender.exec("ip", &["link", "set", hold, "up"])?;
     // r0 receives the generator's XDP_TX frames only with NAPI; without XDP (the module's
     // block) GRO requested provides it, and it stays on for every variant.
     topo::napi_without_xdp(&t.relay, "r0")?;
@@ -129,16 +171,16 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: &Path) -> Result<()> {
     let mut baseline = Baseline::load(&t)?;
     let mut runs = vec![];
     for &n in p.streams {
-        runs.extend(kmod_block(&t, &p, n, &mut baseline)?);
+        runs.extend(kmod_block(&t, &p, n, inc, &mut baseline)?);
         runs.extend(ours_block(&t, &p, n, relay_ctl, &mut baseline)?);
     }
-    let results = report::Results::new(mode, runs, start.elapsed().as_secs_f64());
+    let results = report::Results::new(mode, inc, runs, start.elapsed().as_secs_f64());
     check(&results)?;
     fs::create_dir_all(out)?;
     let suffix = if mode == Mode::Smoke { "-smoke" } else { "" };
     write(
         &results,
-        &out.join(format!("{}-incumbent-vm{suffix}", results.day)),
+        &out.join(format!("{}-{}{suffix}", results.day, inc.flavor.tag())),
     )
 }
 
@@ -256,6 +298,7 @@ fn measure(
         payload: rtp_payload(payload_len(c.size)),
         // A TCG guest sends some 10^5 frames/s: small first calls keep the time bound.
         first_batch: 4_096,
+        hold_dispatcher: true,
     };
     let f0 = m.forwarded.map(|f| f()).transpose()?;
     let v = tput::drive(
@@ -313,8 +356,14 @@ fn sink_count(t: &Topo) -> Result<u64> {
     Ok(t.delivered()?.1)
 }
 
-fn kmod_block(t: &Topo, p: &Plan, n: u32, baseline: &mut Baseline) -> Result<Vec<Run>> {
-    let k = kmod::start(t, n, log)?;
+fn kmod_block(
+    t: &Topo,
+    p: &Plan,
+    n: u32,
+    inc: &Incumbent,
+    baseline: &mut Baseline,
+) -> Result<Vec<Run>> {
+    let k = kmod::start(t, n, inc, log)?;
     pin_daemon(k.rtpengine.pid());
     let mut runs = vec![];
     let at_sink = || sink_count(t);

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write, fs};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Mode, Run};
+use super::{Incumbent, Mode, Run};
 use crate::report::si;
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -15,7 +15,16 @@ pub struct Guest {
     /// How QEMU ran the guest (`tcg` or `kvm`, from the kernel command line the host set).
     pub accel: String,
     pub rtpengine: String,
+    /// The kernel module's version as it logged it on load (the field's name is from when
+    /// xt_RTPENGINE was the only one; `kernel_module` says which).
     pub xt_rtpengine: String,
+    /// `xt_RTPENGINE` (rtpengine up to 12.x, iptables) or `nft_rtpengine` (nftables, 26.x).
+    #[serde(default = "xt_module")]
+    pub kernel_module: String,
+}
+
+fn xt_module() -> String {
+    "xt_RTPENGINE".into()
 }
 
 /// Median and spread of one variant's runs at one stream count and frame size.
@@ -179,14 +188,14 @@ fn ratios(s: &[Summary], runs: &[Run]) -> Vec<Ratio> {
     out
 }
 
-fn guest() -> Guest {
+fn guest(inc: &Incumbent) -> Guest {
     let read = |p: &str| fs::read_to_string(p).unwrap_or_default().trim().to_owned();
     let m = crate::run::machine();
     let accel = read("/proc/cmdline")
         .split_whitespace()
         .find_map(|w| w.strip_prefix("mr.accel=").map(str::to_owned))
         .unwrap_or_else(|| "unknown".into());
-    let rtpengine = std::process::Command::new(crate::rtpengine::BIN)
+    let rtpengine = std::process::Command::new(&inc.bin)
         .arg("--version")
         .output()
         .map(|o| {
@@ -201,18 +210,20 @@ fn guest() -> Guest {
         cpu_model: m.cpu_model,
         accel,
         rtpengine,
-        xt_rtpengine: module_version(),
+        xt_rtpengine: module_version(inc.flavor.module()),
+        kernel_module: inc.flavor.module().into(),
     }
 }
 
 /// The module declares no MODULE_VERSION; it logs the version it was built with on load.
-fn module_version() -> String {
+fn module_version(module: &str) -> String {
+    let marker = format!("Registering {module} module - version ");
     std::process::Command::new("dmesg")
         .output()
         .ok()
         .and_then(|o| {
             String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
-                l.split_once("Registering xt_RTPENGINE module - version ")
+                l.split_once(marker.as_str())
                     .map(|(_, v)| v.trim().to_owned())
             })
         })
@@ -222,12 +233,12 @@ fn module_version() -> String {
 const GENERATOR: &str = "bench_gen: BPF_PROG_RUN in live-frames mode on g0 (XDP_TX into r0), in the guest's kernel, cycling over the N streams' (source port, relay port) pairs; valid RTP (version 2, PCMU, SSRC 1, the header the priming datagrams carried), UDP checksum 0. Not pktgen: pktgen steps source and destination ports independently, so it cannot send N streams to ports each relay allocated itself, and its payload starts with a magic number that parses as an RTP header with 14 CSRCs and an extension, which the module rejects as an SSRC mismatch on RTP/AVP streams above ~113 bytes.";
 
 impl Results {
-    pub fn new(mode: Mode, runs: Vec<Run>, wall_secs: f64) -> Results {
+    pub fn new(mode: Mode, inc: &Incumbent, runs: Vec<Run>, wall_secs: f64) -> Results {
         let (date, _) = crate::run::today();
         Results::derive(
             date,
             format!("{mode:?}").to_lowercase(),
-            guest(),
+            guest(inc),
             runs,
             wall_secs,
         )
@@ -287,7 +298,7 @@ fn notes(g: &Guest) -> Vec<String> {
         "CPUs: vCPU 1 does the relay's work and nothing else: r0's NAPI runs threaded there (SCHED_FIFO), with the module inside netfilter's INPUT hook or our program in XDP, and the relay's daemon. vCPU 0 runs the generator and, above it, s0's counting NAPI thread (frames the module sends through the stack reach s0 as skbs that s0 copies before counting; on the relay's vCPU that copy would slow the module's path). CPU ns/packet counts r0's NAPI thread, ksoftirqd and the relay's daemon per delivered packet.".to_owned(),
         "Same load, same end: byte-identical frames from one generator, counted by one XDP program on s0, whichever relay sent them; the check that every frame counted at s0 went through the measured fast path (the module's target counters, our XDP statistics) passed for every run.".to_owned(),
         "A relay's runs count its daemon's CPU (rtpengine's, ours). The baseline runs in our block count our daemon too (it keeps running while the baseline sits behind its link); those in the module's block count r0's NAPI thread and ksoftirqd only, though rtpengine keeps running there as well. So the difference between the two blocks' baseline CPU is our daemon's idle cost: at 10k sessions mostly its once-a-second sweep over its sessions (it reads a session's kernel statistics only when its last reading would let it expire).".to_owned(),
-        "The module's path is its lightest here: no conntrack loaded, one iptables rule, RTP/AVP without SRTP or recording. A carrier box with conntrack would add cost to the module's path, not to ours.".to_owned(),
+        format!("The module's path is its lightest here: no conntrack loaded, {}, RTP/AVP without SRTP or recording. A carrier box with conntrack would add cost to the module's path, not to ours.", if g.kernel_module == "nft_rtpengine" { "one nftables base chain (table filter, hook input) jumping to rtpengine's own chain with its `rtpengine` expression, both added by the daemon" } else { "one iptables rule" }),
         "baseline: bench_redirect on r0 (two MAC addresses, XDP_REDIRECT to r1; no IP/UDP work, no lookup). In the module's block it is attached to r0 for its runs; in ours it replaces our program behind the daemon's pinned r0 link (BPF_LINK_UPDATE) and our program is put back after each run.".to_owned(),
     ];
     if g.accel != "tcg" {
@@ -306,8 +317,15 @@ pub fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "Guest: Debian kernel {}, {} x {}, accel {}. rtpengine: `{}`, xt_RTPENGINE {}. Wall time {:.0} s.\n",
-        g.kernel, g.cpus, g.cpu_model, g.accel, g.rtpengine, g.xt_rtpengine, r.wall_secs
+        "Guest: Debian kernel {}, {} x {}, accel {}. rtpengine: `{}`, {} {}. Wall time {:.0} s.\n",
+        g.kernel,
+        g.cpus,
+        g.cpu_model,
+        g.accel,
+        g.rtpengine,
+        g.kernel_module,
+        g.xt_rtpengine,
+        r.wall_secs
     );
     let _ = writeln!(s, "## Ratios (medians of the repetitions)\n");
     let _ = writeln!(
@@ -381,6 +399,17 @@ pub(super) fn sample_runs() -> Vec<Run> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn guest_without_kernel_module_is_xt() {
+        // Results written before nft_rtpengine was measured name no module: xt_RTPENGINE.
+        let old = r#"{"kernel":"6.1.0-56-amd64","cpus":2,"cpu_model":"x","accel":"tcg","rtpengine":"10.5","xt_rtpengine":"10.5.3.5"}"#;
+        let g: Guest = serde_json::from_str(old).unwrap();
+        assert_eq!(g.kernel_module, "xt_RTPENGINE");
+        let new = old.replace('}', r#","kernel_module":"nft_rtpengine"}"#);
+        let g: Guest = serde_json::from_str(&new).unwrap();
+        assert_eq!(g.kernel_module, "nft_rtpengine");
+    }
+
     pub(super) fn run(variant: &str, block: &str, rep: u32, pps: f64, cpu: f64) -> Run {
         Run {
             variant: variant.into(),
@@ -418,7 +447,15 @@ mod tests {
         assert!((r.ours_over_baseline - 330.0 / 400.0).abs() < 1e-9);
         assert!((r.normalised_ours_over_kmod - 3.0).abs() < 1e-9);
         // A run's JSON renders again to the same derived numbers.
-        let r = Results::new(Mode::Smoke, sample_runs(), 1.0);
+        let r = Results::new(
+            Mode::Smoke,
+            &crate::incumbent::Incumbent {
+                flavor: crate::incumbent::Flavor::Xt,
+                bin: "/bin/false".into(),
+            },
+            sample_runs(),
+            1.0,
+        );
         let back: Results = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         let again = Results::derive(back.date, back.mode, back.guest, back.runs, back.wall_secs);
         assert_eq!(again.day, r.day);

@@ -11,12 +11,44 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::initramfs::{Image, StaticBins};
-use super::{boot_guest, kernel, kmod, qemu, static_build};
+use super::{boot_guest, kernel, kmod, qemu, rtpengine26, static_build};
 use crate::setup::run_setup;
 use crate::util::{Phases, Pins, repo_root};
 
-/// rtpengine's module is built for, and the benchmark runs on, Debian 12's default kernel.
-const KERNEL: &str = "6.1";
+/// Which rtpengine the guest runs against our relay.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Which {
+    /// Debian 12's rtpengine 10.5 and xt_RTPENGINE, on Debian 12's default kernel (6.1).
+    Xt10,
+    /// rtpengine 26.x and nft_rtpengine built from the shared tarball (rtpengine26.rs), on
+    /// the 6.12 kernel (26.x's nftables module wants a recent kernel; Debian 12 backports it).
+    Nft26,
+}
+
+impl Which {
+    fn kernel(self) -> &'static str {
+        match self {
+            Which::Xt10 => "6.1",
+            Which::Nft26 => "6.12",
+        }
+    }
+
+    /// `/vm/incumbent`: relay-bench's `--flavor`.
+    fn flavor(self) -> &'static str {
+        match self {
+            Which::Xt10 => "xt",
+            Which::Nft26 => "nft",
+        }
+    }
+
+    /// Under target/vm/: console log and the out share.
+    fn dir(self) -> &'static str {
+        match self {
+            Which::Xt10 => "incumbent",
+            Which::Nft26 => "incumbent26",
+        }
+    }
+}
 
 #[derive(Clone, Copy)]
 pub enum Mode {
@@ -35,10 +67,12 @@ impl Mode {
         }
     }
 
-    fn phase(self) -> &'static str {
-        match self {
-            Mode::Full => "vm-incumbent",
-            Mode::Smoke => "vm-incumbent-smoke",
+    fn phase(self, which: Which) -> &'static str {
+        match (which, self) {
+            (Which::Xt10, Mode::Full) => "vm-incumbent",
+            (Which::Xt10, Mode::Smoke) => "vm-incumbent-smoke",
+            (Which::Nft26, Mode::Full) => "vm-incumbent26",
+            (Which::Nft26, Mode::Smoke) => "vm-incumbent26-smoke",
         }
     }
 
@@ -64,15 +98,29 @@ impl Mode {
     }
 }
 
-/// `bench --incumbent`: setup, the static binaries, then the phases below.
-pub fn run_bench(pins: &Pins, mode: Mode) -> Result<()> {
+/// `bench --incumbent` (10.5) or `--incumbent26`: setup, the static binaries, then the phases
+/// below.
+pub fn run_bench(pins: &Pins, mode: Mode, which: Which) -> Result<()> {
     let mut phases = Phases::new("bench-incumbent");
     let result = phases
         .run("setup", || run_setup(pins))
         .and_then(|()| static_build(pins, &mut phases))
-        .and_then(|bins| run_phases(&mut phases, &bins, mode));
+        .and_then(|bins| match which {
+            Which::Xt10 => run_phases(&mut phases, &bins, mode),
+            Which::Nft26 => run_phases26(&mut phases, &bins, mode),
+        });
     phases.print_summary();
     result
+}
+
+/// What the guest loads and runs besides our binaries, per incumbent.
+struct Incumbent {
+    which: Which,
+    kernel: kernel::Kernel,
+    /// Modules after the kernel's lists, in load order (the rtpengine module last).
+    modules: Vec<PathBuf>,
+    /// A daemon built here, packed as `/vm/rtpengine` (10.5's comes from the host's /usr).
+    daemon: Option<PathBuf>,
 }
 
 /// Builds (or finds cached) the module, boots the bench guest and collects its results;
@@ -80,7 +128,7 @@ pub fn run_bench(pins: &Pins, mode: Mode) -> Result<()> {
 pub fn run_phases(phases: &mut Phases, bins: &StaticBins, mode: Mode) -> Result<()> {
     let mut built = None;
     phases.run("vm-incumbent-kmod", || {
-        let k = kernel::fetch(KERNEL)?;
+        let k = kernel::fetch(Which::Xt10.kernel())?;
         let ko = kmod::fetch(&k)?;
         println!(
             "xt_RTPENGINE.ko for {} {}: {}",
@@ -88,41 +136,81 @@ pub fn run_phases(phases: &mut Phases, bins: &StaticBins, mode: Mode) -> Result<
             k.version,
             ko.display()
         );
-        built = Some((k, ko));
+        built = Some(Incumbent {
+            which: Which::Xt10,
+            kernel: k,
+            modules: vec![ko],
+            daemon: None,
+        });
         Ok(())
     })?;
-    let Some((kernel, ko)) = built else {
+    let Some(inc) = built else {
         bail!("the module phase produced nothing");
     };
-    phases.run(mode.phase(), || boot_and_collect(bins, &kernel, &ko, mode))
+    phases.run(mode.phase(Which::Xt10), || {
+        boot_and_collect(bins, &inc, mode)
+    })
 }
 
-fn boot_and_collect(
-    bins: &StaticBins,
-    kernel: &kernel::Kernel,
-    ko: &Path,
-    mode: Mode,
-) -> Result<()> {
-    let dir = repo_root().join("target/vm/incumbent");
+/// rtpengine 26.x: daemon and nft_rtpengine built from the shared tarball (cached), on 6.12.
+pub fn run_phases26(phases: &mut Phases, bins: &StaticBins, mode: Mode) -> Result<()> {
+    let mut built = None;
+    phases.run("vm-incumbent26-build", || {
+        let k = kernel::fetch(Which::Nft26.kernel())?;
+        let b = rtpengine26::fetch(&k)?;
+        println!(
+            "rtpengine {} for {} {}: {}, {}",
+            b.version,
+            k.package,
+            k.version,
+            b.daemon.display(),
+            b.ko.display()
+        );
+        let mut modules = b.modules;
+        modules.push(b.ko);
+        built = Some(Incumbent {
+            which: Which::Nft26,
+            kernel: k,
+            modules,
+            daemon: Some(b.daemon),
+        });
+        Ok(())
+    })?;
+    let Some(inc) = built else {
+        bail!("the build phase produced nothing");
+    };
+    phases.run(mode.phase(Which::Nft26), || {
+        boot_and_collect(bins, &inc, mode)
+    })
+}
+
+fn boot_and_collect(bins: &StaticBins, inc: &Incumbent, mode: Mode) -> Result<()> {
+    let kernel = &inc.kernel;
+    let dir = repo_root().join("target/vm").join(inc.which.dir());
     let out = dir.join("out");
     // Only this run's files may reach the results.
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut binaries = vec![
+        (bins.relay_ctl.as_path(), "relay-ctl"),
+        (bins.relay_bench.as_path(), "relay-bench"),
+    ];
+    if let Some(d) = &inc.daemon {
+        binaries.push((d.as_path(), "rtpengine"));
+    }
     let image = Image {
-        binaries: vec![
-            (bins.relay_ctl.as_path(), "relay-ctl"),
-            (bins.relay_bench.as_path(), "relay-bench"),
-        ],
-        // x_tables before the module that needs it, xt_RTPENGINE last.
+        binaries,
+        // x_tables (and nf_tables) before the module that needs them, rtpengine's last.
         modules: kernel
             .modules
             .iter()
             .chain(&kernel.netfilter_modules)
+            .chain(&inc.modules)
             .map(PathBuf::as_path)
-            .chain([ko])
             .collect(),
         scenarios: repo_root().join("vm-tests/incumbent"),
         files: vec![
+            ("incumbent", inc.which.flavor().to_string()),
             ("bench-mode", mode.name().to_string()),
             (
                 "scenario-timeout",

@@ -160,6 +160,53 @@ fn unpack(pkg: &str, scratch: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Modules beyond the cached lists, for one guest only (the bench guest of rtpengine 26.x needs
+/// nf_tables): the image is downloaded again into `scratch` (removed by the caller), `names`
+/// and their dependencies not already in `kernel`'s lists are written to `out` as `<name>.ko`,
+/// and their names returned in load order. The kernel's own cache is left as it is, so other
+/// checkouts sharing it keep using it.
+pub fn extra_modules(
+    kernel: &Kernel,
+    names: &[&str],
+    scratch: &Path,
+    out: &Path,
+) -> Result<Vec<String>> {
+    run(command("apt-get")?
+        .arg("download")
+        .arg(format!("{}={}", kernel.package, kernel.version))
+        .current_dir(scratch))?;
+    let deb = fs::read_dir(scratch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "deb")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&kernel.package))
+        })
+        .context("apt-get download left no image .deb")?;
+    let root = scratch.join("image-root");
+    run(command("dpkg")?.arg("-x").arg(&deb).arg(&root))?;
+    let mods_root = first_entry(&root.join("lib/modules"), "")?;
+    let mut index = HashMap::new();
+    index_modules(&mods_root, &mut index, 0)?;
+    // What the guest loads already counts as present.
+    let mut order: Vec<String> = kernel
+        .modules
+        .iter()
+        .chain(&kernel.netfilter_modules)
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    let present = order.len();
+    for name in names {
+        add_with_deps(name, &index, &mut order, 0)?;
+    }
+    let added = order.split_off(present);
+    fs::create_dir_all(out)?;
+    for name in &added {
+        fs::write(out.join(format!("{name}.ko")), ko_bytes(&index[name])?)?;
+    }
+    Ok(added)
+}
+
 fn first_entry(dir: &Path, prefix: &str) -> Result<PathBuf> {
     fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?

@@ -50,25 +50,8 @@ fn build(kernel: &Kernel, daemon: &str, scratch: &Path, dir: &Path) -> Result<()
     let debs = scratch.join("debs");
     fs::create_dir_all(&debs)?;
     // The same source version as the daemon, the headers of exactly the guest's image.
-    let mut wanted = header_packages(release, &kernel.version)?;
-    wanted.push(format!("{DKMS}={daemon}"));
-    run(command("apt-get")?
-        .arg("download")
-        .args(&wanted)
-        .current_dir(&debs))?;
     let root = scratch.join("root");
-    for entry in fs::read_dir(&debs)? {
-        let deb = entry?.path();
-        run(command("dpkg")?.arg("-x").arg(&deb).arg(&root))?;
-    }
-    // The arch headers include the common ones by absolute path; point it into `root`.
-    let headers = root
-        .join("usr/src")
-        .join(format!("linux-headers-{release}"));
-    let makefile = headers.join("Makefile");
-    let text =
-        fs::read_to_string(&makefile).with_context(|| format!("reading {}", makefile.display()))?;
-    fs::write(&makefile, rewrite_includes(&text, &root)?)?;
+    let headers = unpack_headers(kernel, &[format!("{DKMS}={daemon}")], &debs, &root)?;
 
     let src = fs::read_dir(root.join("usr/src"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -111,27 +94,66 @@ fn build(kernel: &Kernel, daemon: &str, scratch: &Path, dir: &Path) -> Result<()
     Ok(())
 }
 
+/// Downloads `kernel`'s headers (and `more` packages) into `debs`, unpacks them all into `root`
+/// and points the arch headers' Makefile at the common headers under `root`; returns the arch
+/// headers' directory, what kbuild's `make -C` takes.
+pub fn unpack_headers(
+    kernel: &Kernel,
+    more: &[String],
+    debs: &Path,
+    root: &Path,
+) -> Result<PathBuf> {
+    let release = kernel_release(&kernel.package)?;
+    let arch = format!("linux-headers-{release}");
+    let deps = output(command("apt-cache")?.args(["depends", &arch]))?;
+    let mut wanted = header_packages(release, &kernel.version, &deps)?;
+    wanted.extend(more.iter().cloned());
+    run(command("apt-get")?
+        .arg("download")
+        .args(&wanted)
+        .current_dir(debs))?;
+    for entry in fs::read_dir(debs)? {
+        let deb = entry?.path();
+        run(command("dpkg")?.arg("-x").arg(&deb).arg(root))?;
+    }
+    // The arch headers include the common ones by absolute path; point it into `root`.
+    let headers = root.join("usr/src").join(&arch);
+    let makefile = headers.join("Makefile");
+    let text =
+        fs::read_to_string(&makefile).with_context(|| format!("reading {}", makefile.display()))?;
+    fs::write(&makefile, rewrite_includes(&text, root)?)?;
+    Ok(headers)
+}
+
 /// `linux-image-6.1.0-56-amd64` -> `6.1.0-56-amd64` (what `uname -r` says in the guest).
-fn kernel_release(image_package: &str) -> Result<&str> {
+pub fn kernel_release(image_package: &str) -> Result<&str> {
     image_package
         .strip_prefix("linux-image-")
         .with_context(|| format!("'{image_package}' is not a linux-image-* package"))
 }
 
 /// The packages kbuild needs for `release`, pinned to the image's version: the arch headers,
-/// the common headers they include, and the kbuild scripts their symlinks point into.
-fn header_packages(release: &str, version: &str) -> Result<Vec<String>> {
-    let abi = release
-        .strip_suffix("-amd64")
-        .with_context(|| format!("kernel release '{release}' is not an amd64 flavour"))?;
-    let mut parts = abi.split('.');
-    let (Some(major), Some(minor)) = (parts.next(), parts.next()) else {
-        bail!("kernel release '{release}' has no major.minor");
+/// and from their `apt-cache depends` the common headers they include and the kbuild scripts
+/// their symlinks point into (`linux-kbuild-6.1` on 6.1, `linux-kbuild-6.12.118+deb12` on
+/// the 6.12 backport: the names differ, so they are read, not made up).
+fn header_packages(release: &str, version: &str, depends: &str) -> Result<Vec<String>> {
+    if !release.ends_with("-amd64") {
+        bail!("kernel release '{release}' is not an amd64 flavour");
+    }
+    let dep = |prefix: &str, suffix: &str| {
+        depends
+            .lines()
+            .filter_map(|l| l.trim().trim_start_matches('|').strip_prefix("Depends: "))
+            .map(str::trim)
+            .find(|p| p.starts_with(prefix) && p.ends_with(suffix))
+            .with_context(|| {
+                format!("linux-headers-{release} depends on no {prefix}*{suffix} (apt-get update?)")
+            })
     };
     Ok(vec![
         format!("linux-headers-{release}={version}"),
-        format!("linux-headers-{abi}-common={version}"),
-        format!("linux-kbuild-{major}.{minor}={version}"),
+        format!("{}={version}", dep("linux-headers-", "-common")?),
+        format!("{}={version}", dep("linux-kbuild-", "")?),
     ])
 }
 
@@ -191,16 +213,28 @@ mod tests {
     fn names_the_header_packages() {
         let release = kernel_release("linux-image-6.1.0-56-amd64").unwrap();
         assert_eq!(release, "6.1.0-56-amd64");
+        let deps = "linux-headers-6.1.0-56-amd64\n  Depends: linux-headers-6.1.0-56-common\n  Depends: linux-kbuild-6.1\n  Depends: linux-compiler-gcc-12-x86\n";
         assert_eq!(
-            header_packages(release, "6.1.192-2").unwrap(),
+            header_packages(release, "6.1.192-2", deps).unwrap(),
             [
                 "linux-headers-6.1.0-56-amd64=6.1.192-2",
                 "linux-headers-6.1.0-56-common=6.1.192-2",
                 "linux-kbuild-6.1=6.1.192-2",
             ]
         );
+        // The 6.12 backport names its kbuild package after the full ABI.
+        let deps = "linux-headers-6.12.118+deb12-amd64\n  Depends: linux-base\n  Depends: linux-headers-6.12.118+deb12-common\n |Depends: linux-image-6.12.118+deb12-amd64\n  Depends: linux-kbuild-6.12.118+deb12\n  Depends: gcc-12\n";
+        assert_eq!(
+            header_packages("6.12.118+deb12-amd64", "6.12.118-1~deb12u1", deps).unwrap(),
+            [
+                "linux-headers-6.12.118+deb12-amd64=6.12.118-1~deb12u1",
+                "linux-headers-6.12.118+deb12-common=6.12.118-1~deb12u1",
+                "linux-kbuild-6.12.118+deb12=6.12.118-1~deb12u1",
+            ]
+        );
         assert!(kernel_release("linux-headers-6.1.0-56-amd64").is_err());
-        assert!(header_packages("6.1.0-56-arm64", "6.1.192-2").is_err());
+        assert!(header_packages("6.1.0-56-arm64", "6.1.192-2", deps).is_err());
+        assert!(header_packages(release, "6.1.192-2", "  Depends: linux-base\n").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod kernel;
 mod kmod;
 pub mod package;
 mod qemu;
+mod rtpengine26;
 
 use std::fs;
 use std::path::Path;
