@@ -16,6 +16,7 @@
 //! usr/share/man/man1/*.1.gz                `relay-ctl gen-docs`
 //! usr/share/bash-completion/completions/relay-ctl, usr/share/zsh/vendor-completions/_relay-ctl,
 //! usr/share/fish/vendor_completions.d/relay-ctl.fish
+//! usr/share/media-relay/                   deploy/'s Prometheus rules and Grafana dashboard
 //! usr/share/doc/media-relay/               copyright, changelog.Debian.gz, packaging.md.gz
 //! DEBIAN/                                  control, conffiles, md5sums, postinst, prerm, postrm
 //! ```
@@ -192,6 +193,11 @@ fn stage_files(root: &Path, built: &Path, stage: &Path) -> Result<()> {
         &root.join("docs/relay.example.toml"),
         &stage.join(CONFFILE.trim_start_matches('/')),
     )?;
+    // The Prometheus rules and the Grafana dashboard (README, Monitoring), where an operator
+    // loads them from: not conffiles, they are meant to be copied or pointed at.
+    for (from, to) in DEPLOY_FILES {
+        copy(&root.join(from), &stage.join(to.trim_start_matches('/')))?;
+    }
 
     // Man pages and completions from the binary itself (the same clap definitions it parses).
     let gen_dir = sibling(stage, "gen-docs");
@@ -339,6 +345,18 @@ fn payload_files(stage: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// deploy/ files the package ships: (repo path, installed path).
+const DEPLOY_FILES: [(&str, &str); 2] = [
+    (
+        "deploy/prometheus/media-relay-rules.yml",
+        "/usr/share/media-relay/prometheus/media-relay-rules.yml",
+    ),
+    (
+        "deploy/grafana/media-relay.json",
+        "/usr/share/media-relay/grafana/media-relay.json",
+    ),
+];
+
 /// What `test` checks on a built package: its contents and conffiles, lintian, the unit
 /// (`systemd-analyze verify`), the maintainer scripts' syntax, and the packaged binary.
 pub fn check_deb(deb: &Path) -> Result<()> {
@@ -360,7 +378,10 @@ pub fn check_deb(deb: &Path) -> Result<()> {
         "/usr/share/fish/vendor_completions.d/relay-ctl.fish",
         "/usr/share/doc/media-relay/copyright",
         "/usr/share/doc/media-relay/changelog.Debian.gz",
-    ] {
+    ]
+    .into_iter()
+    .chain(DEPLOY_FILES.map(|(_, to)| to))
+    {
         ensure!(listed.contains(&want), "{} lacks {want}", deb.display());
     }
     let conffiles = output(command("dpkg-deb")?.arg("--info").arg(deb).arg("conffiles"))?;
