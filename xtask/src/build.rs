@@ -19,6 +19,20 @@ pub const BENCH_BINARIES: &[&str] = &[
     "relay-bench",
 ];
 
+/// The release relay-ctl (eBPF object embedded), as the demo and the package use it; returns
+/// the binary's path.
+pub fn release_relay_ctl(pins: &Pins) -> Result<std::path::PathBuf> {
+    run(cargo(&pins.stable)?.args([
+        "build",
+        "--release",
+        "-p",
+        "relay-ctl",
+        "--bin",
+        "relay-ctl",
+    ]))?;
+    Ok(crate::util::repo_root().join("target/release/relay-ctl"))
+}
+
 pub fn run_build(pins: &Pins) -> Result<()> {
     run_setup(pins)?;
     // No `--workspace`: from the root that means the default members, which leave out

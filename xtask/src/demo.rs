@@ -9,13 +9,6 @@ pub fn run_demo(pins: &Pins) -> Result<()> {
     require_root("`demo` needs root: it loads and attaches XDP programs")?;
     run_setup(pins)?;
     // The demo drives the real relay-ctl binary, which `cargo run --example` does not build.
-    run(cargo(&pins.stable)?.args([
-        "build",
-        "--release",
-        "-p",
-        "relay-ctl",
-        "--bin",
-        "relay-ctl",
-    ]))?;
+    crate::build::release_relay_ctl(pins)?;
     run(cargo(&pins.stable)?.args(["run", "--release", "-p", "relay-ctl", "--example", "demo"]))
 }

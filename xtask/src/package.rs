@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::setup::run_setup;
-use crate::util::{Pins, cargo, command, output, repo_root, run};
+use crate::util::{Pins, command, output, repo_root, run};
 
 const PACKAGE: &str = "media-relay";
 const MAINTAINER: &str = "relay-dev <dev@relay.invalid>";
@@ -75,15 +75,7 @@ fn lifecycle(pins: &Pins, deb: &Path) -> Result<()> {
 /// Builds relay-ctl (release) and the package; returns the .deb's path.
 pub fn build_deb(pins: &Pins, version: Option<&str>) -> Result<PathBuf> {
     let root = repo_root();
-    run(cargo(&pins.stable)?.args([
-        "build",
-        "--release",
-        "-p",
-        "relay-ctl",
-        "--bin",
-        "relay-ctl",
-    ]))?;
-    let built = root.join("target/release/relay-ctl");
+    let built = crate::build::release_relay_ctl(pins)?;
     let upstream = binary_version(&built)?;
     let version = match version {
         Some(v) => {
