@@ -271,6 +271,7 @@ fn run_in_ns(plan: Plan, log: fn(&str)) -> Result<Report> {
         stun_port: STUN_PORT,
         reflect_rate: 0,
         reflect_burst: 0,
+        turn_port: 0,
         _pad: 0,
     })?;
     rfl.set_key(KEY_ID, KEY)?;

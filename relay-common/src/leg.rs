@@ -57,6 +57,12 @@ impl core::fmt::Display for LegKey {
 /// forwards nothing itself and has no stats slot).
 pub const LEG_F_SHARED: u32 = 1;
 
+/// [`LegValue::flags`] bit: the port entry `LegKey::port(relay)` says `relay` is a TURN
+/// allocation's relayed address. XDP then looks up `LegKey::channel(relay, packet source)` in
+/// the TURN peers map (`crate::turn`); no entry: the packet goes to the controller (a Data
+/// indication, or a drop for a peer without permission). The port entry's other fields are zero.
+pub const LEG_F_TURN: u32 = 2;
+
 /// Value of the legs map.
 ///
 /// A packet to `LegKey` whose source equals `latched` leaves with source `new_src` (the relay's

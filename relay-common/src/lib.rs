@@ -19,6 +19,7 @@ pub mod reflector;
 pub mod siphash;
 pub mod steer;
 pub mod stun;
+pub mod turn;
 
 pub use counters::Counter;
 pub use endpoint::{Endpoint, Family};
@@ -56,7 +57,16 @@ pub mod map_names {
     pub const NEXTHOPS: &str = "RELAY_NEXTHOPS";
     /// `Array<u32>`, one entry: the next-hop cache's generation, bumped by the controller.
     pub const NEXTHOP_GEN: &str = "RELAY_NEXTHOP_GEN";
+    /// `HashMap<ChannelKey, TurnValue>`: bound TURN channels, ChannelData from clients
+    /// (see `turn.rs`).
+    pub const TURN_CHANNELS: &str = "RELAY_TURN_CHANNELS";
+    /// `HashMap<LegKey, TurnValue>`: bound TURN channels, UDP from peers to a relayed address,
+    /// keyed by (relayed address:port, peer address:port) (see `turn.rs`).
+    pub const TURN_PEERS: &str = "RELAY_TURN_PEERS";
 }
+
+/// Capacity of each TURN channel map (a bound channel has one entry in each).
+pub const MAX_TURN_CHANNELS: u32 = 65_536;
 
 /// Capacity of the reflector key map (key ids in use at once, e.g. current and next).
 pub const MAX_REFLECT_KEYS: u32 = 16;

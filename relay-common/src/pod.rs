@@ -6,6 +6,7 @@ use crate::{
     reflector::DataPlaneConfig,
     siphash::SipKey,
     steer::{SteerKey, SteerValue},
+    turn::{ChannelKey, TurnValue},
 };
 
 unsafe impl aya::Pod for Endpoint {}
@@ -18,3 +19,5 @@ unsafe impl aya::Pod for SteerKey {}
 unsafe impl aya::Pod for SteerValue {}
 unsafe impl aya::Pod for NextHopKey {}
 unsafe impl aya::Pod for NextHopValue {}
+unsafe impl aya::Pod for ChannelKey {}
+unsafe impl aya::Pod for TurnValue {}

@@ -52,7 +52,11 @@ pub struct DataPlaneConfig {
     pub reflect_rate: u32,
     /// Packets a source may send at once before the rate applies (0 is taken as 1).
     pub reflect_burst: u32,
-    pub _pad: u32,
+    /// TURN listen port (0 = off): ChannelData to this port on an own address takes the
+    /// TURN path (`turn.rs`); STUN-format messages to it still go to the STUN answerer or
+    /// the controller, so it may equal `stun_port`.
+    pub turn_port: u16,
+    pub _pad: u16,
 }
 
 /// Value of the own-addresses map (its key is a 16-byte IPv4-mapped address).

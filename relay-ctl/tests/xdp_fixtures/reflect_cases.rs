@@ -29,6 +29,7 @@ pub const CONFIG: DataPlaneConfig = DataPlaneConfig {
     stun_port: STUN_PORT,
     reflect_rate: 0,
     reflect_burst: 0,
+    turn_port: 0,
     _pad: 0,
 };
 
