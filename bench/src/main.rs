@@ -6,6 +6,8 @@
 //! then writes `<date>-<host>.json`, `.md` and `.png` into DIR.
 //! `relay-bench capacity --relay-ctl PATH --out DIR [--calls 5000,20000,50000]` measures the
 //! call capacity of one box (descriptors, memory per call) with the real daemon.
+//! `relay-bench per-packet [--legs 1,100000] [--runs 100]` prints only the per-packet cost
+//! (BPF_PROG_RUN) of every path next to the bare baseline and the plain relay leg.
 //! `relay-bench mmsg-relay ...` is the userspace reference relay (run inside a namespace).
 //! `relay-bench incumbent --mode full|smoke --out DIR --relay-ctl PATH` runs inside the Debian
 //! 6.1 guest `cargo xtask bench --incumbent` boots: rtpengine's kernel module against our
@@ -91,6 +93,19 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "5000,20000,50000")]
         calls: Vec<usize>,
     },
+    /// Per-packet cost of every XDP path (BPF_PROG_RUN) next to the bare baseline and the
+    /// plain relay leg, printed as a table; needs root (a namespace, BPF).
+    PerPacket {
+        /// Installed leg counts to measure at (ascending).
+        #[arg(long, value_delimiter = ',', default_value = "1,100000")]
+        legs: Vec<u32>,
+        /// Calls per chained path per leg count (the median is reported).
+        #[arg(long, default_value = "100")]
+        runs: u32,
+        /// Calls per one-packet path.
+        #[arg(long, default_value = "300")]
+        single_runs: u32,
+    },
     /// Render an incumbent run's JSON again (markdown, chart, derived fields) from its runs.
     IncumbentRender {
         #[arg(long)]
@@ -137,6 +152,11 @@ fn main() -> ExitCode {
             &relay_ctl,
         ),
         Cmd::IncumbentRender { json } => incumbent::render(&json),
+        Cmd::PerPacket {
+            legs,
+            runs,
+            single_runs,
+        } => percost::print(legs, runs, single_runs),
         Cmd::Capacity {
             out,
             relay_ctl,

@@ -7,18 +7,24 @@
 //! the relay decrements bounds the chain, so one call repeats at most `FWD_REPEAT` times.
 //! The reflector and STUN paths turn their input into a frame that is no longer a request, so
 //! they run one packet per call and are compared with the baseline measured the same way.
+//! TURN ChannelData chains the same way as legs: Strip's output (relayed address -> peer) is
+//! addressed to a relayed port whose Add entry turns it back into the first ChannelData
+//! (`turn_strip_add`: every other repetition strips, the others add), and two Renumber
+//! entries point at each other (`turn_renumber`); each path alone also runs one packet per
+//! call (`*_1`, next to `forward_redirect_1`).
 use std::{net::IpAddr, time::Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use relay_common::{
     Counter, Endpoint, LegKey, LegValue,
-    leg::Direction,
+    leg::{Direction, LEG_F_TURN},
     reflector::{DataPlaneConfig, reflector_payload},
     siphash::SipKey,
+    turn::{ChannelKey, TurnAction, TurnValue},
 };
 use relay_ctl::{
-    dataplane::{DataPlane, EgressMap, Reflector, load, relay_program},
+    dataplane::{DataPlane, EgressMap, Reflector, TurnMaps, load, relay_program},
     netlink::ifindex,
 };
 use relay_testbed::Netns;
@@ -43,6 +49,13 @@ const RD_HOSTS: [[u8; 4]; 2] = [[198, 18, 2, 2], [198, 18, 2, 3]];
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xcc, 0x02];
 const REFLECT_PORT: u16 = 4444;
 const STUN_PORT: u16 = 3478;
+/// TURN listen addresses of the ChannelData chains (own addresses, neighbours on b1: the
+/// reflector's destinations must stay not-own, so these are others).
+const TURN_HOSTS: [[u8; 4]; 2] = [[198, 18, 2, 4], [198, 18, 2, 5]];
+const TURN_PORT: u16 = STUN_PORT;
+const RELAYED_PORT: u16 = 49_152;
+const CH_STRIP: u16 = 0x4001;
+const CH_RENUMBER: [u16; 2] = [0x4002, 0x4003];
 const KEY: [u8; 16] = [7; 16];
 const KEY_ID: u16 = 1;
 
@@ -139,6 +152,7 @@ fn netns() -> Result<Netns> {
         .iter()
         .map(|h| (*h, "b0"))
         .chain(RD_HOSTS.iter().map(|h| (*h, "b1")))
+        .chain(TURN_HOSTS.iter().map(|h| (*h, "b1")))
         .chain([(CALLER, "b0")]);
     for (h, dev) in hosts {
         ns.neigh_permanent(IpAddr::from(h), HOST_MAC, dev)?;
@@ -166,6 +180,78 @@ fn chain_legs(hosts: [[u8; 4]; 2], slots: [u32; 2]) -> [(LegKey, LegValue); 2] {
         leg(a, caller, relay_b, b, slots[0]),
         leg(b, relay_b, caller, a, slots[1]),
     ]
+}
+
+/// The TURN entries of the ChannelData chains (stats slots 5-8), and the relayed port's flag
+/// leg. Strip/Add: ChannelData from the caller to TURN_HOSTS[0] leaves from RELAY_B:6000 to
+/// the relayed TURN_HOSTS[1]:49152, whose Add entry for that peer makes it the first
+/// ChannelData again. Renumber: TURN_HOSTS[0] and [1] hand ChannelData to each other.
+fn turn_chains(turn: &mut TurnMaps, dp: &mut DataPlane) -> Result<()> {
+    let [h0, h1] = TURN_HOSTS.map(|h| Endpoint::v4(h, TURN_PORT));
+    let caller = Endpoint::v4(CALLER, 5004);
+    let peer = Endpoint::v4(RELAY_B, 6000);
+    let relayed = Endpoint::v4(TURN_HOSTS[1], RELAYED_PORT);
+    let value = |new_src, new_dst, channel: u16, action: TurnAction, slot| TurnValue {
+        new_src,
+        new_dst,
+        expires_ns: u64::MAX,
+        slot,
+        channel_be: channel.to_be(),
+        action: action as u16,
+    };
+    let key = |server, client, channel: u16| ChannelKey {
+        server,
+        client,
+        channel_be: channel.to_be(),
+        _pad: 0,
+    };
+    let err = |e: relay_ctl::error::Error| anyhow::anyhow!("TURN entry: {e}");
+    turn.set_channel(
+        &key(h0, caller, CH_STRIP),
+        &value(peer, relayed, 0, TurnAction::Strip, 5),
+    )
+    .map_err(err)?;
+    turn.set_peer(
+        &LegKey::channel(relayed, peer),
+        &value(caller, h0, CH_STRIP, TurnAction::Add, 6),
+    )
+    .map_err(err)?;
+    dp.install_leg(
+        &LegKey::port(relayed),
+        &LegValue {
+            flags: LEG_F_TURN,
+            ..LegValue::default()
+        },
+    )?;
+    let other = Endpoint::v4(RELAY_B, 5006);
+    let [c0, c1] = CH_RENUMBER;
+    turn.set_channel(
+        &key(h0, caller, c0),
+        &value(other, h1, c1, TurnAction::Renumber, 7),
+    )
+    .map_err(err)?;
+    turn.set_channel(
+        &key(h1, other, c1),
+        &value(caller, h0, c0, TurnAction::Renumber, 8),
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
+/// ChannelData on `channel` (the RTP payload, a multiple of 4 bytes: no padding) from the
+/// caller to TURN_HOSTS[0]'s TURN port.
+fn channel_data_frame(channel: u16, ttl: u8, rtp: &[u8]) -> Result<Vec<u8>> {
+    let mut m = channel.to_be_bytes().to_vec();
+    m.extend_from_slice(&(rtp.len() as u16).to_be_bytes());
+    m.extend_from_slice(rtp);
+    frames::udp4(
+        (HOST_MAC, B0_MAC),
+        (CALLER, 5004),
+        (TURN_HOSTS[0], TURN_PORT),
+        ttl,
+        &m,
+        false,
+    )
 }
 
 /// Filler leg number `i`: a relay address in 198.19.0.0/16 and a port, never hit.
@@ -271,20 +357,23 @@ fn run_in_ns(plan: Plan, log: fn(&str)) -> Result<Report> {
         stun_port: STUN_PORT,
         reflect_rate: 0,
         reflect_burst: 0,
-        turn_port: 0,
+        turn_port: TURN_PORT,
         _pad: 0,
     })?;
     rfl.set_key(KEY_ID, KEY)?;
     rfl.set_clock(now)?;
-    for a in [RELAY_A, RELAY_B] {
-        rfl.add_own_addr(IpAddr::from(a))?;
+    for a in [RELAY_A, RELAY_B].iter().chain(&TURN_HOSTS) {
+        rfl.add_own_addr(IpAddr::from(*a))?;
     }
+    let mut turn = TurnMaps::from_ebpf(&mut ebpf).map_err(|e| anyhow::anyhow!("{e}"))?;
+    turn_chains(&mut turn, &mut dp)?;
     let mut base_obj = progs::load(progs::SWAP_TX)?;
     let baseline = progs::program(&mut base_obj, progs::SWAP_TX)?;
     let relay = relay_program(&mut ebpf)?;
 
-    // The chains' own legs (slots 1-4) count towards the installed legs.
-    let mut installed = 0u32;
+    // The chains' own legs (slots 1-4, and the TURN relayed port's flag) count towards the
+    // installed legs.
+    let mut installed = 1u32;
     for (k, v) in chain_legs(RD_HOSTS, [1, 2])
         .iter()
         .chain(&chain_legs(TX_HOSTS, [3, 4]))
@@ -341,6 +430,18 @@ fn run_in_ns(plan: Plan, log: fn(&str)) -> Result<Report> {
         false,
     )?;
 
+    let turn_chain = channel_data_frame(CH_STRIP, 255, &rtp)?;
+    let turn_renumber = channel_data_frame(CH_RENUMBER[0], 255, &rtp)?;
+    let turn_strip = channel_data_frame(CH_STRIP, 64, &rtp)?;
+    let turn_add = frames::udp4(
+        (HOST_MAC, B0_MAC),
+        (RELAY_B, 6000),
+        (TURN_HOSTS[1], RELAYED_PORT),
+        64,
+        &rtp,
+        false,
+    )?;
+
     let mut paths = vec![];
     let mut fill_secs = 0.0;
     for &target in plan.legs {
@@ -385,6 +486,22 @@ fn run_in_ns(plan: Plan, log: fn(&str)) -> Result<Report> {
                 counter: Some(Counter::VerdictTx),
             },
             Case {
+                path: "turn_strip_add",
+                prog: relay,
+                frame: turn_chain.clone(),
+                repeat: FWD_REPEAT,
+                want: progs::XDP_REDIRECT,
+                counter: Some(Counter::VerdictRedirect),
+            },
+            Case {
+                path: "turn_renumber",
+                prog: relay,
+                frame: turn_renumber.clone(),
+                repeat: FWD_REPEAT,
+                want: progs::XDP_REDIRECT,
+                counter: Some(Counter::TurnChannelLocal),
+            },
+            Case {
                 path: "pass",
                 prog: relay,
                 frame: pass.clone(),
@@ -399,6 +516,30 @@ fn run_in_ns(plan: Plan, log: fn(&str)) -> Result<Report> {
                 repeat: 1,
                 want: progs::XDP_TX,
                 counter: None,
+            },
+            Case {
+                path: "forward_redirect_1",
+                prog: relay,
+                frame: fwd_rd.clone(),
+                repeat: 1,
+                want: progs::XDP_REDIRECT,
+                counter: Some(Counter::VerdictRedirect),
+            },
+            Case {
+                path: "turn_strip_1",
+                prog: relay,
+                frame: turn_strip.clone(),
+                repeat: 1,
+                want: progs::XDP_REDIRECT,
+                counter: Some(Counter::TurnChannelToPeer),
+            },
+            Case {
+                path: "turn_add_1",
+                prog: relay,
+                frame: turn_add.clone(),
+                repeat: 1,
+                want: progs::XDP_REDIRECT,
+                counter: Some(Counter::TurnPeerToChannel),
             },
             Case {
                 path: "reflector",
@@ -450,6 +591,56 @@ fn run_in_ns(plan: Plan, log: fn(&str)) -> Result<Report> {
         memory,
         fill_secs,
     })
+}
+
+/// `relay-bench per-packet`: measure and print one row per path and leg count, with its
+/// ratio to the baseline and to the plain relay leg (`forward_redirect` at the same repeat).
+pub fn print(legs: Vec<u32>, runs: u32, single_runs: u32) -> Result<()> {
+    ensure!(
+        !legs.is_empty() && legs.windows(2).all(|w| w[0] < w[1]),
+        "--legs must be ascending"
+    );
+    ensure!(
+        runs > 0 && single_runs > 0,
+        "--runs and --single-runs must be positive"
+    );
+    let max = legs.last().copied().unwrap_or(1).max(1024) + 16;
+    // Leaked once: the plan holds a static slice, and this is the process's one run.
+    let plan = Plan {
+        legs: Vec::leak(legs),
+        runs,
+        single_runs,
+        max_legs: max,
+    };
+    let report = run(plan, |m| eprintln!("{m}"))?;
+    println!(
+        "{:>8} {:<20} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10}",
+        "legs", "path", "repeat", "ns/pkt", "p10", "p90", "x baseline", "x relay leg"
+    );
+    for p in &report.paths {
+        let leg_path = if p.repeat == 1 {
+            "forward_redirect_1"
+        } else {
+            "forward_redirect"
+        };
+        let leg = report
+            .paths
+            .iter()
+            .find(|q| q.legs == p.legs && q.path == leg_path)
+            .map_or(0.0, |q| q.ns);
+        println!(
+            "{:>8} {:<20} {:>6} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>10.2}",
+            p.legs,
+            p.path,
+            p.repeat,
+            p.ns,
+            p.p10,
+            p.p90,
+            p.ratio_to_baseline,
+            if leg > 0.0 { p.ns / leg } else { 0.0 }
+        );
+    }
+    Ok(())
 }
 
 fn memory_report(max_legs: u32, installed: u32) -> Result<Memory> {

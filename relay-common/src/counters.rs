@@ -4,7 +4,7 @@
 //! packet also increments exactly one reason counter ([`Counter::is_pass_reason`]), so
 //! `pass == sum(reasons)` holds (the fixture table checks it for every case); likewise a
 //! dropped packet increments exactly one drop reason ([`Counter::is_drop_reason`]). The other
-//! counters (`leg_slot_invalid`, `fwd_bytes`, `reflected`, `stun_answered`) are none of these
+//! counters (`leg_slot_invalid`, `fwd_bytes`, `reflected`, `stun_answered`, `turn_*`) are none of these
 //! and stay out of the sums. New counters are appended: indices never change.
 
 macro_rules! counters {
@@ -116,10 +116,42 @@ counters! {
     /// Next-hop cache: an entry was found but not usable (generation, age or length), so the
     /// FIB was asked again. Counted as a fill too when that lookup succeeds.
     NextHopStale = 38 => "nexthop_stale",
+    /// TURN ChannelData from a client relayed to its peer by XDP, header stripped (also
+    /// counted as TX or REDIRECT). Neither verdict nor reason.
+    TurnChannelToPeer = 39 => "turn_channel_to_peer",
+    /// UDP from a TURN peer relayed to the client as ChannelData by XDP, header added (also
+    /// counted as TX or REDIRECT). Neither verdict nor reason.
+    TurnPeerToChannel = 40 => "turn_peer_to_channel",
+    /// TURN ChannelData from a client relayed to another allocation's client on this box,
+    /// channel number rewritten (also counted as TX or REDIRECT). Neither verdict nor reason.
+    TurnChannelLocal = 41 => "turn_channel_local",
+    /// Pass: ChannelData to the TURN port with no channel entry for (server, client source,
+    /// channel number): unbound channel, wrong client source, or an entry of the wrong kind.
+    PassTurnUnknownChannel = 42 => "pass_turn_unknown_channel",
+    /// Pass: ChannelData shorter than its 4-byte header, a length field beyond the UDP
+    /// payload or more than 3 bytes of padding after it, or a UDP length that disagrees with
+    /// the IP length (TURN port, or a relayed address's peer traffic).
+    PassTurnBadLength = 43 => "pass_turn_bad_length",
+    /// Pass: the TURN channel or permission entry is past its `expires_ns`; the controller
+    /// decides (and removes the entry).
+    PassTurnExpired = 44 => "pass_turn_expired",
+    /// Pass: UDP to a TURN relayed address from a peer without a bound channel (the
+    /// controller sends a Data indication, or drops it without a permission).
+    PassTurnNoChannel = 45 => "pass_turn_no_channel",
+    /// Pass: the TURN entry's rewrite changes the address family (an IPv4 client with an
+    /// IPv6 peer, or the reverse): the controller translates.
+    PassTurnFamilyMismatch = 46 => "pass_turn_family_mismatch",
+    /// Pass: not ChannelData on the TURN port of one of our addresses (STUN-format TURN
+    /// requests and indications when the TURN port is not the STUN port, and anything else):
+    /// the controller's TURN server.
+    PassTurnControl = 47 => "pass_turn_control",
+    /// Pass: UDP from a TURN peer with a channel, but the frame cannot grow by the
+    /// ChannelData header and padding (no headroom or tailroom): the controller relays it.
+    PassTurnNoRoom = 48 => "pass_turn_no_room",
 }
 
 /// Number of entries in the counters array.
-pub const NUM_COUNTERS: u32 = 39;
+pub const NUM_COUNTERS: u32 = 49;
 
 impl Counter {
     /// One of the three verdicts: every packet increments exactly one.
@@ -157,6 +189,13 @@ impl Counter {
                 | Counter::PassStunUnsupported
                 | Counter::PassStunMalformed
                 | Counter::PassUdp6ZeroChecksum
+                | Counter::PassTurnUnknownChannel
+                | Counter::PassTurnBadLength
+                | Counter::PassTurnExpired
+                | Counter::PassTurnNoChannel
+                | Counter::PassTurnFamilyMismatch
+                | Counter::PassTurnControl
+                | Counter::PassTurnNoRoom
         )
     }
 
@@ -226,6 +265,9 @@ mod tests {
             Counter::FwdBytes,
             Counter::Reflected,
             Counter::StunAnswered,
+            Counter::TurnChannelToPeer,
+            Counter::TurnPeerToChannel,
+            Counter::TurnChannelLocal,
         ] {
             let kinds = [c.is_verdict(), c.is_pass_reason(), c.is_drop_reason()];
             assert!(kinds.iter().all(|k| !k), "{}", c.name());

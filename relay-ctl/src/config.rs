@@ -643,6 +643,7 @@ log-level = "info,relay_ctl::ng=debug"
                     key_rotate: Duration::from_secs(900),
                     key_grace: Duration::from_secs(120),
                     ticket_max_ttl: Duration::from_secs(60),
+                    turn_port: 0,
                 },
                 state_file: PathBuf::from("/var/lib/relay/state.json"),
                 policy: LatchPolicy::Strict,

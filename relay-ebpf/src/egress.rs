@@ -51,6 +51,19 @@ pub enum Kind {
     Relay,
     Reflect,
     Stun,
+    /// TURN ChannelData from a client to its peer (header stripped).
+    TurnToPeer,
+    /// UDP from a TURN peer to the client (header added).
+    TurnToClient,
+    /// ChannelData from a client to another allocation's client on this box.
+    TurnLocal,
+}
+
+/// What a relay leg path found: a frame to send, or a TURN relayed port (`LEG_F_TURN`) whose
+/// peer traffic the TURN path takes (the dispatcher hands it over: paths do not call paths).
+pub enum Leg {
+    Fwd(Fwd),
+    Turn,
 }
 
 /// A rewritten frame and how it leaves; `payload_len` feeds `FwdBytes` once the verdict is

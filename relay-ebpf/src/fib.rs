@@ -59,10 +59,9 @@ pub struct V6Flow<'a> {
 /// The next hop of an IPv4 leg's rewritten packet (`flow`) at `now_ns`.
 #[inline(always)]
 pub fn next_hop_v4(ctx: &XdpContext, flow: &V4Flow, now_ns: u64) -> Result<NextHop, Counter> {
-    // Key and value live in per-CPU scratch: the paths' stacks are nearly full.
-    let Some(s) = maps::scratch() else {
-        return lookup_v4(ctx, flow);
-    };
+    // Key, value and the FIB request live in per-CPU scratch: the paths' stacks are nearly
+    // full. This CPU's entry of a one-entry per-CPU array always exists.
+    let s = maps::scratch().ok_or(Counter::PassFibFailed)?;
     let k = &mut s.nh_key;
     k.family = AF_INET;
     k.tos = flow.tos;
@@ -71,26 +70,37 @@ pub fn next_hop_v4(ctx: &XdpContext, flow: &V4Flow, now_ns: u64) -> Result<NextH
     k.dst = [0; 16];
     k.src[..4].copy_from_slice(&flow.src.to_ne_bytes());
     k.dst[..4].copy_from_slice(&flow.dst.to_ne_bytes());
-    cached(&s.nh_key, &mut s.nh_value, flow.tot_len, now_ns, || {
-        lookup_v4(ctx, flow)
-    })
+    let fib = &mut s.fib;
+    cached(
+        &s.nh_key,
+        &mut s.nh_value,
+        flow.tot_len,
+        now_ns,
+        // Inlined at every path (an outlined closure would add its frame to the chain).
+        #[inline(always)]
+        || lookup_v4_in(ctx, flow, fib),
+    )
 }
 
 /// The next hop of an IPv6 leg's rewritten packet (`flow`) at `now_ns`.
 #[inline(always)]
 pub fn next_hop_v6(ctx: &XdpContext, flow: &V6Flow, now_ns: u64) -> Result<NextHop, Counter> {
-    let Some(s) = maps::scratch() else {
-        return lookup_v6(ctx, flow);
-    };
+    let s = maps::scratch().ok_or(Counter::PassFibFailed)?;
     let k = &mut s.nh_key;
     k.family = AF_INET6;
     k.tos = 0;
     k.ingress_ifindex = ctx.ingress_ifindex() as u32;
     k.src = *flow.src;
     k.dst = *flow.dst;
-    cached(&s.nh_key, &mut s.nh_value, flow.tot_len, now_ns, || {
-        lookup_v6(ctx, flow)
-    })
+    let fib = &mut s.fib;
+    cached(
+        &s.nh_key,
+        &mut s.nh_value,
+        flow.tot_len,
+        now_ns,
+        #[inline(always)]
+        || lookup_v6_in(ctx, flow, fib),
+    )
 }
 
 /// The cache in front of `lookup`. The generation is read before the lookup, so a route or
@@ -137,14 +147,18 @@ fn cached(
     Ok(hop)
 }
 
-/// `lookup_v4` for IPv6 (the helper reads `net.ipv6.conf.<ingress>.forwarding`).
+/// `lookup_v4_in` for IPv6 (the helper reads `net.ipv6.conf.<ingress>.forwarding`).
 #[inline(always)]
-pub fn lookup_v6(ctx: &XdpContext, flow: &V6Flow) -> Result<NextHop, Counter> {
-    let mut p = request(ctx, AF_INET6, flow.sport_be, flow.dport_be, flow.tot_len);
+fn lookup_v6_in(
+    ctx: &XdpContext,
+    flow: &V6Flow,
+    p: &mut bpf_fib_lookup,
+) -> Result<NextHop, Counter> {
+    request(ctx, p, AF_INET6, flow.sport_be, flow.dport_be, flow.tot_len);
     p.__bindgen_anon_2.flowinfo = flow.flowinfo_be;
     p.__bindgen_anon_3.ipv6_src = words(flow.src);
     p.__bindgen_anon_4.ipv6_dst = words(flow.dst);
-    result(ctx, &mut p)
+    result(ctx, p)
 }
 
 /// Four 32-bit words in memory order, as the helper's struct holds an IPv6 address.
@@ -161,33 +175,48 @@ pub fn words(a: &[u8; 16]) -> [u32; 4] {
 /// Route `flow` as if it arrived on the ingress interface. Failures say why the packet goes to
 /// the stack instead: no neighbour yet (the stack resolves it and the controller's socket
 /// forwards this packet), forwarding disabled, or no usable route.
+/// The request is built on the stack (the reflector's, which has room); the cached paths
+/// use `lookup_v4_in` with per-CPU scratch.
 #[inline(always)]
 pub fn lookup_v4(ctx: &XdpContext, flow: &V4Flow) -> Result<NextHop, Counter> {
-    let mut p = request(ctx, AF_INET, flow.sport_be, flow.dport_be, flow.tot_len);
+    // SAFETY: integers and unions of integers, for which all-zero bytes are valid.
+    let mut p: bpf_fib_lookup = unsafe { zeroed() };
+    lookup_v4_in(ctx, flow, &mut p)
+}
+
+/// `lookup_v4` with the request in `p` (overwritten whole).
+#[inline(always)]
+fn lookup_v4_in(
+    ctx: &XdpContext,
+    flow: &V4Flow,
+    p: &mut bpf_fib_lookup,
+) -> Result<NextHop, Counter> {
+    request(ctx, p, AF_INET, flow.sport_be, flow.dport_be, flow.tot_len);
     p.__bindgen_anon_2.tos = flow.tos;
     p.__bindgen_anon_3.ipv4_src = flow.src;
     p.__bindgen_anon_4.ipv4_dst = flow.dst;
-    result(ctx, &mut p)
+    result(ctx, p)
 }
 
-/// A lookup for a UDP flow of `family` as if it arrived on the ingress interface, all else 0.
+/// Write into `p` a lookup for a UDP flow of `family` as if it arrived on the ingress
+/// interface, all else 0.
 #[inline(always)]
 fn request(
     ctx: &XdpContext,
+    p: &mut bpf_fib_lookup,
     family: u8,
     sport_be: u16,
     dport_be: u16,
     tot_len: u16,
-) -> bpf_fib_lookup {
+) {
     // SAFETY: integers and unions of integers, for which all-zero bytes are valid.
-    let mut p: bpf_fib_lookup = unsafe { zeroed() };
+    *p = unsafe { zeroed() };
     p.family = family;
     p.l4_protocol = IPPROTO_UDP;
     p.sport = sport_be;
     p.dport = dport_be;
     p.__bindgen_anon_1.tot_len = tot_len;
     p.ifindex = ctx.ingress_ifindex() as u32;
-    p
 }
 
 /// Call the helper and map its answer to a next hop or the reason to pass.

@@ -4,7 +4,8 @@
 //! (imports only go down, never back up or across between paths):
 //! - `dispatch`: parse, route to a path, count the final verdict (pass, drop, TX, redirect);
 //! - the paths: `relay4` and `relay6` (leg lookup, latch check, rewrite), `reflect` (ticket
-//!   checks, header strip), `stun` (Binding answered in place);
+//!   checks, header strip), `stun` (Binding answered in place), `turn` (TURN ChannelData:
+//!   header stripped, added or renumbered);
 //! - what the paths share: `egress` (how a rewritten frame leaves: `Fwd`, `Out`, `egress()`),
 //!   `fib` (next hop and MACs), `parse` (headers, and the contract every packet access
 //!   follows), `maps` (map declarations, leg lookup), `stats` (counters, rate-limited logs).
@@ -33,6 +34,7 @@ mod relay6;
 mod stats;
 mod steer;
 mod stun;
+mod turn;
 
 use aya_ebpf::{
     macros::{sk_lookup, xdp},

@@ -1,17 +1,19 @@
 //! Map declarations. Names and value types come from `relay_common`; the loader may resize
 //! `RELAY_LEGS` and `RELAY_LEG_STATS` (max legs) before loading.
 use aya_ebpf::{
+    bindings::bpf_fib_lookup,
     macros::map,
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, SockMap},
 };
 use relay_common::{
     DEFAULT_MAX_LEGS, LegKey, LegStats, LegValue, MAX_EGRESS_IFACES, MAX_OWN_ADDRS,
-    MAX_RATE_SOURCES, MAX_REFLECT_DENY, MAX_REFLECT_KEYS,
+    MAX_RATE_SOURCES, MAX_REFLECT_DENY, MAX_REFLECT_KEYS, MAX_TURN_CHANNELS,
     counters::NUM_COUNTERS,
     nexthop::{MAX_NEXTHOPS, NEXTHOP_GEN_OFF, NextHopKey, NextHopValue},
     reflector::{DataPlaneConfig, MAC_BLOCKS},
     siphash::SipKey,
     steer::{MAX_STEER_ADDRS, SteerKey, SteerValue},
+    turn::{ChannelKey, TurnValue},
 };
 
 #[map]
@@ -84,6 +86,10 @@ pub struct Scratch {
     /// The next-hop cache's key and the value a fill writes (`fib.rs`).
     pub nh_key: NextHopKey,
     pub nh_value: NextHopValue,
+    /// The `bpf_fib_lookup` request and answer of a next-hop cache miss (64 bytes).
+    pub fib: bpf_fib_lookup,
+    /// The TURN channel lookup's key (`turn.rs`).
+    pub turn_key: ChannelKey,
 }
 
 /// This CPU's scratch memory, for the path running now.
@@ -143,4 +149,29 @@ pub fn nexthop(key: &NextHopKey) -> Option<&NextHopValue> {
 #[inline(always)]
 pub fn nexthop_fill(key: &NextHopKey, value: &NextHopValue) {
     let _ = RELAY_NEXTHOPS.insert(key, value, 0);
+}
+
+/// Bound TURN channels, ChannelData from clients (`turn.rs`).
+#[map]
+pub static RELAY_TURN_CHANNELS: HashMap<ChannelKey, TurnValue> =
+    HashMap::with_max_entries(MAX_TURN_CHANNELS, 0);
+
+/// Bound TURN channels, UDP from peers to a relayed address, keyed by (relayed, peer).
+#[map]
+pub static RELAY_TURN_PEERS: HashMap<LegKey, TurnValue> =
+    HashMap::with_max_entries(MAX_TURN_CHANNELS, 0);
+
+/// The channel entry of ChannelData from a client, read in place (as `leg`).
+#[inline(always)]
+pub fn turn_channel(key: &ChannelKey) -> Option<&TurnValue> {
+    // SAFETY: as for `leg`: the value outlives this run, the controller replaces entries
+    // whole, and `TurnValue` is plain integers.
+    unsafe { RELAY_TURN_CHANNELS.get(key) }
+}
+
+/// The channel entry of UDP from a peer to a relayed address, read in place (as `leg`).
+#[inline(always)]
+pub fn turn_peer(key: &LegKey) -> Option<&TurnValue> {
+    // SAFETY: as for `turn_channel`.
+    unsafe { RELAY_TURN_PEERS.get(key) }
 }

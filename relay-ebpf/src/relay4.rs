@@ -5,10 +5,14 @@
 //! Every check happens before the first write, so a packet that goes to the stack is always
 //! the packet that arrived.
 use aya_ebpf::programs::XdpContext;
-use relay_common::{Counter, Endpoint, LegKey, csum::CsumDelta, leg::LEG_F_SHARED};
+use relay_common::{
+    Counter, Endpoint, LegKey,
+    csum::CsumDelta,
+    leg::{LEG_F_SHARED, LEG_F_TURN},
+};
 
 use crate::{
-    egress::{Fwd, Kind, egress},
+    egress::{Fwd, Kind, Leg, egress},
     fib::{self, V4Flow},
     maps,
     parse::Frame,
@@ -17,7 +21,7 @@ use crate::{
 
 /// Relay the IPv4 packet in `f` along its leg. `Err` is the pass reason.
 #[inline(always)]
-pub fn relay(ctx: &XdpContext, f: &mut Frame) -> Result<Fwd, Counter> {
+pub fn relay(ctx: &XdpContext, f: &mut Frame) -> Result<Leg, Counter> {
     let (saddr, daddr, ttl, tos, tot_len) = (
         f.ip.saddr,
         f.ip.daddr,
@@ -30,6 +34,10 @@ pub fn relay(ctx: &XdpContext, f: &mut Frame) -> Result<Fwd, Counter> {
     // One key on the stack, reused for the channel lookup (the stack is 512 bytes).
     let mut key = LegKey::port(Endpoint::v4(daddr.to_ne_bytes(), u16::from_be(dport)));
     let mut leg = maps::leg(&key).ok_or(Counter::PassUnknownLeg)?;
+    if leg.flags & LEG_F_TURN != 0 {
+        // A TURN relayed address: the peer's channel entry is in the TURN peers map.
+        return Ok(Leg::Turn);
+    }
     if leg.flags & LEG_F_SHARED != 0 {
         // Both channels send to this port: the source picks the entry. Exactly one extra
         // lookup, never a chain (a channel entry's flags are not looked at).
@@ -73,11 +81,11 @@ pub fn relay(ctx: &XdpContext, f: &mut Frame) -> Result<Fwd, Counter> {
     if !count_leg(slot, f.payload_len as u64, now) {
         count(Counter::LegSlotInvalid);
     }
-    Ok(Fwd {
+    Ok(Leg::Fwd(Fwd {
         out,
         payload_len: f.payload_len,
         kind: Kind::Relay,
-    })
+    }))
 }
 
 /// Write the new addresses, ports, TTL and MACs and fix both checksums incrementally.

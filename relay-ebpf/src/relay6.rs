@@ -2,10 +2,14 @@
 //! on 16-byte addresses. There is no header checksum; the UDP checksum (mandatory over IPv6)
 //! is updated incrementally over both addresses and ports, and the hop limit is decremented.
 use aya_ebpf::programs::XdpContext;
-use relay_common::{Counter, Endpoint, Family, LegKey, csum::CsumDelta, leg::LEG_F_SHARED};
+use relay_common::{
+    Counter, Endpoint, Family, LegKey,
+    csum::CsumDelta,
+    leg::{LEG_F_SHARED, LEG_F_TURN},
+};
 
 use crate::{
-    egress::{Fwd, Kind, egress},
+    egress::{Fwd, Kind, Leg, egress},
     fib::{self, V6Flow, words},
     maps,
     parse::{Frame6, IPV6_HLEN},
@@ -23,7 +27,7 @@ fn is_v6_at(e: &Endpoint, addr: &[u8; 16], port_be: u16) -> bool {
 
 /// Relay the IPv6 packet in `f` along its leg. `Err` is the pass reason.
 #[inline(always)]
-pub fn relay6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
+pub fn relay6(ctx: &XdpContext, f: &mut Frame6) -> Result<Leg, Counter> {
     // Addresses are read in place (packet and map value): the stack is 512 bytes and the
     // key and the FIB lookup struct already take 104 of them.
     let (ip, udp) = (&mut *f.ip6, &mut *f.udp);
@@ -31,6 +35,10 @@ pub fn relay6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
 
     let mut key = LegKey::port(Endpoint::v6(ip.daddr, u16::from_be(dport)));
     let mut leg = maps::leg(&key).ok_or(Counter::PassUnknownLeg)?;
+    if leg.flags & LEG_F_TURN != 0 {
+        // A TURN relayed address: the peer's channel entry is in the TURN peers map.
+        return Ok(Leg::Turn);
+    }
     if leg.flags & LEG_F_SHARED != 0 {
         key.peer = Endpoint::v6(ip.saddr, u16::from_be(sport));
         leg = maps::leg(&key).ok_or(Counter::PassSharedNoChannel)?;
@@ -85,9 +93,9 @@ pub fn relay6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
     if !count_leg(leg.slot, f.payload_len as u64, now) {
         count(Counter::LegSlotInvalid);
     }
-    Ok(Fwd {
+    Ok(Leg::Fwd(Fwd {
         out,
         payload_len: f.payload_len,
         kind: Kind::Relay,
-    })
+    }))
 }

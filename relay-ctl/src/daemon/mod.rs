@@ -216,10 +216,18 @@ fn start_controller(
         dp,
         reflector,
         nexthops,
+        // The TURN channel maps are pinned with the rest; the TURN server takes them from
+        // the plane when it starts (until then XDP finds no channel and passes ChannelData).
+        turn,
         mut interfaces,
         adopted,
         keep,
     } = plane;
+    if turn.is_none() {
+        log::info!(
+            "the adopted data plane predates the TURN channel maps: TURN ChannelData stays in userspace until `relay-ctl detach` and a fresh start"
+        );
+    }
     for v in &mut interfaces {
         if let Some((_, a)) = net.addrs_by_if.iter().find(|(n, _)| *n == v.name) {
             v.addrs = a.clone();

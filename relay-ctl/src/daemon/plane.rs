@@ -9,7 +9,7 @@ use aya_obj::programs::XdpAttachType;
 use crate::{
     api::InterfaceView,
     config::Config,
-    dataplane::{self, DataPlane, EgressMap, Instance, NextHops, Reflector},
+    dataplane::{self, DataPlane, EgressMap, Instance, NextHops, Reflector, TurnMaps},
     sessions::state,
 };
 
@@ -20,6 +20,9 @@ pub(super) struct Plane {
     pub reflector: Reflector,
     /// The next-hop cache's maps (`None`: adopted from a daemon that predates the cache).
     pub nexthops: Option<NextHops>,
+    /// The TURN channel maps, for the TURN server (`None`: adopted from a daemon that
+    /// predates them; TURN then relays in userspace only).
+    pub turn: Option<TurnMaps>,
     pub interfaces: Vec<InterfaceView>,
     pub adopted: bool,
     pub keep: Keep,
@@ -39,12 +42,14 @@ pub(super) fn fresh(instance: &Instance, ifaces: &[(String, u32)], cfg: &Config)
     let mut egress = EgressMap::from_ebpf(&mut ebpf)?;
     let reflector = Reflector::from_ebpf(&mut ebpf)?;
     let nexthops = NextHops::from_ebpf(&mut ebpf)?;
+    let turn = TurnMaps::from_ebpf(&mut ebpf)?;
     instance.create_dirs()?;
     let result = (|| {
         dp.pin(instance)?;
         egress.pin(instance)?;
         reflector.pin(instance)?;
         nexthops.pin(instance)?;
+        turn.pin(instance)?;
         let prog = dataplane::relay_program(&mut ebpf)?;
         prog.pin(instance.prog_path())
             .context("pinning the XDP program")?;
@@ -59,6 +64,7 @@ pub(super) fn fresh(instance: &Instance, ifaces: &[(String, u32)], cfg: &Config)
             dp,
             reflector,
             nexthops: Some(nexthops),
+            turn: Some(turn),
             interfaces,
             adopted: false,
             keep: Keep {
@@ -91,6 +97,7 @@ pub(super) fn adopt(
     let mut egress = EgressMap::open(instance)?;
     let reflector = Reflector::open(instance)?;
     let nexthops = NextHops::open(instance)?;
+    let turn = TurnMaps::open(instance)?;
     let pinned = instance.pinned_links()?;
     let mut views = vec![];
     let mut prog: Option<Xdp> = None;
@@ -136,6 +143,7 @@ pub(super) fn adopt(
         dp,
         reflector,
         nexthops,
+        turn,
         interfaces: views,
         adopted: true,
         keep: Keep {

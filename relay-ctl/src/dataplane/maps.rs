@@ -7,7 +7,11 @@ use aya::{
     maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
     util::nr_cpus,
 };
-use relay_common::{Counter, LegKey, LegStats, LegValue, leg::LEG_F_SHARED, map_names};
+use relay_common::{
+    Counter, LegKey, LegStats, LegValue,
+    leg::{LEG_F_SHARED, LEG_F_TURN},
+    map_names,
+};
 
 use super::pins::Instance;
 
@@ -118,11 +122,11 @@ impl DataPlane {
 
     /// Install or replace a leg in one map update: a packet sees the old value or the new one,
     /// never a mix. The slot's counters are zeroed first when the leg is new, so they start
-    /// from this leg's first packet. A shared port entry (`LEG_F_SHARED`) forwards nothing and
-    /// owns no slot (its `slot` is 0), so its install leaves the stats alone: resetting slot 0
-    /// would wipe another leg's counters.
+    /// from this leg's first packet. A shared port entry (`LEG_F_SHARED`) or a TURN relayed
+    /// port's entry (`LEG_F_TURN`) forwards nothing and owns no slot (its `slot` is 0), so
+    /// its install leaves the stats alone: resetting slot 0 would wipe another leg's counters.
     pub fn install_leg(&mut self, key: &LegKey, value: &LegValue) -> Result<()> {
-        if value.flags & LEG_F_SHARED == 0 {
+        if value.flags & (LEG_F_SHARED | LEG_F_TURN) == 0 {
             let max = self.max_legs;
             anyhow::ensure!(
                 value.slot < max,

@@ -115,6 +115,9 @@ pub struct ReflectorConfig {
     pub key_rotate: Duration,
     pub key_grace: Duration,
     pub ticket_max_ttl: Duration,
+    /// TURN listen port XDP takes ChannelData on (`DataPlaneConfig::turn_port`); 0 = off.
+    /// Not a reflector flag: the daemon sets it from the TURN server's configuration.
+    pub turn_port: u16,
 }
 
 impl Default for ReflectorConfig {
@@ -132,6 +135,7 @@ impl Default for ReflectorConfig {
             key_rotate: Duration::from_secs(DEFAULT_KEY_ROTATE_SECS),
             key_grace: Duration::from_secs(DEFAULT_KEY_GRACE_SECS),
             ticket_max_ttl: Duration::from_secs(DEFAULT_TICKET_MAX_TTL_SECS),
+            turn_port: 0,
         }
     }
 }
@@ -190,6 +194,7 @@ pub fn merge(args: &ReflectorArgs, file: ReflectorFile) -> ReflectorConfig {
             file.ticket_max_ttl_secs,
             d.ticket_max_ttl,
         ),
+        turn_port: d.turn_port,
     }
 }
 

@@ -120,7 +120,7 @@ impl ReflectorService {
             stun_port: cfg.stun_port,
             reflect_rate: cfg.reflect_rate,
             reflect_burst: cfg.reflect_burst,
-            turn_port: 0,
+            turn_port: cfg.turn_port,
             _pad: 0,
         })?;
 

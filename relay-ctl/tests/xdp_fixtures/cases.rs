@@ -4,6 +4,7 @@ use relay_common::{
     Counter, Endpoint, LegKey, LegValue,
     leg::{Direction, shared_port_legs},
     reflector::DataPlaneConfig,
+    turn::{ChannelKey, TurnValue},
 };
 use relay_testbed::frames::{Udp4, raw_l2};
 
@@ -61,6 +62,10 @@ pub struct Case {
     pub runs_before: u32,
     /// Expected `fwd_bytes` growth if not the output frame's UDP payload (STUN answers: 0).
     pub fwd_bytes: Option<u64>,
+    /// The complete TURN channel maps for this case (ChannelData from clients, UDP from
+    /// peers), written as they are (no checks: a case may need an entry of the wrong kind).
+    pub turn_channels: Vec<(ChannelKey, TurnValue)>,
+    pub turn_peers: Vec<(LegKey, TurnValue)>,
 }
 
 fn leg(
@@ -163,6 +168,8 @@ fn case(name: &str, legs: Vec<(LegKey, LegValue)>, input: Vec<u8>, expect: Expec
         config: CONFIG,
         runs_before: 0,
         fwd_bytes: None,
+        turn_channels: vec![],
+        turn_peers: vec![],
     }
 }
 
