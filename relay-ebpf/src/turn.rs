@@ -329,7 +329,7 @@ fn route4(
         },
         now,
     )?;
-    let out = egress(ctx, f.vlan_tagged, &hop).map_err(|e| e.pass_reason())?;
+    let out = egress(ctx, f.l3 != ETH_HLEN, &hop).map_err(|e| e.pass_reason())?;
     Ok((hop, out))
 }
 
@@ -391,8 +391,8 @@ fn strip4(
         saddr: nsrc,
         daddr: ndst,
     };
-    let tci = vlan_tci(ctx, f.vlan_tagged)?;
-    let tagged = f.vlan_tagged;
+    let tagged = l3 != ETH_HLEN;
+    let tci = vlan_tci(ctx, tagged)?;
     let slot = v.slot;
     shrink(ctx, pad)?;
     write4(
@@ -520,8 +520,8 @@ pub fn peer4(ctx: &XdpContext, f: &mut Frame) -> Result<Fwd, Counter> {
         saddr: nsrc,
         daddr: ndst,
     };
-    let tci = vlan_tci(ctx, f.vlan_tagged)?;
-    let tagged = f.vlan_tagged;
+    let tagged = l3 != ETH_HLEN;
+    let tci = vlan_tci(ctx, tagged)?;
     let (channel_be, slot) = (v.channel_be, v.slot);
     grow(ctx, pad)?;
     write4(
@@ -590,11 +590,11 @@ pub fn channel6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
     } else {
         UDP_HLEN as u16 + f.payload_len
     };
-    let route = route6(ctx, f, v, new_udp_len, now)?;
+    let route = route6(ctx, f, l3, v, new_udp_len, now)?;
     if strip {
-        strip6(ctx, f, v, (channel_be, len_be, pad), route, now)
+        strip6(ctx, f, l3, v, (channel_be, len_be, pad), route, now)
     } else {
-        renumber6(ctx, f, v, channel_be, u16::from_be(len_be), route, now)
+        renumber6(ctx, f, l3, v, channel_be, u16::from_be(len_be), route, now)
     }
 }
 
@@ -604,6 +604,7 @@ pub fn channel6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
 fn route6(
     ctx: &XdpContext,
     f: &Frame6,
+    l3: usize,
     v: &TurnValue,
     plen: u16,
     now: u64,
@@ -620,7 +621,7 @@ fn route6(
         },
         now,
     )?;
-    let out = egress(ctx, f.vlan_tagged, &hop).map_err(|e| e.pass_reason())?;
+    let out = egress(ctx, l3 != ETH_HLEN, &hop).map_err(|e| e.pass_reason())?;
     Ok((hop, out))
 }
 
@@ -675,12 +676,12 @@ fn write6(
 fn strip6(
     ctx: &XdpContext,
     f: &mut Frame6,
+    l3: usize,
     v: &TurnValue,
     (channel_be, len_be, pad): (u16, u16, u16),
     (hop, out): (NextHop, Out),
     now: u64,
 ) -> Result<Fwd, Counter> {
-    let l3 = l3_of(f.vlan_tagged);
     let at = l3 + IPV6_HLEN + UDP_HLEN;
     let data_len = u16::from_be(len_be);
     let new_udp_len = UDP_HLEN as u16 + data_len;
@@ -698,8 +699,8 @@ fn strip6(
         .replace16(removed, 0)
         .apply_udp(f.udp.check);
     let kept = (f.ip6.vtc_flow, f.ip6.hop_limit - 1);
-    let tci = vlan_tci(ctx, f.vlan_tagged)?;
-    let tagged = f.vlan_tagged;
+    let tagged = l3 != ETH_HLEN;
+    let tci = vlan_tci(ctx, tagged)?;
     shrink(ctx, pad)?;
     write6(
         ctx,
@@ -719,13 +720,14 @@ fn strip6(
 fn renumber6(
     ctx: &XdpContext,
     f: &mut Frame6,
+    l3: usize,
     v: &TurnValue,
     channel_be: u16,
     data_len: u16,
     (hop, out): (NextHop, Out),
     now: u64,
 ) -> Result<Fwd, Counter> {
-    let at = l3_of(f.vlan_tagged) + IPV6_HLEN + UDP_HLEN;
+    let at = l3 + IPV6_HLEN + UDP_HLEN;
     // SAFETY: the channel number, after the UDP header: no frame reference covers it.
     let ch: &mut u16 = unsafe { mut_at(ctx, at) }?;
     let (ip, udp) = (&mut *f.ip6, &mut *f.udp);
@@ -771,7 +773,7 @@ pub fn peer6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
     let pad = data_len.wrapping_neg() & 3;
     let payload = HDR + data_len + pad;
     let new_udp_len = UDP_HLEN as u16 + payload;
-    let (hop, out) = route6(ctx, f, v, new_udp_len, now)?;
+    let (hop, out) = route6(ctx, f, l3, v, new_udp_len, now)?;
     let new_udp_len = new_udp_len.to_be();
     let udp_check = rewrite6_delta(f.ip6, f.udp, v)
         .replace16(f.udp.len, new_udp_len)
@@ -780,8 +782,8 @@ pub fn peer6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
         .replace16(0, data_len.to_be())
         .apply_udp(f.udp.check);
     let kept = (f.ip6.vtc_flow, f.ip6.hop_limit - 1);
-    let tci = vlan_tci(ctx, f.vlan_tagged)?;
-    let tagged = f.vlan_tagged;
+    let tagged = l3 != ETH_HLEN;
+    let tci = vlan_tci(ctx, tagged)?;
     grow(ctx, pad)?;
     write6(
         ctx,

@@ -11,6 +11,9 @@
 //!   arithmetic);
 //! - the counters add up: one verdict per frame, pass and drop reasons sum to their verdicts.
 //!
+//! The TURN port is the STUN port here, with no channel bound: ChannelData-shaped frames to it
+//! (some well-formed, most damaged) must all come back untouched.
+//!
 //! Frames are built from a small pool of addresses and ports so that many hit a leg, then
 //! mutated (byte flips, truncation, trailing bytes) so the parser sees every kind of damage.
 //! Deterministic: a fixed seed per table, so a failure names a reproducible case.
@@ -133,6 +136,16 @@ fn random_frame(rng: &mut Rng) -> Vec<u8> {
         let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
         stun.extend(rng.bytes(12));
         f.payload = stun;
+    } else if dport == STUN_PORT && rng.range(0, 2) == 0 {
+        // ChannelData-shaped (the TURN port is the STUN port here): a channel number and a
+        // length field near the payload's, so the TURN path's length checks are reached. No
+        // channel is bound: none of it may be forwarded.
+        let data = rng.range(0, 64);
+        let mut m = vec![0x40 | (rng.byte() & 0x0f), rng.byte()];
+        let claimed = (data + rng.range(0, 6)).saturating_sub(2) as u16;
+        m.extend_from_slice(&claimed.to_be_bytes());
+        m.extend(rng.bytes(data));
+        f.payload = m;
     }
     let mut bytes = match f.try_bytes() {
         Ok(b) => b,
@@ -351,7 +364,14 @@ pub fn run(prog: &Xdp, dp: &mut DataPlane, ingress: u32) -> Result<usize, String
     if of(Counter::VerdictTx) + of(Counter::VerdictRedirect) != forwarded {
         return Err("forwarded frames and tx/redirect verdicts differ".into());
     }
-    eprintln!("adversarial: {frames} frames over {TABLES} leg tables, {forwarded} forwarded");
+    let turn = of(Counter::PassTurnUnknownChannel) + of(Counter::PassTurnBadLength);
+    eprintln!(
+        "adversarial: {frames} frames over {TABLES} leg tables, {forwarded} forwarded, \
+         {turn} refused by the TURN path"
+    );
+    if turn == 0 {
+        return Err("no frame reached the TURN path: the generator no longer makes any".into());
+    }
     if forwarded == 0 {
         return Err(
             "no frame was forwarded: the generator no longer reaches the relay path".into(),

@@ -885,12 +885,7 @@ fn binding_answer(req: &Udp4) -> Vec<u8> {
 /// The typed API refuses what XDP could not use, lists and deletes what it wrote.
 pub fn api_checks(turn: &mut TurnMaps) -> Result<(), String> {
     // From empty maps (the last case left its entries).
-    for (k, _) in turn.channels().map_err(|e| e.to_string())? {
-        turn.del_channel(&k).map_err(|e| e.to_string())?;
-    }
-    for (k, _) in turn.peers().map_err(|e| e.to_string())? {
-        turn.del_peer(&k).map_err(|e| e.to_string())?;
-    }
+    clear(turn)?;
     let server = Endpoint::v4(RELAY_A, TURN_PORT);
     let client = Endpoint::v4(CALLER, CLIENT_PORT);
     let (relayed, peer) = (
@@ -935,6 +930,17 @@ pub fn api_checks(turn: &mut TurnMaps) -> Result<(), String> {
     );
     if removed != (true, false, true, false) {
         return Err(format!("removals returned {removed:?}"));
+    }
+    Ok(())
+}
+
+/// Empty both TURN maps.
+pub fn clear(turn: &mut TurnMaps) -> Result<(), String> {
+    for (k, _) in turn.channels().map_err(|e| e.to_string())? {
+        turn.del_channel(&k).map_err(|e| e.to_string())?;
+    }
+    for (k, _) in turn.peers().map_err(|e| e.to_string())? {
+        turn.del_peer(&k).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
