@@ -77,21 +77,20 @@ const TURN_PEER: u32 = u32::MAX;
 /// of that port's traffic is the controller's; everything else is for the relay legs.
 #[inline(always)]
 fn v6(ctx: &XdpContext, f: &mut Frame6) -> u32 {
-    if let Some(cfg) = RELAY_CONFIG.get(0) {
-        if cfg.turn_port != 0
-            && u16::from_be(f.udp.dest) == cfg.turn_port
-            && RELAY_OWN_ADDRS.get_ptr(&f.ip6.daddr).is_some()
-        {
-            let l3 = if f.vlan_tagged {
-                ETH_HLEN + VLAN_HLEN
-            } else {
-                ETH_HLEN
-            };
-            if channel_data(ctx, l3 + IPV6_HLEN + UDP_HLEN, f.payload_len) {
-                return turn6_path(ctx, f);
-            }
-            return pass(Counter::PassTurnControl);
+    if let Some(cfg) = RELAY_CONFIG.get(0)
+        && cfg.turn_port != 0
+        && u16::from_be(f.udp.dest) == cfg.turn_port
+        && RELAY_OWN_ADDRS.get_ptr(&f.ip6.daddr).is_some()
+    {
+        let l3 = if f.vlan_tagged {
+            ETH_HLEN + VLAN_HLEN
+        } else {
+            ETH_HLEN
+        };
+        if channel_data(ctx, l3 + IPV6_HLEN + UDP_HLEN, f.payload_len) {
+            return turn6_path(ctx, f);
         }
+        return pass(Counter::PassTurnControl);
     }
     match relay6_path(ctx, f) {
         TURN_PEER => turn_peer6_path(ctx, f),

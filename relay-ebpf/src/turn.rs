@@ -243,9 +243,7 @@ fn write4(
     hop: &NextHop,
     tci: Option<u16>,
     ip4: &Ip4Out,
-    ports: (u16, u16),
-    udp_len_be: u16,
-    udp_check: u16,
+    (sport, dport, udp_len_be, udp_check): (u16, u16, u16, u16),
 ) -> Result<(), Counter> {
     // SAFETY: l3 is 14 or 18 and no reference taken before the resize is used.
     let (eth, ip, udp) = unsafe { headers_at(ctx, l3) }?;
@@ -260,8 +258,8 @@ fn write4(
     ip.check = ip4.check;
     ip.saddr = ip4.saddr;
     ip.daddr = ip4.daddr;
-    udp.source = ports.0;
-    udp.dest = ports.1;
+    udp.source = sport;
+    udp.dest = dport;
     udp.len = udp_len_be;
     udp.check = udp_check;
     Ok(())
@@ -401,9 +399,7 @@ fn strip4(
         &hop,
         tagged.then_some(tci),
         &ip4,
-        (nsport, ndport),
-        new_udp_len,
-        udp_check,
+        (nsport, ndport, new_udp_len, udp_check),
     )?;
     Ok(done(out, data_len, Kind::TurnToPeer, slot, now))
 }
@@ -530,9 +526,7 @@ pub fn peer4(ctx: &XdpContext, f: &mut Frame) -> Result<Fwd, Counter> {
         &hop,
         tagged.then_some(tci),
         &ip4,
-        (nsport, ndport),
-        new_udp_len,
-        udp_check,
+        (nsport, ndport, new_udp_len, udp_check),
     )?;
     write_channel_header(ctx, l3 + IPV4_HLEN + UDP_HLEN, channel_be, data_len, pad)?;
     Ok(done(out, data_len, Kind::TurnToClient, slot, now))
@@ -594,7 +588,15 @@ pub fn channel6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
     if strip {
         strip6(ctx, f, l3, v, (channel_be, len_be, pad), route, now)
     } else {
-        renumber6(ctx, f, l3, v, channel_be, u16::from_be(len_be), route, now)
+        renumber6(
+            ctx,
+            f,
+            l3,
+            v,
+            (channel_be, u16::from_be(len_be)),
+            route,
+            now,
+        )
     }
 }
 
@@ -645,8 +647,7 @@ fn write6(
     tci: Option<u16>,
     (vtc_flow, hop_limit): (u32, u8),
     v: &TurnValue,
-    udp_len_be: u16,
-    udp_check: u16,
+    (udp_len_be, udp_check): (u16, u16),
 ) -> Result<(), Counter> {
     // SAFETY: header types, bounds checked, at disjoint offsets (0..14, l3..l3 + 40,
     // l3 + 40..l3 + 48, l3 >= 14); the references taken before the resize are dead.
@@ -709,8 +710,7 @@ fn strip6(
         tagged.then_some(tci),
         kept,
         v,
-        new_udp_len,
-        udp_check,
+        (new_udp_len, udp_check),
     )?;
     Ok(done(out, data_len, Kind::TurnToPeer, v.slot, now))
 }
@@ -722,8 +722,7 @@ fn renumber6(
     f: &mut Frame6,
     l3: usize,
     v: &TurnValue,
-    channel_be: u16,
-    data_len: u16,
+    (channel_be, data_len): (u16, u16),
     (hop, out): (NextHop, Out),
     now: u64,
 ) -> Result<Fwd, Counter> {
@@ -792,8 +791,7 @@ pub fn peer6(ctx: &XdpContext, f: &mut Frame6) -> Result<Fwd, Counter> {
         tagged.then_some(tci),
         kept,
         v,
-        new_udp_len,
-        udp_check,
+        (new_udp_len, udp_check),
     )?;
     write_channel_header(ctx, l3 + IPV6_HLEN + UDP_HLEN, v.channel_be, data_len, pad)?;
     Ok(done(out, data_len, Kind::TurnToClient, v.slot, now))
