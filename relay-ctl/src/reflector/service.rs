@@ -64,7 +64,8 @@ pub fn ring_file(state_file: &std::path::Path) -> PathBuf {
 
 impl ReflectorService {
     /// Configure the maps and make sure a signing key exists. `relay_addrs` are the default
-    /// reflect sources, `box_addrs` every address of this box (denied as destinations).
+    /// reflect sources (and, with `cfg.turn_port` set, addresses XDP takes TURN ChannelData
+    /// on), `box_addrs` every address of this box (denied as destinations).
     pub fn start(
         mut maps: Reflector,
         cfg: &ReflectorConfig,
@@ -91,12 +92,19 @@ impl ReflectorService {
             seen.push(*a);
             new
         });
-        // Own addresses: new ones in before stale ones out, so none that stays is missing.
+        // Own addresses: the reflect sources, and with TURN on every relay address of both
+        // families (XDP takes ChannelData only to the TURN port of an own address; an IPv6
+        // entry is never a reflect source nor destination, the reflector being IPv4).
+        let mut own = allowed_src.clone();
+        if cfg.turn_port != 0 {
+            own.extend(relay_addrs.iter().filter(|a| !allowed_src.contains(a)));
+        }
+        // New ones in before stale ones out, so none that stays is missing.
         let had = maps.own_addrs()?;
-        for a in &allowed_src {
+        for a in &own {
             maps.add_own_addr(*a)?;
         }
-        for a in had.iter().filter(|a| !allowed_src.contains(a)) {
+        for a in had.iter().filter(|a| !own.contains(a)) {
             maps.remove_own_addr(*a)?;
         }
         let mut deny: Vec<Prefix> = BUILTIN_DENY
