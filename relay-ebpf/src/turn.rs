@@ -42,6 +42,16 @@ const MAX_PAYLOAD: u16 = 0x2000;
 /// Mask that bounds a variable packet offset for the verifier (a no-op on lengths the paths
 /// accept: all are below it).
 const OFF_MASK: u16 = 2 * MAX_PAYLOAD - 1;
+
+/// `n & OFF_MASK`, with the mask kept in the object. LLVM proves it a no-op (the paths
+/// checked the lengths) and drops it, but 6.1's verifier has lost those checks' bounds by
+/// then (the lengths went through the stack) and refuses a packet offset that may pass
+/// 64 KiB; the volatile read hides the value from LLVM, so the mask stays.
+#[inline(always)]
+fn bounded(n: u16) -> usize {
+    // SAFETY: a read of a local `u16`, valid and aligned.
+    (unsafe { core::ptr::read_volatile(&n) } & OFF_MASK) as usize
+}
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
@@ -106,7 +116,7 @@ fn usable(v: &TurnValue, family: Family, now: u64) -> Result<(), Counter> {
 fn pad_sum(ctx: &XdpContext, at: usize, payload: u16, pad: u16) -> Result<u16, Counter> {
     // `payload` is at least 4 and at most MAX_PAYLOAD (channel_header): the mask keeps the
     // bound visible to the verifier and changes nothing.
-    let off = at + ((payload - 4) & OFF_MASK) as usize;
+    let off = at + bounded(payload - 4);
     // SAFETY: a byte array inside the UDP payload, bounds checked, copied out at once.
     let t: &[u8; 4] = unsafe { ref_at(ctx, off) }.map_err(|_| Counter::PassTurnBadLength)?;
     let w = u32::from_ne_bytes(*t) & pad_mask(pad);
@@ -168,7 +178,7 @@ fn write_l2(
 /// a byte loop would become a memset call the verifier cannot bound.
 #[inline(always)]
 fn zero_pad(ctx: &XdpContext, at: usize, payload: u16, pad: u16) -> Result<(), Counter> {
-    let off = at + ((payload - 4) & OFF_MASK) as usize;
+    let off = at + bounded(payload - 4);
     // SAFETY: a byte array inside the new UDP payload, bounds checked; no other reference
     // into the frame covers it.
     let t: &mut [u8; 4] = unsafe { mut_at(ctx, off) }?;
