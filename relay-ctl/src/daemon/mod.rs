@@ -337,6 +337,7 @@ fn start_stun(cfg: &Config, relay_addrs: &[IpAddr]) -> Stun {
             },
             r.stun_rate,
             stats.clone(),
+            None,
         )
     });
     Stun {
