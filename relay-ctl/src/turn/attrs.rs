@@ -68,14 +68,25 @@ pub fn channel_attr(ch: u16) -> [u8; 4] {
     [b[0], b[1], 0, 0]
 }
 
+/// Last channel number RFC 5766 allowed; RFC 8656 narrowed the range to 0x4fff, but clients
+/// written for 5766 (coturn's own test client among them) still pick numbers up to here.
+pub const CHANNEL_MAX_5766: u16 = 0x7fff;
+
+/// A channel number this server binds: RFC 5766's range, for those clients.
 pub fn is_channel(ch: u16) -> bool {
+    (CHANNEL_MIN..=CHANNEL_MAX_5766).contains(&ch)
+}
+
+/// A channel number the XDP path carries (RFC 8656's range, `relay_common::turn`); channels
+/// above it are relayed in userspace only.
+pub fn is_offloadable_channel(ch: u16) -> bool {
     (CHANNEL_MIN..=CHANNEL_MAX).contains(&ch)
 }
 
-/// The first byte says ChannelData (0b01 in the top two bits, section 12 and RFC 7983's
-/// demultiplexing: 64-79 is TURN channels).
+/// The first byte says ChannelData (0b01 in the top two bits: 64-127, section 12; RFC 7983
+/// narrows it to 64-79 where DTLS and SRTP share the port, which a TURN port does not).
 pub fn looks_like_channel_data(b: &[u8]) -> bool {
-    b.first().is_some_and(|x| (0x40..=0x4f).contains(x))
+    b.first().is_some_and(|x| (0x40..=0x7f).contains(x))
 }
 
 /// A ChannelData message: channel number and the application data (without padding).
@@ -142,7 +153,7 @@ mod tests {
         // Unpadded over UDP is fine; truncated is not; a number outside the range is not.
         assert!(parse_channel_data(&channel_data(0x4001, b"hello", false)).is_some());
         assert_eq!(parse_channel_data(&f[..8]), None);
-        assert_eq!(parse_channel_data(&[0x50, 0, 0, 0]), None);
+        assert_eq!(parse_channel_data(&[0x80, 0, 0, 0]), None);
         assert_eq!(parse_channel_data(&[0x40, 0]), None);
         assert!(looks_like_channel_data(&f));
         assert!(!looks_like_channel_data(&[0x00, 1]));
@@ -154,6 +165,8 @@ mod tests {
         assert_eq!(u32_of(&600u32.to_be_bytes()), Some(600));
         assert_eq!(u32_of(&[1, 2]), None);
         assert!(is_channel(0x4000) && is_channel(0x4fff));
-        assert!(!is_channel(0x3fff) && !is_channel(0x5000));
+        assert!(!is_channel(0x3fff) && !is_channel(0x8000));
+        assert!(is_channel(0x5000) && !is_offloadable_channel(0x5000));
+        assert!(is_offloadable_channel(0x4fff));
     }
 }

@@ -590,6 +590,8 @@ fn channels_bind_refresh_expire_and_offload() {
     assert_eq!(c.call(&mut w, METHOD_CHANNEL_BIND, &other).0, 400);
     let renum = [channel(0x4002), Attr::Peer(peer)];
     assert_eq!(c.call(&mut w, METHOD_CHANNEL_BIND, &renum).0, 400);
+    let out_of_range = [channel(0x8000), Attr::Peer(peer)];
+    assert_eq!(c.call(&mut w, METHOD_CHANNEL_BIND, &out_of_range).0, 400);
     let out_of_range = [channel(0x3fff), Attr::Peer(peer)];
     assert_eq!(c.call(&mut w, METHOD_CHANNEL_BIND, &out_of_range).0, 400);
     // A refresh 200 s later moves both entries' expiry.
@@ -742,4 +744,25 @@ proptest::proptest! {
         let _ = w.core.from_client(f, &b, w.now);
         let _ = w.core.from_peer(sa("198.18.1.1:30000"), f.client, &b, w.now);
     }
+}
+
+#[test]
+fn rfc5766_channel_numbers_relay_in_userspace_only() {
+    let mut w = world();
+    let mut c = Client::new("198.18.1.2:5000");
+    c.call(&mut w, METHOD_ALLOCATE, &[udp()]);
+    let peer = sa("198.18.2.2:3480");
+    assert_eq!(
+        c.call(&mut w, METHOD_CHANNEL_BIND, &[channel(0x6abc), Attr::Peer(peer)]).0,
+        0
+    );
+    assert!(w.rec.snapshot().channels.is_empty(), "XDP carries 0x4000-0x4fff only");
+    assert_eq!(
+        w.core.from_client(c.five, &channel_data(0x6abc, b"old", false), w.now),
+        Some(Out::Peer {
+            from: sa("198.18.1.1:30000"),
+            to: peer,
+            bytes: b"old".to_vec()
+        })
+    );
 }
