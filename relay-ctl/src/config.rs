@@ -588,11 +588,8 @@ mod tests {
                 api_listen: "127.0.0.1:9901".parse().unwrap(),
                 ng_listen: "127.0.0.1:2223".parse().unwrap(),
                 reflector: ReflectorConfig::default(),
-                turn: crate::turn::config::merge(
-                    &TurnArgs::default(),
-                    TurnFile::default(),
-                )
-                .unwrap(),
+                turn: crate::turn::config::merge(&TurnArgs::default(), TurnFile::default(),)
+                    .unwrap(),
                 state_file: PathBuf::from("/run/media-relay/default.json"),
                 policy: LatchPolicy::Immediate,
                 relatch_holdoff: Duration::from_millis(1000),
@@ -703,11 +700,8 @@ log-level = "info,relay_ctl::ng=debug"
                     key_grace: Duration::from_secs(120),
                     ticket_max_ttl: Duration::from_secs(60),
                 },
-                turn: crate::turn::config::merge(
-                    &TurnArgs::default(),
-                    TurnFile::default(),
-                )
-                .unwrap(),
+                turn: crate::turn::config::merge(&TurnArgs::default(), TurnFile::default(),)
+                    .unwrap(),
                 state_file: PathBuf::from("/var/lib/relay/state.json"),
                 policy: LatchPolicy::Strict,
                 relatch_holdoff: Duration::from_millis(250),

@@ -40,7 +40,14 @@ fn peer(ns: &Netns, ip: &str, port: u16) -> Peer {
 
 /// Run the client in `ns`; returns (exit code, stdout + stderr).
 fn uclient(ns: &Netns, args: &[&str]) -> (i32, String) {
-    let mut a = vec!["netns", "exec", ns.name(), "timeout", "40", "turnutils_uclient"];
+    let mut a = vec![
+        "netns",
+        "exec",
+        ns.name(),
+        "timeout",
+        "40",
+        "turnutils_uclient",
+    ];
     a.extend_from_slice(args);
     let out = Command::new("ip")
         .args(&a)
@@ -109,8 +116,8 @@ fn forwarding_mode_channels_indications_and_credentials() {
     let server = RELAY_A_IP.to_string();
     let peer_ip = NAT_B_OUT_IP.to_string();
     let base = [
-        "-u", USER, "-w", PASSWORD, "-e", &peer_ip, "-r", "3480", "-n", "50", "-l", "120",
-        "-z", "5", "-c",
+        "-u", USER, "-w", PASSWORD, "-e", &peer_ip, "-r", "3480", "-n", "50", "-l", "120", "-z",
+        "5", "-c",
     ];
 
     // Channels (uclient's default).

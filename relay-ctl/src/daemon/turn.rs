@@ -86,7 +86,11 @@ pub(super) async fn start(
         "TURN server (realm {:?}, {} user(s){}) on port {}{}: {}",
         t.realm,
         t.users.len(),
-        if t.secret.is_some() { ", REST secret" } else { "" },
+        if t.secret.is_some() {
+            ", REST secret"
+        } else {
+            ""
+        },
         t.port,
         if shared { " shared with STUN" } else { "" },
         bound

@@ -44,7 +44,17 @@ pub fn render(t: &TurnServer) -> anyhow::Result<String> {
         .inc_by(t.stats.relayed_bytes.load(Ordering::Relaxed));
     let (allocs, perms, chans) = t.gauges();
     gauge(&reg, "turn_allocations", "Live TURN allocations", allocs)?;
-    gauge(&reg, "turn_permissions", "TURN permissions of live allocations", perms)?;
-    gauge(&reg, "turn_channels", "TURN channel bindings of live allocations", chans)?;
+    gauge(
+        &reg,
+        "turn_permissions",
+        "TURN permissions of live allocations",
+        perms,
+    )?;
+    gauge(
+        &reg,
+        "turn_channels",
+        "TURN channel bindings of live allocations",
+        chans,
+    )?;
     Ok(TextEncoder::new().encode_to_string(&reg.gather())?)
 }

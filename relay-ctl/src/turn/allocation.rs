@@ -303,7 +303,10 @@ pub(crate) mod tests {
         let e = t.expire(t0 + PERMISSION_SECS * NS - 1);
         assert_eq!((e.permissions, e.channels.len()), (0, 0));
         let a = t.get(&f).unwrap();
-        assert!(a.permission(peer.ip(), t0 + PERMISSION_SECS * NS - 1).is_some());
+        assert!(
+            a.permission(peer.ip(), t0 + PERMISSION_SECS * NS - 1)
+                .is_some()
+        );
         assert!(a.permission(peer.ip(), t0 + PERMISSION_SECS * NS).is_none());
         let e = t.expire(t0 + PERMISSION_SECS * NS);
         assert_eq!((e.permissions, e.changed), (1, vec![f]));

@@ -268,7 +268,10 @@ mod tests {
             users: [("bob".to_string(), "pw".to_string())].into(),
             secret: Some(b"s3cret".to_vec()),
         };
-        assert_eq!(c.key("bob", 0), Ok(long_term_key("bob", "example.org", "pw")));
+        assert_eq!(
+            c.key("bob", 0),
+            Ok(long_term_key("bob", "example.org", "pw"))
+        );
         let u = "1000:carol";
         let pw = rest_password(b"s3cret", u);
         assert_eq!(c.key(u, 999), Ok(long_term_key(u, "example.org", &pw)));
@@ -283,7 +286,10 @@ mod tests {
         assert_eq!(no_secret.key(u, 0), Err(Refused::UnknownUser));
         // Debug shows neither passwords nor the secret.
         let d = format!("{c:?}");
-        assert!(d.contains("bob") && !d.contains("pw") && !d.contains("s3cret"), "{d}");
+        assert!(
+            d.contains("bob") && !d.contains("pw") && !d.contains("s3cret"),
+            "{d}"
+        );
     }
 
     /// coturn's REST password for a known input (computed independently with

@@ -153,8 +153,8 @@ pub fn merge(args: &TurnArgs, file: TurnFile) -> Result<TurnConfig> {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (n, p) = user_entry(line)
-                .with_context(|| format!("{} line {}", path.display(), i + 1))?;
+            let (n, p) =
+                user_entry(line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
             users.insert(n, p);
         }
     }
@@ -195,13 +195,21 @@ pub fn merge(args: &TurnArgs, file: TurnFile) -> Result<TurnConfig> {
             .turn_nonce_secs
             .or(file.turn_nonce_secs)
             .unwrap_or(super::auth::DEFAULT_NONCE_SECS),
-        rate: args.turn_rate.or(file.turn_rate).unwrap_or(DEFAULT_TURN_RATE),
+        rate: args
+            .turn_rate
+            .or(file.turn_rate)
+            .unwrap_or(DEFAULT_TURN_RATE),
     })
 }
 
 /// `others`: the daemon's other UDP ports (name, port) a TURN port must not collide with
 /// (the STUN port is the one it may share).
-pub fn validate(c: &TurnConfig, port_min: u16, port_max: u16, others: &[(&str, u16)]) -> Result<()> {
+pub fn validate(
+    c: &TurnConfig,
+    port_min: u16,
+    port_max: u16,
+    others: &[(&str, u16)],
+) -> Result<()> {
     if c.port == 0 {
         return Ok(());
     }
@@ -242,7 +250,10 @@ mod tests {
             ..TurnArgs::default()
         };
         let c = merge(&args, TurnFile::default()).unwrap();
-        assert_eq!(c.users.get("alice").map(String::as_str), Some("pw:with:colons"));
+        assert_eq!(
+            c.users.get("alice").map(String::as_str),
+            Some("pw:with:colons")
+        );
         assert_eq!(c.realm, DEFAULT_TURN_REALM);
         assert_eq!(c.user_quota, DEFAULT_USER_QUOTA);
         validate(&c, 30000, 39999, &[("sip-port", 5062)]).unwrap();

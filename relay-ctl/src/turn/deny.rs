@@ -69,7 +69,10 @@ mod tests {
 
     fn list() -> DenyList {
         DenyList {
-            own: vec!["198.18.1.1".parse().unwrap(), "2001:db8:1::1".parse().unwrap()],
+            own: vec![
+                "198.18.1.1".parse().unwrap(),
+                "2001:db8:1::1".parse().unwrap(),
+            ],
             prefixes: vec!["203.0.113.0/24".parse().unwrap()],
         }
     }

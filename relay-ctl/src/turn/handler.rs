@@ -11,8 +11,7 @@ use std::{
 use super::{
     TurnEvent as Ev, TurnStats,
     allocation::{
-        Allocation, CHANNEL_SECS, Channel, FiveTuple, NS, Table, Traffic,
-        granted_lifetime,
+        Allocation, CHANNEL_SECS, Channel, FiveTuple, NS, Table, Traffic, granted_lifetime,
     },
     attrs::*,
     auth::{Credentials, Integrity, Key, NonceCheck, Nonces, Refused, verify},
@@ -285,12 +284,11 @@ impl Core {
         let challenge = |code, reason, ev| {
             self.stats.inc(ev);
             let mut r = Reply::err(code, reason);
-            r.attrs.push((ATTR_REALM, self.creds.realm.as_bytes().to_vec()));
+            r.attrs
+                .push((ATTR_REALM, self.creds.realm.as_bytes().to_vec()));
             r.attrs.push((
                 ATTR_NONCE,
-                self.nonces
-                    .mint(five.client.ip(), now.unix)
-                    .into_bytes(),
+                self.nonces.mint(five.client.ip(), now.unix).into_bytes(),
             ));
             r
         };
@@ -561,7 +559,9 @@ impl Core {
         }
         // A number bound to another peer, or the peer bound to another number: 400.
         if a.channels.get(&number).is_some_and(|c| c.peer != peer)
-            || a.channels.iter().any(|(n, c)| c.peer == peer && *n != number)
+            || a.channels
+                .iter()
+                .any(|(n, c)| c.peer == peer && *n != number)
         {
             return Reply::err(400, "Bad Request");
         }
@@ -701,7 +701,7 @@ impl Core {
             return None;
         };
         self.stats.inc(Ev::SendIndication);
-        self.to_peer(five, peer, data, now)
+        self.relay_to_peer(five, peer, data, now)
     }
 
     /// Section 12.5: ChannelData from the client.
@@ -719,10 +719,16 @@ impl Core {
             return None;
         };
         self.stats.inc(Ev::ChannelDataIn);
-        self.to_peer(five, peer, cd.data, now)
+        self.relay_to_peer(five, peer, cd.data, now)
     }
 
-    fn to_peer(&mut self, five: FiveTuple, peer: SocketAddr, data: &[u8], now: Now) -> Option<Out> {
+    fn relay_to_peer(
+        &mut self,
+        five: FiveTuple,
+        peer: SocketAddr,
+        data: &[u8],
+        now: Now,
+    ) -> Option<Out> {
         if !self.peer_allowed(peer) {
             self.stats.inc(Ev::DropDeniedPeer);
             return None;

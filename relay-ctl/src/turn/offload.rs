@@ -148,7 +148,11 @@ pub fn sync(off: &dyn TurnOffload, installed: &mut Entries, want: &Entries) -> u
         }
     };
     // Removal: port marks first, so XDP stops looking up peers before their entries go.
-    let gone: Vec<Endpoint> = installed.relayed.difference(&want.relayed).copied().collect();
+    let gone: Vec<Endpoint> = installed
+        .relayed
+        .difference(&want.relayed)
+        .copied()
+        .collect();
     for r in gone {
         if note(off.unmark_relayed(r), "unmark relayed") {
             installed.relayed.remove(&r);
@@ -178,8 +182,7 @@ pub fn sync(off: &dyn TurnOffload, installed: &mut Entries, want: &Entries) -> u
     }
     // Install: channels and peers, then the port marks.
     for (k, v) in &want.channels {
-        if installed.channels.get(k) != Some(v) && note(off.set_channel(*k, *v), "set channel")
-        {
+        if installed.channels.get(k) != Some(v) && note(off.set_channel(*k, *v), "set channel") {
             installed.channels.insert(*k, *v);
         }
     }
@@ -218,14 +221,20 @@ impl Recorder {
 
 impl TurnOffload for Recorder {
     fn set_channel(&self, key: ChannelKey, value: TurnValue) -> Result<()> {
-        self.record(format!("set_channel {}", u16::from_be(key.channel_be)), |s| {
-            s.channels.insert(key, value);
-        })
+        self.record(
+            format!("set_channel {}", u16::from_be(key.channel_be)),
+            |s| {
+                s.channels.insert(key, value);
+            },
+        )
     }
     fn del_channel(&self, key: ChannelKey) -> Result<()> {
-        self.record(format!("del_channel {}", u16::from_be(key.channel_be)), |s| {
-            s.channels.remove(&key);
-        })
+        self.record(
+            format!("del_channel {}", u16::from_be(key.channel_be)),
+            |s| {
+                s.channels.remove(&key);
+            },
+        )
     }
     fn set_peer(&self, key: LegKey, value: TurnValue) -> Result<()> {
         self.record(format!("set_peer {key}"), |s| {
@@ -278,7 +287,10 @@ mod tests {
         bind(&mut a, 0x4001, "198.18.2.2:3480", now, [5, 6]);
         let t = Table::default();
         let e = desired(&a, &t, now);
-        assert_eq!(e.relayed, HashSet::from([Endpoint::from(sa("198.18.1.1:30000"))]));
+        assert_eq!(
+            e.relayed,
+            HashSet::from([Endpoint::from(sa("198.18.1.1:30000"))])
+        );
         let ck = ChannelKey {
             server: sa("198.18.1.1:3478").into(),
             client: sa("198.18.1.2:5000").into(),

@@ -32,7 +32,12 @@ pub struct TurnServer {
 
 impl Drop for TurnServer {
     fn drop(&mut self) {
-        for t in self.tasks.get_mut().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
     }
@@ -137,7 +142,8 @@ impl TurnServer {
     pub fn on_datagram(&self, local: SocketAddr, client: SocketAddr, b: &[u8]) {
         // Requests answer to the (possibly spoofed) source: limited per source. ChannelData
         // and indications answer nobody; the bandwidth limit covers them.
-        let is_request = stun_method(b).is_some() && b.first().is_some_and(|x| x & 0x01 == 0)
+        let is_request = stun_method(b).is_some()
+            && b.first().is_some_and(|x| x & 0x01 == 0)
             && b.get(1).is_some_and(|x| x & 0x10 == 0);
         if is_request && !self.limit.allow(client.ip(), std::time::Instant::now()) {
             self.stats.inc(Ev::DropRateLimited);

@@ -101,7 +101,8 @@ impl TurnStats {
     /// A relayed payload (either direction, userspace).
     pub fn relayed(&self, bytes: usize) {
         self.relayed_packets.fetch_add(1, Ordering::Relaxed);
-        self.relayed_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.relayed_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Every event with its value, zeros included.

@@ -249,7 +249,11 @@ fn allocate_needs_credentials_then_succeeds() {
     let m = message::parse(&resp).unwrap();
     // The response is signed with the user's key.
     let key = long_term_key("alice", REALM, "pw");
-    assert!(super::auth::verify(&resp, super::auth::Integrity::Sha1, &key));
+    assert!(super::auth::verify(
+        &resp,
+        super::auth::Integrity::Sha1,
+        &key
+    ));
     assert_eq!(relayed_of(&resp), vec![sa("198.18.1.1:30000")]);
     assert_eq!(
         m.attr(ATTR_LIFETIME).and_then(u32_of),
@@ -336,7 +340,10 @@ fn allocate_errors() {
     let bad_family = Attr::Raw(ATTR_REQUESTED_ADDRESS_FAMILY, vec![7, 0, 0, 0]);
     assert_eq!(c.call(&mut w, METHOD_ALLOCATE, &[udp(), bad_family]).0, 440);
     let aaf = || Attr::Raw(ATTR_ADDITIONAL_ADDRESS_FAMILY, vec![FAMILY_V6, 0, 0, 0]);
-    assert_eq!(c.call(&mut w, METHOD_ALLOCATE, &[udp(), v6(), aaf()]).0, 400);
+    assert_eq!(
+        c.call(&mut w, METHOD_ALLOCATE, &[udp(), v6(), aaf()]).0,
+        400
+    );
     let df = Attr::Raw(ATTR_DONT_FRAGMENT, vec![]);
     let (code, resp) = c.call(&mut w, METHOD_ALLOCATE, &[udp(), df]);
     assert_eq!(code, 420);
@@ -412,7 +419,10 @@ fn refresh_and_lifetimes() {
     let (code, resp) = c.call(&mut w, METHOD_REFRESH, &[lifetime(99_999)]);
     assert_eq!(code, 0);
     assert_eq!(
-        message::parse(&resp).unwrap().attr(ATTR_LIFETIME).and_then(u32_of),
+        message::parse(&resp)
+            .unwrap()
+            .attr(ATTR_LIFETIME)
+            .and_then(u32_of),
         Some(3600)
     );
     // Without a refresh it ends on time: not a nanosecond before.
@@ -423,7 +433,10 @@ fn refresh_and_lifetimes() {
     w.core.sweep(w.now);
     assert_eq!(w.core.table.len(), 0);
     assert_eq!(w.stats.get(Ev::AllocationExpired), 1);
-    assert_eq!(*w.ports.released.lock().unwrap(), vec![sa("198.18.1.1:30000")]);
+    assert_eq!(
+        *w.ports.released.lock().unwrap(),
+        vec![sa("198.18.1.1:30000")]
+    );
     assert!(w.rec.snapshot().is_empty());
     // Refresh without an allocation: 437.
     assert_eq!(c.call(&mut w, METHOD_REFRESH, &[]).0, 437);
@@ -442,14 +455,27 @@ fn refresh_zero_deallocates_and_other_users_get_441() {
     let (code, resp) = c.call(&mut w, METHOD_REFRESH, &[lifetime(0)]);
     assert_eq!(code, 0);
     assert_eq!(
-        message::parse(&resp).unwrap().attr(ATTR_LIFETIME).and_then(u32_of),
+        message::parse(&resp)
+            .unwrap()
+            .attr(ATTR_LIFETIME)
+            .and_then(u32_of),
         Some(0)
     );
     assert!(w.core.table.is_empty());
     assert_eq!(w.stats.get(Ev::DeallocateOk), 1);
     // The quota is back: two more fit.
-    assert_eq!(Client::new("198.18.1.2:6000").call(&mut w, METHOD_ALLOCATE, &[udp()]).0, 0);
-    assert_eq!(Client::new("198.18.1.2:6001").call(&mut w, METHOD_ALLOCATE, &[udp()]).0, 0);
+    assert_eq!(
+        Client::new("198.18.1.2:6000")
+            .call(&mut w, METHOD_ALLOCATE, &[udp()])
+            .0,
+        0
+    );
+    assert_eq!(
+        Client::new("198.18.1.2:6001")
+            .call(&mut w, METHOD_ALLOCATE, &[udp()])
+            .0,
+        0
+    );
 }
 
 #[test]
@@ -462,7 +488,8 @@ fn permissions_send_and_data_indications() {
     let send = |c: &mut Client, data: &[u8]| {
         c.txid += 1;
         let mut b = Builder::new(METHOD_SEND, Class::Indication, [c.txid; 12]);
-        b.xor_address(ATTR_XOR_PEER_ADDRESS, peer).attr(ATTR_DATA, data);
+        b.xor_address(ATTR_XOR_PEER_ADDRESS, peer)
+            .attr(ATTR_DATA, data);
         b.finish(false)
     };
     // No permission yet: a Send is dropped, and so is the peer's packet.
@@ -472,9 +499,17 @@ fn permissions_send_and_data_indications() {
     assert_eq!(w.core.from_peer(relayed, peer, b"x", w.now), Ok(None));
     assert_eq!(w.stats.get(Ev::DropNoPermission), 2);
     // A packet to an address that is no allocation's: not ours.
-    assert!(w.core.from_peer(sa("198.18.1.1:30100"), peer, b"x", w.now).is_err());
+    assert!(
+        w.core
+            .from_peer(sa("198.18.1.1:30100"), peer, b"x", w.now)
+            .is_err()
+    );
 
-    assert_eq!(c.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(peer)]).0, 0);
+    assert_eq!(
+        c.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(peer)])
+            .0,
+        0
+    );
     let ind = send(&mut c, b"hello");
     assert_eq!(
         w.core.from_client(c.five, &ind, w.now),
@@ -487,7 +522,8 @@ fn permissions_send_and_data_indications() {
     // The permission is per IP: another port of the peer reaches the client as a Data
     // indication.
     let Ok(Some(Out::Client { five, bytes })) =
-        w.core.from_peer(relayed, sa("198.18.2.2:9999"), b"back", w.now)
+        w.core
+            .from_peer(relayed, sa("198.18.2.2:9999"), b"back", w.now)
     else {
         panic!("a Data indication");
     };
@@ -521,19 +557,31 @@ fn deny_list_403_and_dropped_sends() {
         "[::ffff:127.0.0.1]:22",
     ] {
         let peer = sa(p);
-        let code = c.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(peer)]).0;
+        let code = c
+            .call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(peer)])
+            .0;
         assert_eq!(code, 403, "{p}");
     }
     // The box's own address: a permission is fine (relayed addresses live there), but a
     // channel to a port that is no live relayed address is 403, and Sends there are dropped.
     let own = sa("198.18.1.1:9901");
-    assert_eq!(c.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(own)]).0, 0);
     assert_eq!(
-        c.call(&mut w, METHOD_CHANNEL_BIND, &[channel(0x4000), Attr::Peer(own)]).0,
+        c.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(own)])
+            .0,
+        0
+    );
+    assert_eq!(
+        c.call(
+            &mut w,
+            METHOD_CHANNEL_BIND,
+            &[channel(0x4000), Attr::Peer(own)]
+        )
+        .0,
         403
     );
     let mut b = Builder::new(METHOD_SEND, Class::Indication, [9; 12]);
-    b.xor_address(ATTR_XOR_PEER_ADDRESS, own).attr(ATTR_DATA, b"x");
+    b.xor_address(ATTR_XOR_PEER_ADDRESS, own)
+        .attr(ATTR_DATA, b"x");
     assert_eq!(w.core.from_client(c.five, &b.finish(false), w.now), None);
     assert_eq!(w.stats.get(Ev::DropDeniedPeer), 1);
     assert!(w.stats.get(Ev::Error403) >= 6);
@@ -561,7 +609,10 @@ fn channels_bind_refresh_expire_and_offload() {
     let v = s.channels.get(&ck).expect("channel entry");
     assert_eq!(v.action, TurnAction::Strip as u16);
     assert_eq!(v.expires_ns, w.now.ns + 300 * NS);
-    assert_eq!(s.peers.get(&pk).map(|v| v.action), Some(TurnAction::Add as u16));
+    assert_eq!(
+        s.peers.get(&pk).map(|v| v.action),
+        Some(TurnAction::Add as u16)
+    );
     // ChannelData both ways in userspace.
     let cd = channel_data(0x4001, b"media", false);
     assert_eq!(
@@ -581,7 +632,8 @@ fn channels_bind_refresh_expire_and_offload() {
     );
     // Unknown channel: dropped.
     assert_eq!(
-        w.core.from_client(c.five, &channel_data(0x4002, b"x", false), w.now),
+        w.core
+            .from_client(c.five, &channel_data(0x4002, b"x", false), w.now),
         None
     );
     assert_eq!(w.stats.get(Ev::DropUnknownChannel), 1);
@@ -630,7 +682,12 @@ fn relay_mode_two_allocations_renumber() {
     let (ra, rb) = (sa("198.18.1.1:30000"), sa("198.18.1.1:30002"));
     assert_eq!(w.core.table.get(&b.five).unwrap().relayed, vec![rb]);
     assert_eq!(
-        a.call(&mut w, METHOD_CHANNEL_BIND, &[channel(0x4001), Attr::Peer(rb)]).0,
+        a.call(
+            &mut w,
+            METHOD_CHANNEL_BIND,
+            &[channel(0x4001), Attr::Peer(rb)]
+        )
+        .0,
         0
     );
     let ka = ChannelKey {
@@ -644,7 +701,12 @@ fn relay_mode_two_allocations_renumber() {
         Some(TurnAction::Strip as u16)
     );
     assert_eq!(
-        b.call(&mut w, METHOD_CHANNEL_BIND, &[channel(0x4fff), Attr::Peer(ra)]).0,
+        b.call(
+            &mut w,
+            METHOD_CHANNEL_BIND,
+            &[channel(0x4fff), Attr::Peer(ra)]
+        )
+        .0,
         0
     );
     let kb = ChannelKey {
@@ -667,12 +729,17 @@ fn relay_mode_two_allocations_renumber() {
     );
     assert_eq!(
         (vb.action, vb.channel_be, vb.new_dst),
-        (TurnAction::Renumber as u16, 0x4001u16.to_be(), a.five.client.into())
+        (
+            TurnAction::Renumber as u16,
+            0x4001u16.to_be(),
+            a.five.client.into()
+        )
     );
     // Userspace relay mode: A's ChannelData goes to B's relayed address, which hands it to B
     // on B's channel.
     let Some(Out::Peer { from, to, bytes }) =
-        w.core.from_client(a.five, &channel_data(0x4001, b"hi", false), w.now)
+        w.core
+            .from_client(a.five, &channel_data(0x4001, b"hi", false), w.now)
     else {
         panic!("to the peer");
     };
@@ -701,7 +768,11 @@ fn bandwidth_limit_drops_over_the_rate() {
     let mut c = Client::new("198.18.1.2:5000");
     c.call(&mut w, METHOD_ALLOCATE, &[udp()]);
     let peer = sa("198.18.2.2:3480");
-    c.call(&mut w, METHOD_CHANNEL_BIND, &[channel(0x4001), Attr::Peer(peer)]);
+    c.call(
+        &mut w,
+        METHOD_CHANNEL_BIND,
+        &[channel(0x4001), Attr::Peer(peer)],
+    );
     let cd = channel_data(0x4001, &[0u8; 1000], false);
     let sent = (0..150)
         .filter(|_| w.core.from_client(c.five, &cd, w.now).is_some())
@@ -715,11 +786,15 @@ fn junk_and_binding() {
     let mut w = world();
     let f = five("198.18.1.2:5000");
     assert_eq!(w.core.from_client(f, b"\x00\x01junk", w.now), None);
-    assert_eq!(w.core.from_client(f, &[0x40, 0x00, 0x00, 0x08, 1], w.now), None);
+    assert_eq!(
+        w.core.from_client(f, &[0x40, 0x00, 0x00, 0x08, 1], w.now),
+        None
+    );
     assert_eq!(w.stats.get(Ev::DropMalformed), 2);
     // ChannelData without an allocation.
     assert_eq!(
-        w.core.from_client(f, &channel_data(0x4000, b"x", true), w.now),
+        w.core
+            .from_client(f, &channel_data(0x4000, b"x", true), w.now),
         None
     );
     assert_eq!(w.stats.get(Ev::DropNoAllocation), 1);
@@ -753,12 +828,21 @@ fn rfc5766_channel_numbers_relay_in_userspace_only() {
     c.call(&mut w, METHOD_ALLOCATE, &[udp()]);
     let peer = sa("198.18.2.2:3480");
     assert_eq!(
-        c.call(&mut w, METHOD_CHANNEL_BIND, &[channel(0x6abc), Attr::Peer(peer)]).0,
+        c.call(
+            &mut w,
+            METHOD_CHANNEL_BIND,
+            &[channel(0x6abc), Attr::Peer(peer)]
+        )
+        .0,
         0
     );
-    assert!(w.rec.snapshot().channels.is_empty(), "XDP carries 0x4000-0x4fff only");
+    assert!(
+        w.rec.snapshot().channels.is_empty(),
+        "XDP carries 0x4000-0x4fff only"
+    );
     assert_eq!(
-        w.core.from_client(c.five, &channel_data(0x6abc, b"old", false), w.now),
+        w.core
+            .from_client(c.five, &channel_data(0x6abc, b"old", false), w.now),
         Some(Out::Peer {
             from: sa("198.18.1.1:30000"),
             to: peer,

@@ -120,8 +120,16 @@ pub fn render_table(v: &TurnView) -> String {
             a.user_packets_to_peers,
             a.user_packets_to_client,
             a.kernel_packets,
-            if peers.is_empty() { "-".to_string() } else { peers.join(",") },
-            if chans.is_empty() { "-".to_string() } else { chans.join(",") },
+            if peers.is_empty() {
+                "-".to_string()
+            } else {
+                peers.join(",")
+            },
+            if chans.is_empty() {
+                "-".to_string()
+            } else {
+                chans.join(",")
+            },
         ));
     }
     if v.allocations.is_empty() {
