@@ -237,6 +237,9 @@ struct FileConfig {
     turn_max_lifetime_secs: Option<u64>,
     turn_nonce_secs: Option<u64>,
     turn_rate: Option<u32>,
+    turn_tls_port: Option<u16>,
+    turn_tls_cert: Option<PathBuf>,
+    turn_tls_key: Option<PathBuf>,
     state_file: Option<PathBuf>,
     policy: Option<LatchPolicy>,
     relatch_holdoff_ms: Option<u64>,
@@ -362,6 +365,9 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
             turn_max_lifetime_secs: file.turn_max_lifetime_secs,
             turn_nonce_secs: file.turn_nonce_secs,
             turn_rate: file.turn_rate,
+            turn_tls_port: file.turn_tls_port,
+            turn_tls_cert: file.turn_tls_cert,
+            turn_tls_key: file.turn_tls_key,
         },
     )?;
     let cfg = Config {

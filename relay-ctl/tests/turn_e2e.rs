@@ -253,3 +253,74 @@ fn relay_mode_two_allocations_relay_to_each_other() {
     assert!(turn_event(&rig, "channel_bind_ok") >= 2);
     assert!(turn_event(&rig, "channel_data_to_client") >= 100);
 }
+
+#[test]
+fn tcp_and_tls_client_transports() {
+    // A self-signed certificate made for this run (uclient does not verify it without -E).
+    let dir = std::env::temp_dir().join(format!("turn-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=turn.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl")
+        .success();
+    assert!(ok, "openssl made no certificate");
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let mut args = turn_args("3478");
+    args.extend_from_slice(&[
+        "--turn-tls-port",
+        "5349",
+        "--turn-tls-cert",
+        &cert_s,
+        "--turn-tls-key",
+        &key_s,
+    ]);
+    let rig = Rig::start("ttc", &args);
+    let _peer = peer(&rig.topo.nat_b, &NAT_B_OUT_IP.to_string(), 3480);
+    let server = RELAY_A_IP.to_string();
+    let peer_ip = NAT_B_OUT_IP.to_string();
+    let base = [
+        "-u", USER, "-w", PASSWORD, "-e", &peer_ip, "-r", "3480", "-n", "30", "-l", "120", "-z",
+        "5", "-c",
+    ];
+    // TCP with channels, then with indications.
+    for extra in [&["-t"][..], &["-t", "-s"][..]] {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        a.push(&server);
+        let (rc, out) = uclient(&rig.topo.caller, &a);
+        assert_eq!(rc, 0, "{extra:?}: {out}\n{}", rig.log());
+        assert_all_received(&out, 30, 1);
+    }
+    // TLS.
+    let mut a = base.to_vec();
+    a.extend_from_slice(&["-t", "-S", "-p", "5349", &server]);
+    let (rc, out) = uclient(&rig.topo.caller, &a);
+    assert_eq!(rc, 0, "TLS: {out}\n{}", rig.log());
+    assert_all_received(&out, 30, 1);
+    // Every allocation of a stream client ended with its connection.
+    let v = rig
+        .api(|c| c.get::<serde_json::Value>("/v1/turn/allocations"))
+        .expect("allocations");
+    let streams = v["allocations"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|x| x["transport"] != "udp").count());
+    assert_eq!(streams, 0, "{v}");
+    assert!(turn_event(&rig, "channel_data_to_client") >= 60);
+    assert!(turn_event(&rig, "data_indication") >= 30);
+    let _ = std::fs::remove_dir_all(&dir);
+}

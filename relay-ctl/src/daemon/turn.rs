@@ -22,6 +22,13 @@ use crate::{
     },
 };
 
+fn join(a: &[SocketAddr]) -> String {
+    a.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether the TURN server shares the STUN server's sockets (same port, both on).
 pub(super) fn shares_stun(cfg: &Config) -> bool {
     cfg.turn.port != 0 && cfg.turn.port == cfg.reflector.stun_port
@@ -80,10 +87,35 @@ pub(super) async fn start(
         .filter(|a| !(shared && a.is_ipv4()))
         .map(|a| SocketAddr::new(*a, t.port))
         .collect();
-    let bound = server.listen_udp(&addrs);
+    let mut bound = server.listen_udp(&addrs);
+    // TCP on the same port (the STUN server has no TCP socket), TLS on its own.
+    let tcp: Vec<SocketAddr> = relay_addrs
+        .iter()
+        .map(|a| SocketAddr::new(*a, t.port))
+        .collect();
+    let tcp_bound = server.listen_tcp(&tcp, None);
+    let mut tls_bound = vec![];
+    if t.tls_port != 0
+        && let (Some(cert), Some(key)) = (&t.tls_cert, &t.tls_key)
+    {
+        let acceptor = crate::turn::tls::acceptor(cert, key)?;
+        let tls: Vec<SocketAddr> = relay_addrs
+            .iter()
+            .map(|a| SocketAddr::new(*a, t.tls_port))
+            .collect();
+        tls_bound = server.listen_tcp(&tls, Some(acceptor));
+    }
+    if shared {
+        bound.extend(
+            relay_addrs
+                .iter()
+                .filter(|a| a.is_ipv4())
+                .map(|a| SocketAddr::new(*a, t.port)),
+        );
+    }
     server.start_sweeper();
     log::info!(
-        "TURN server (realm {:?}, {} user(s){}) on port {}{}: {}",
+        "TURN server (realm {:?}, {} user(s){}) on port {}{}: UDP {}; TCP {}; TLS {}",
         t.realm,
         t.users.len(),
         if t.secret.is_some() {
@@ -93,11 +125,13 @@ pub(super) async fn start(
         },
         t.port,
         if shared { " shared with STUN" } else { "" },
-        bound
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        join(&bound),
+        join(&tcp_bound),
+        if tls_bound.is_empty() {
+            "off".to_string()
+        } else {
+            join(&tls_bound)
+        },
     );
     Ok(Some(server))
 }

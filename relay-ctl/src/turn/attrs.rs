@@ -117,6 +117,29 @@ pub fn channel_frame_len(b: &[u8]) -> Option<usize> {
     Some(CHANNEL_HEADER_LEN + len.div_ceil(4) * 4)
 }
 
+/// The length of the message at the start of a stream buffer (section 3.1: STUN messages and
+/// ChannelData padded to 4 share the stream): `Ok(None)` until enough has arrived to tell,
+/// `Err` when the first bytes are neither (the stream is then closed).
+pub fn stream_frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
+    let Some(&first) = b.first() else {
+        return Ok(None);
+    };
+    match first >> 6 {
+        0 => {
+            let Some(h) = b.get(..4) else {
+                return Ok(None);
+            };
+            let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            if !len.is_multiple_of(4) {
+                return Err(());
+            }
+            Ok(Some(relay_common::stun::HEADER_LEN + len))
+        }
+        1 => Ok(channel_frame_len(b)),
+        _ => Err(()),
+    }
+}
+
 /// ChannelData for `data` on `channel`; `pad`: padded to a multiple of 4 (always over
 /// streams; over UDP too, as the RFC recommends and the XDP path does).
 pub fn channel_data(channel: u16, data: &[u8], pad: bool) -> Vec<u8> {
@@ -157,6 +180,20 @@ mod tests {
         assert_eq!(parse_channel_data(&[0x40, 0]), None);
         assert!(looks_like_channel_data(&f));
         assert!(!looks_like_channel_data(&[0x00, 1]));
+    }
+
+    #[test]
+    fn stream_framing() {
+        let cd = channel_data(0x4001, b"hello", true);
+        assert_eq!(stream_frame_len(&cd), Ok(Some(12)));
+        assert_eq!(stream_frame_len(&cd[..2]), Ok(None));
+        assert_eq!(stream_frame_len(&[]), Ok(None));
+        let stun =
+            crate::stun::message::Builder::new(1, crate::stun::message::Class::Request, [0; 12])
+                .finish(true);
+        assert_eq!(stream_frame_len(&stun), Ok(Some(stun.len())));
+        assert_eq!(stream_frame_len(&[0x00, 0x01, 0x00, 0x03]), Err(()));
+        assert_eq!(stream_frame_len(&[0x80]), Err(()));
     }
 
     #[test]

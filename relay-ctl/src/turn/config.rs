@@ -61,6 +61,16 @@ pub struct TurnArgs {
     /// [default: 100].
     #[arg(long, value_name = "N")]
     pub turn_rate: Option<u32>,
+    /// TCP port for TURN over TLS on the relay addresses (needs --turn-tls-cert and
+    /// --turn-tls-key); 0 = off [default: 0]. Plain TCP is served on --turn-port.
+    #[arg(long, value_name = "PORT")]
+    pub turn_tls_port: Option<u16>,
+    /// PEM certificate chain for TURN over TLS.
+    #[arg(long, value_name = "PATH")]
+    pub turn_tls_cert: Option<PathBuf>,
+    /// PEM private key for TURN over TLS.
+    #[arg(long, value_name = "PATH")]
+    pub turn_tls_key: Option<PathBuf>,
 }
 
 /// The same keys in the config file.
@@ -78,6 +88,9 @@ pub struct TurnFile {
     pub turn_max_lifetime_secs: Option<u64>,
     pub turn_nonce_secs: Option<u64>,
     pub turn_rate: Option<u32>,
+    pub turn_tls_port: Option<u16>,
+    pub turn_tls_cert: Option<PathBuf>,
+    pub turn_tls_key: Option<PathBuf>,
 }
 
 /// The resolved settings. Debug never shows passwords or the secret.
@@ -94,6 +107,10 @@ pub struct TurnConfig {
     pub max_lifetime_secs: u64,
     pub nonce_secs: u64,
     pub rate: u32,
+    /// 0: no TLS.
+    pub tls_port: u16,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for TurnConfig {
@@ -111,6 +128,9 @@ impl std::fmt::Debug for TurnConfig {
             .field("max_lifetime_secs", &self.max_lifetime_secs)
             .field("nonce_secs", &self.nonce_secs)
             .field("rate", &self.rate)
+            .field("tls_port", &self.tls_port)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -199,6 +219,9 @@ pub fn merge(args: &TurnArgs, file: TurnFile) -> Result<TurnConfig> {
             .turn_rate
             .or(file.turn_rate)
             .unwrap_or(DEFAULT_TURN_RATE),
+        tls_port: args.turn_tls_port.or(file.turn_tls_port).unwrap_or(0),
+        tls_cert: args.turn_tls_cert.clone().or(file.turn_tls_cert),
+        tls_key: args.turn_tls_key.clone().or(file.turn_tls_key),
     })
 }
 
@@ -231,6 +254,23 @@ pub fn validate(
         bail!(
             "turn-port is set but nobody can authenticate: give turn-user, turn-users-file or turn-secret(-file)"
         );
+    }
+    if c.tls_port != 0 {
+        if (port_min..=port_max).contains(&c.tls_port) {
+            bail!(
+                "turn-tls-port {} is inside the relay port range {port_min}-{port_max}",
+                c.tls_port
+            );
+        }
+        if c.tls_port == c.port {
+            bail!(
+                "turn-tls-port and turn-port are both {} (TCP is served on turn-port)",
+                c.port
+            );
+        }
+        if c.tls_cert.is_none() || c.tls_key.is_none() {
+            bail!("turn-tls-port needs turn-tls-cert and turn-tls-key");
+        }
     }
     if c.nonce_secs == 0 {
         bail!("turn-nonce-secs must be greater than 0");

@@ -803,6 +803,11 @@ impl Core {
         Ok(Some(Out::Client { five, bytes }))
     }
 
+    /// The stream of a TCP/TLS client closed: its allocation ends with it (section 3.1).
+    pub fn connection_closed(&mut self, five: FiveTuple, now: Now) {
+        self.deallocate(five, now, "client connection closed");
+    }
+
     /// Every allocation and channel ends now (the daemon is stopping): kernel entries out,
     /// ports and slots back.
     pub fn shutdown(&mut self, now: Now) {

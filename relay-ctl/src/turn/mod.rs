@@ -19,6 +19,7 @@ pub mod offload;
 pub mod quota;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod view;
 
 pub use stats::{TurnEvent, TurnStats};

@@ -16,15 +16,25 @@ use tokio::net::UdpSocket;
 use super::{
     TurnEvent as Ev, TurnStats,
     allocation::{FiveTuple, Transport},
-    attrs::looks_like_channel_data,
+    attrs::{looks_like_channel_data, stream_frame_len},
     handler::{Core, Now, Out},
     view::{TurnView, allocation_view},
 };
 use crate::{ratelimit::PerSource, sessions::turn::RelayedSink, udp};
 
+/// TCP/TLS connections at once (each holds a task, buffers and possibly an allocation).
+pub const MAX_STREAMS: usize = 4096;
+/// A connection with no allocation this long after it opened is closed.
+pub const STREAM_IDLE: Duration = Duration::from_secs(30);
+/// Messages queued to one stream client before more are dropped (a slow reader).
+const STREAM_QUEUE: usize = 512;
+
 pub struct TurnServer {
     core: Mutex<Core>,
     socks: RwLock<HashMap<SocketAddr, Arc<UdpSocket>>>,
+    /// The writers of TCP/TLS clients, by 5-tuple.
+    streams: Mutex<HashMap<FiveTuple, tokio::sync::mpsc::Sender<Vec<u8>>>>,
+    stream_slots: Arc<tokio::sync::Semaphore>,
     limit: PerSource,
     pub stats: Arc<TurnStats>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -59,6 +69,8 @@ impl TurnServer {
         Arc::new(TurnServer {
             core: Mutex::new(core),
             socks: RwLock::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             limit: PerSource::new(rate),
             stats,
             tasks: Mutex::new(vec![]),
@@ -142,10 +154,7 @@ impl TurnServer {
     pub fn on_datagram(&self, local: SocketAddr, client: SocketAddr, b: &[u8]) {
         // Requests answer to the (possibly spoofed) source: limited per source. ChannelData
         // and indications answer nobody; the bandwidth limit covers them.
-        let is_request = stun_method(b).is_some()
-            && b.first().is_some_and(|x| x & 0x01 == 0)
-            && b.get(1).is_some_and(|x| x & 0x10 == 0);
-        if is_request && !self.limit.allow(client.ip(), std::time::Instant::now()) {
+        if looks_like_request(b) && !self.limit.allow(client.ip(), std::time::Instant::now()) {
             self.stats.inc(Ev::DropRateLimited);
             return;
         }
@@ -162,6 +171,21 @@ impl TurnServer {
 
     fn send(&self, o: Out) {
         let r = match o {
+            Out::Client { five, bytes } if five.transport != Transport::Udp => {
+                let tx = self
+                    .streams
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&five)
+                    .cloned();
+                match tx {
+                    Some(tx) => tx
+                        .try_send(bytes)
+                        .map_err(|e| std::io::Error::other(e.to_string())),
+                    None => Err(std::io::Error::other("connection gone")),
+                }
+                .map_err(|e| (five.server, five.client, e))
+            }
             Out::Client { five, bytes } => {
                 let sock = self
                     .socks
@@ -183,6 +207,89 @@ impl TurnServer {
             self.stats.inc(Ev::DropSendError);
             log::debug!("TURN {from} -> {to}: {e}");
         }
+    }
+
+    /// Accept TCP clients on `addrs` (TLS with `tls`); returns those bound.
+    pub fn listen_tcp(
+        self: &Arc<Self>,
+        addrs: &[SocketAddr],
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Vec<SocketAddr> {
+        let transport = if tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        };
+        let mut bound = vec![];
+        for &addr in addrs {
+            let l = std::net::TcpListener::bind(addr).and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            });
+            let listener = match l {
+                Ok(l) => l,
+                Err(e) => {
+                    self.stats.inc(Ev::BindError);
+                    log::warn!("TURN: cannot listen on {} {addr}: {e}", transport.as_str());
+                    continue;
+                }
+            };
+            let me = Arc::downgrade(self);
+            let slots = self.stream_slots.clone();
+            let tls = tls.clone();
+            let task = tokio::spawn(async move {
+                loop {
+                    let (stream, client) = match listener.accept().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            log::debug!("TURN {addr}: accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let Some(srv) = me.upgrade() else { return };
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        srv.stats.inc(Ev::DropTooManyStreams);
+                        continue;
+                    };
+                    let five = FiveTuple {
+                        client,
+                        server: addr,
+                        transport,
+                    };
+                    let me = me.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        let _ = stream.set_nodelay(true);
+                        match tls {
+                            None => serve_stream(me, stream, five).await,
+                            Some(acceptor) => {
+                                let hs = tokio::time::timeout(STREAM_IDLE, acceptor.accept(stream));
+                                match hs.await {
+                                    Ok(Ok(s)) => serve_stream(me, s, five).await,
+                                    _ => {
+                                        if let Some(srv) = me.upgrade() {
+                                            srv.stats.inc(Ev::DropTlsHandshake);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+            self.tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(task);
+            bound.push(addr);
+        }
+        bound
+    }
+
+    fn has_allocation(&self, five: &FiveTuple) -> bool {
+        self.core().table.get(five).is_some()
     }
 
     pub fn view(&self) -> TurnView {
@@ -212,6 +319,90 @@ impl TurnServer {
     pub fn shutdown(&self) {
         self.core().shutdown(Now::system());
     }
+}
+
+/// One TCP/TLS client: frames in (STUN messages and ChannelData, section 3.1) through the
+/// core, answers out through a queue and a writer task. The allocation ends with the stream.
+async fn serve_stream<S>(me: std::sync::Weak<TurnServer>, stream: S, five: FiveTuple)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
+    {
+        let Some(srv) = me.upgrade() else { return };
+        srv.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(five, tx);
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let opened = std::time::Instant::now();
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    'conn: loop {
+        let n = match tokio::time::timeout(Duration::from_secs(1), rd.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => 0,
+        };
+        let Some(srv) = me.upgrade() else { break };
+        if n == 0 {
+            // Idle tick: a connection that never allocated is not kept.
+            if opened.elapsed() > STREAM_IDLE && !srv.has_allocation(&five) {
+                srv.stats.inc(Ev::DropIdleStream);
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            let len = match stream_frame_len(&buf) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(()) => {
+                    srv.stats.inc(Ev::DropMalformed);
+                    break 'conn;
+                }
+            };
+            if buf.len() < len {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            let is_request = looks_like_request(&frame);
+            if is_request && !srv.limit.allow(five.client.ip(), std::time::Instant::now()) {
+                srv.stats.inc(Ev::DropRateLimited);
+                continue;
+            }
+            let out = srv.core().from_client(five, &frame, Now::system());
+            if let Some(o) = out {
+                srv.send(o);
+            }
+        }
+    }
+    if let Some(srv) = me.upgrade() {
+        srv.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&five);
+        srv.core().connection_closed(five, Now::system());
+    }
+    writer.abort();
+}
+
+/// A STUN request (class bits 00), by its first two bytes.
+fn looks_like_request(b: &[u8]) -> bool {
+    stun_method(b).is_some()
+        && b.first().is_some_and(|x| x & 0x01 == 0)
+        && b.get(1).is_some_and(|x| x & 0x10 == 0)
 }
 
 impl RelayedSink for TurnServer {

@@ -62,6 +62,9 @@ events! {
     OffloadError => "offload_error",
     OffloadNoSlot => "offload_no_slot",
     BindError => "bind_error",
+    DropTooManyStreams => "drop_too_many_streams",
+    DropIdleStream => "drop_idle_stream",
+    DropTlsHandshake => "drop_tls_handshake",
 }
 
 /// The counters, one per [`TurnEvent`], plus packets and bytes relayed in userspace.
