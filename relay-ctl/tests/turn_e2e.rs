@@ -324,3 +324,29 @@ fn tcp_and_tls_client_transports() {
     assert!(turn_event(&rig, "data_indication") >= 30);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ipv6_relayed_address_for_an_ipv4_client() {
+    let rig = Rig::start_prepared("tv6", &turn_args("3478"), |t| {
+        t.add_ipv6().expect("ipv6");
+        t.prime_neighbours6().expect("ipv6 neighbours");
+    });
+    let peer_ip = relay_testbed::NAT_B_OUT_IP6.to_string();
+    let _peer = peer(&rig.topo.nat_b, &peer_ip, 3480);
+    let server = RELAY_A_IP.to_string();
+    // -x: REQUESTED-ADDRESS-FAMILY IPv6; the client talks to the server over IPv4.
+    let (rc, out) = uclient(
+        &rig.topo.caller,
+        &[
+            "-u", USER, "-w", PASSWORD, "-x", "-e", &peer_ip, "-r", "3480", "-n", "30", "-z", "5",
+            "-c", &server,
+        ],
+    );
+    assert_eq!(rc, 0, "{out}\n{}", rig.log());
+    assert_all_received(&out, 30, 1);
+    assert!(
+        rig.log().contains("relayed [2001:db8:"),
+        "an IPv6 relayed address:\n{}",
+        rig.log()
+    );
+}
