@@ -117,10 +117,14 @@ pub fn channel_frame_len(b: &[u8]) -> Option<usize> {
     Some(CHANNEL_HEADER_LEN + len.div_ceil(4) * 4)
 }
 
+/// Bytes on a TURN stream that are neither a STUN message nor ChannelData.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAFrame;
+
 /// The length of the message at the start of a stream buffer (section 3.1: STUN messages and
 /// ChannelData padded to 4 share the stream): `Ok(None)` until enough has arrived to tell,
 /// `Err` when the first bytes are neither (the stream is then closed).
-pub fn stream_frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
+pub fn stream_frame_len(b: &[u8]) -> Result<Option<usize>, NotAFrame> {
     let Some(&first) = b.first() else {
         return Ok(None);
     };
@@ -131,12 +135,12 @@ pub fn stream_frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
             };
             let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
             if !len.is_multiple_of(4) {
-                return Err(());
+                return Err(NotAFrame);
             }
             Ok(Some(relay_common::stun::HEADER_LEN + len))
         }
         1 => Ok(channel_frame_len(b)),
-        _ => Err(()),
+        _ => Err(NotAFrame),
     }
 }
 
@@ -192,8 +196,8 @@ mod tests {
             crate::stun::message::Builder::new(1, crate::stun::message::Class::Request, [0; 12])
                 .finish(true);
         assert_eq!(stream_frame_len(&stun), Ok(Some(stun.len())));
-        assert_eq!(stream_frame_len(&[0x00, 0x01, 0x00, 0x03]), Err(()));
-        assert_eq!(stream_frame_len(&[0x80]), Err(()));
+        assert_eq!(stream_frame_len(&[0x00, 0x01, 0x00, 0x03]), Err(NotAFrame));
+        assert_eq!(stream_frame_len(&[0x80]), Err(NotAFrame));
     }
 
     #[test]

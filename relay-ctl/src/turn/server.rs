@@ -368,7 +368,7 @@ where
             let len = match stream_frame_len(&buf) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
-                Err(()) => {
+                Err(super::attrs::NotAFrame) => {
                     srv.stats.inc(Ev::DropMalformed);
                     break 'conn;
                 }
