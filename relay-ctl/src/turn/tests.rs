@@ -850,3 +850,71 @@ fn rfc5766_channel_numbers_relay_in_userspace_only() {
         })
     );
 }
+
+#[test]
+fn sha256_integrity_is_answered_in_kind() {
+    let mut w = world();
+    let f = five("198.18.1.2:5000");
+    // Learn a nonce, then Allocate with MESSAGE-INTEGRITY-SHA256 only.
+    let probe = Builder::new(METHOD_ALLOCATE, Class::Request, [1; 12]).finish(true);
+    let (_, resp) = answer(&mut w, f, &probe);
+    let nonce = message::parse(&resp)
+        .unwrap()
+        .attr(ATTR_NONCE)
+        .unwrap()
+        .to_vec();
+    let key = long_term_key("alice", REALM, "pw");
+    let mut b = Builder::new(METHOD_ALLOCATE, Class::Request, [2; 12]);
+    b.attr(ATTR_REQUESTED_TRANSPORT, &[TRANSPORT_UDP, 0, 0, 0])
+        .attr(ATTR_USERNAME, b"alice")
+        .attr(ATTR_REALM, REALM.as_bytes())
+        .attr(ATTR_NONCE, &nonce)
+        .integrity(&key, true);
+    let (code, resp) = answer(&mut w, f, &b.finish(true));
+    assert_eq!(code, 0);
+    assert_eq!(
+        super::auth::Integrity::of(&resp),
+        Some(super::auth::Integrity::Sha256)
+    );
+    assert!(super::auth::verify(
+        &resp,
+        super::auth::Integrity::Sha256,
+        &key
+    ));
+}
+
+/// The UDP server answers at most `--turn-rate` requests per second per source; the rest
+/// are dropped unanswered and counted.
+#[tokio::test]
+async fn udp_server_rate_limits_requests_per_source() {
+    use super::server::TurnServer;
+    let w = world_with(&["127.0.0.1"], 2, 0);
+    let stats = w.stats.clone();
+    let server = TurnServer::new(w.core, 10);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(server.listen_udp(&[local]), vec![local]);
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("client");
+    let req = Builder::new(METHOD_ALLOCATE, Class::Request, [7; 12]).finish(true);
+    for _ in 0..100 {
+        client.send_to(&req, local).await.expect("send");
+    }
+    let mut buf = [0u8; 2048];
+    let mut answers = 0u64;
+    while let Ok(Ok((n, _))) = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        client.recv_from(&mut buf),
+    )
+    .await
+    {
+        assert_eq!(code_of(&message::parse(&buf[..n]).expect("STUN")), 401);
+        answers += 1;
+    }
+    assert!((10..=15).contains(&answers), "{answers} answers");
+    assert_eq!(stats.get(Ev::DropRateLimited) + answers, 100);
+}
