@@ -35,6 +35,8 @@ pub struct TurnServer {
     /// The writers of TCP/TLS clients, by 5-tuple.
     streams: Mutex<HashMap<FiveTuple, tokio::sync::mpsc::Sender<Vec<u8>>>>,
     stream_slots: Arc<tokio::sync::Semaphore>,
+    /// [`STREAM_IDLE`], shorter in tests.
+    stream_idle: Duration,
     limit: PerSource,
     pub stats: Arc<TurnStats>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -65,12 +67,18 @@ fn stun_method(b: &[u8]) -> Option<u16> {
 impl TurnServer {
     /// `rate`: STUN-format requests per second per source address (0: no limit).
     pub fn new(core: Core, rate: u32) -> Arc<TurnServer> {
+        Self::with_stream_idle(core, rate, STREAM_IDLE)
+    }
+
+    /// [`TurnServer::new`] closing allocation-less streams after `stream_idle`.
+    pub fn with_stream_idle(core: Core, rate: u32, stream_idle: Duration) -> Arc<TurnServer> {
         let stats = core.stats.clone();
         Arc::new(TurnServer {
             core: Mutex::new(core),
             socks: RwLock::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             stream_slots: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            stream_idle,
             limit: PerSource::new(rate),
             stats,
             tasks: Mutex::new(vec![]),
@@ -265,7 +273,8 @@ impl TurnServer {
                         match tls {
                             None => serve_stream(me, stream, five).await,
                             Some(acceptor) => {
-                                let hs = tokio::time::timeout(STREAM_IDLE, acceptor.accept(stream));
+                                let idle = me.upgrade().map_or(STREAM_IDLE, |s| s.stream_idle);
+                                let hs = tokio::time::timeout(idle, acceptor.accept(stream));
                                 match hs.await {
                                     Ok(Ok(s)) => serve_stream(me, s, five).await,
                                     _ => {
@@ -348,8 +357,12 @@ where
     let opened = std::time::Instant::now();
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
+    let Some(idle) = me.upgrade().map(|s| s.stream_idle) else {
+        return;
+    };
+    let tick = idle.min(Duration::from_secs(1));
     'conn: loop {
-        let n = match tokio::time::timeout(Duration::from_secs(1), rd.read(&mut chunk)).await {
+        let n = match tokio::time::timeout(tick, rd.read(&mut chunk)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => n,
             Err(_) => 0,
@@ -357,7 +370,7 @@ where
         let Some(srv) = me.upgrade() else { break };
         if n == 0 {
             // Idle tick: a connection that never allocated is not kept.
-            if opened.elapsed() > STREAM_IDLE && !srv.has_allocation(&five) {
+            if opened.elapsed() > idle && !srv.has_allocation(&five) {
                 srv.stats.inc(Ev::DropIdleStream);
                 break;
             }

@@ -918,3 +918,54 @@ async fn udp_server_rate_limits_requests_per_source() {
     assert!((10..=15).contains(&answers), "{answers} answers");
     assert_eq!(stats.get(Ev::DropRateLimited) + answers, 100);
 }
+
+/// TURN over TCP: framed STUN answers, a frame that is neither STUN nor ChannelData closes
+/// the connection, and a connection that never allocates is closed after the idle time.
+#[tokio::test]
+async fn tcp_framing_garbage_and_idle_connections() {
+    use super::server::TurnServer;
+    use tokio::io::AsyncWriteExt;
+    let w = world_with(&["127.0.0.1"], 2, 0);
+    let stats = w.stats.clone();
+    let server = TurnServer::with_stream_idle(w.core, 0, std::time::Duration::from_millis(300));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(server.listen_tcp(&[local], None), vec![local]);
+    // A request in two pieces gets one framed 401.
+    let mut s = tokio::net::TcpStream::connect(local)
+        .await
+        .expect("connect");
+    let req = Builder::new(METHOD_ALLOCATE, Class::Request, [7; 12]).finish(true);
+    s.write_all(&req[..7]).await.expect("write");
+    s.flush().await.expect("flush");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    s.write_all(&req[7..]).await.expect("write");
+    let got = read_for(&mut s, 1000).await.expect("an answer");
+    assert_eq!(
+        code_of(&message::parse(&got).expect("one whole STUN message")),
+        401
+    );
+    // Garbage: closed (read returns 0 bytes).
+    s.write_all(&[0xff; 8]).await.expect("write");
+    assert_eq!(read_for(&mut s, 1000).await, Some(vec![]));
+    assert_eq!(stats.get(Ev::DropMalformed), 1);
+    // Silence: closed after the idle time.
+    let mut idle = tokio::net::TcpStream::connect(local)
+        .await
+        .expect("connect");
+    assert_eq!(read_for(&mut idle, 3000).await, Some(vec![]));
+    assert_eq!(stats.get(Ev::DropIdleStream), 1);
+}
+
+/// What one read on `s` returns within `ms` (Some(empty): closed; None: nothing).
+async fn read_for(s: &mut tokio::net::TcpStream, ms: u64) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 2048];
+    match tokio::time::timeout(std::time::Duration::from_millis(ms), s.read(&mut buf)).await {
+        Ok(Ok(n)) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
