@@ -74,6 +74,8 @@ pub enum Command {
     Delete(String),
     /// `relay-ctl reflector ticket`.
     Ticket(crate::api::TicketRequest),
+    /// `relay-ctl turn allocations`.
+    TurnAllocations,
 }
 
 /// Run `cmd` against the API; returns what to print on stdout.
@@ -87,6 +89,7 @@ pub fn run(client: &ApiClient, cmd: &Command, json: bool) -> Result<String, Clie
             Command::Ports => client.get("/v1/ports")?,
             Command::Delete(id) => client.delete(&session_path(id)?)?,
             Command::Ticket(req) => client.post("/v1/reflector/tickets", req)?,
+            Command::TurnAllocations => client.get("/v1/turn/allocations")?,
         };
         let mut out = serde_json::to_string_pretty(&v)
             .map_err(|e| ClientError::Other(format!("cannot print JSON: {e}")))?;
@@ -101,6 +104,9 @@ pub fn run(client: &ApiClient, cmd: &Command, json: bool) -> Result<String, Clie
         Command::Delete(id) => deleted_text(&client.delete_session(id)?),
         Command::Ticket(req) => {
             crate::reflector::tickets::ticket_text(&client.post("/v1/reflector/tickets", req)?)
+        }
+        Command::TurnAllocations => {
+            crate::turn::view::render_table(&client.get("/v1/turn/allocations")?)
         }
     })
 }

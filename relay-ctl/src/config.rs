@@ -26,6 +26,7 @@ use crate::{
     logfmt::LogFormat,
     prefix::Prefix,
     reflector::config::{ReflectorArgs, ReflectorConfig, ReflectorFile},
+    turn::config::{TurnArgs, TurnConfig, TurnFile},
 };
 
 pub const DEFAULT_PORT_MIN: u16 = 30000;
@@ -86,6 +87,8 @@ pub struct DaemonArgs {
     pub ng_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub reflector: ReflectorArgs,
+    #[command(flatten)]
+    pub turn: TurnArgs,
     /// Session state file [default: /run/media-relay/<instance>.json].
     #[arg(long, value_name = "PATH")]
     pub state_file: Option<PathBuf>,
@@ -167,6 +170,8 @@ pub struct Config {
     pub api_listen: SocketAddr,
     pub ng_listen: SocketAddr,
     pub reflector: ReflectorConfig,
+    /// The TURN server (`port` 0: off).
+    pub turn: TurnConfig,
     pub state_file: PathBuf,
     pub policy: LatchPolicy,
     pub relatch_holdoff: Duration,
@@ -219,6 +224,22 @@ struct FileConfig {
     reflect_key_rotate_secs: Option<u64>,
     reflect_key_grace_secs: Option<u64>,
     ticket_max_ttl_secs: Option<u64>,
+    // TURN (crate::turn::config).
+    turn_port: Option<u16>,
+    turn_realm: Option<String>,
+    turn_user: Option<Vec<String>>,
+    turn_users_file: Option<PathBuf>,
+    turn_secret_file: Option<PathBuf>,
+    turn_secret: Option<String>,
+    turn_deny: Option<Vec<Prefix>>,
+    turn_user_quota: Option<u32>,
+    turn_bandwidth: Option<u64>,
+    turn_max_lifetime_secs: Option<u64>,
+    turn_nonce_secs: Option<u64>,
+    turn_rate: Option<u32>,
+    turn_tls_port: Option<u16>,
+    turn_tls_cert: Option<PathBuf>,
+    turn_tls_key: Option<PathBuf>,
     state_file: Option<PathBuf>,
     policy: Option<LatchPolicy>,
     relatch_holdoff_ms: Option<u64>,
@@ -329,6 +350,26 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
             ticket_max_ttl_secs: file.ticket_max_ttl_secs,
         },
     );
+    let turn = crate::turn::config::merge(
+        &args.turn,
+        TurnFile {
+            turn_port: file.turn_port,
+            turn_realm: file.turn_realm,
+            turn_user: file.turn_user,
+            turn_users_file: file.turn_users_file,
+            turn_secret_file: file.turn_secret_file,
+            turn_secret: file.turn_secret,
+            turn_deny: file.turn_deny,
+            turn_user_quota: file.turn_user_quota,
+            turn_bandwidth: file.turn_bandwidth,
+            turn_max_lifetime_secs: file.turn_max_lifetime_secs,
+            turn_nonce_secs: file.turn_nonce_secs,
+            turn_rate: file.turn_rate,
+            turn_tls_port: file.turn_tls_port,
+            turn_tls_cert: file.turn_tls_cert,
+            turn_tls_key: file.turn_tls_key,
+        },
+    )?;
     let cfg = Config {
         ifaces,
         relay_addrs,
@@ -356,6 +397,7 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
             .or(file.ng_listen)
             .unwrap_or(DEFAULT_NG_LISTEN),
         reflector,
+        turn,
         state_file: args
             .state_file
             .clone()
@@ -442,6 +484,24 @@ fn validate(cfg: &Config) -> Result<()> {
         );
     }
     crate::reflector::config::validate(&cfg.reflector, min, max)?;
+    // The TURN port may share the STUN port (one socket serves both), no other.
+    crate::turn::config::validate(
+        &cfg.turn,
+        min,
+        max,
+        &[
+            ("sip-port", cfg.sip_port),
+            ("reflector-port", cfg.reflector.reflector_port),
+            (
+                "stun-alt-port",
+                if cfg.reflector.stun_alt_addr.is_some() {
+                    cfg.reflector.stun_alt_port
+                } else {
+                    0
+                },
+            ),
+        ],
+    )?;
     // The whole range on the relay addresses is steered to the media receive sockets, so a
     // SIP listener there would never see a request.
     if cfg.sip_port != 0 && (min..=max).contains(&cfg.sip_port) {
@@ -534,6 +594,8 @@ mod tests {
                 api_listen: "127.0.0.1:9901".parse().unwrap(),
                 ng_listen: "127.0.0.1:2223".parse().unwrap(),
                 reflector: ReflectorConfig::default(),
+                turn: crate::turn::config::merge(&TurnArgs::default(), TurnFile::default(),)
+                    .unwrap(),
                 state_file: PathBuf::from("/run/media-relay/default.json"),
                 policy: LatchPolicy::Immediate,
                 relatch_holdoff: Duration::from_millis(1000),
@@ -645,6 +707,8 @@ log-level = "info,relay_ctl::ng=debug"
                     ticket_max_ttl: Duration::from_secs(60),
                     turn_port: 0,
                 },
+                turn: crate::turn::config::merge(&TurnArgs::default(), TurnFile::default(),)
+                    .unwrap(),
                 state_file: PathBuf::from("/var/lib/relay/state.json"),
                 policy: LatchPolicy::Strict,
                 relatch_holdoff: Duration::from_millis(250),

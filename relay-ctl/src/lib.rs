@@ -24,5 +24,6 @@ pub mod sdp;
 pub mod sessions;
 pub mod sip;
 pub mod stun;
+pub mod turn;
 pub mod udp;
 pub mod version;

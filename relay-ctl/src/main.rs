@@ -72,6 +72,16 @@ enum Cmd {
     /// The stateless reflector (via the daemon's API).
     #[command(subcommand)]
     Reflector(ReflectorCmd),
+    /// The TURN server (via the daemon's API).
+    #[command(subcommand)]
+    Turn(TurnCmd),
+}
+
+#[derive(Subcommand)]
+enum TurnCmd {
+    /// List the TURN allocations: user, client 5-tuple, relayed address, permissions,
+    /// channels, age, packets relayed in userspace and by XDP.
+    Allocations(Output),
 }
 
 #[derive(Subcommand)]
@@ -122,6 +132,7 @@ fn main() -> Result<()> {
         Cmd::Stats(out) => client(operator::Command::Stats, out),
         Cmd::Ports(out) => client(operator::Command::Ports, out),
         Cmd::Delete { id, out } => client(operator::Command::Delete(id.clone()), out),
+        Cmd::Turn(TurnCmd::Allocations(out)) => client(operator::Command::TurnAllocations, out),
         Cmd::Reflector(ReflectorCmd::Ticket {
             src,
             dst,

@@ -18,6 +18,7 @@ pub const TARGETS: &[&str] = &[
     "stun_message",
     "reflector_header",
     "api_request",
+    "turn_request",
 ];
 
 /// `./x fuzz [--secs N] [TARGET]`: setup, then each target (or one) for `secs`.

@@ -39,4 +39,10 @@ pub trait Control: Send + Sync + 'static {
         let _ = req;
         Err(Error::not_found("this daemon has no reflector"))
     }
+    /// `GET /v1/turn/allocations`. Daemons without a TURN server say so.
+    fn turn_allocations(&self) -> Result<crate::turn::view::TurnView, Error> {
+        Err(Error::not_found(
+            "this daemon has no TURN server (--turn-port)",
+        ))
+    }
 }

@@ -43,6 +43,7 @@ pub fn router(ctl: Arc<dyn Control>) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/ports", get(ports))
         .route("/v1/reflector/tickets", post(issue_ticket))
+        .route("/v1/turn/allocations", get(turn_allocations))
         // Must come after the routes: it is applied to the method routers registered so far.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
@@ -284,6 +285,12 @@ async fn issue_ticket(
         .map_err(|e| Error::invalid(e.error));
     let t = ctl.issue_ticket(req)?;
     Ok((StatusCode::CREATED, Json(t)))
+}
+
+async fn turn_allocations(
+    State(ctl): State<Ctl>,
+) -> Result<Json<crate::turn::view::TurnView>, ApiError> {
+    Ok(Json(ctl.turn_allocations()?))
 }
 
 async fn not_found(req: Request) -> ApiError {

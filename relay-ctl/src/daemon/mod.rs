@@ -24,6 +24,7 @@ use tokio::{
 
 mod plane;
 mod reflector;
+mod turn;
 
 pub use crate::config::DaemonArgs;
 use crate::{
@@ -77,13 +78,15 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     let _steering = start_steering(&ctl, &net, range)?;
     let _nexthop_watch = start_nexthop_watch(nexthops, &cfg, &ctl)?;
     let tasks = start_tasks(&ctl);
-    let stun = start_stun(&cfg, &net.relay_addrs);
+    let turn = turn::start(&cfg, &net.relay_addrs, &ctl).await?;
+    let stun = start_stun(&cfg, &net.relay_addrs, turn.as_ref());
     let reflector = reflector::start(
         reflector_maps,
         &cfg,
         &net.relay_addrs,
         ctl.clone() as Arc<dyn api::Control>,
         stun.stats.clone(),
+        turn.clone(),
     )
     .await?;
     let fronts = start_front_ends(listeners, &cfg, &net, &ctl, reflector.api.clone());
@@ -107,6 +110,10 @@ pub async fn run(inst: &InstanceArgs, args: &DaemonArgs) -> Result<()> {
     fronts.stop().await;
     drop(reflector);
     drop(stun);
+    // TURN allocations do not outlive the daemon: their kernel marks go with them.
+    if let Some(t) = turn {
+        t.shutdown();
+    }
     if cfg.detach_on_exit {
         drop(ctl);
         detach(&instance, &cfg)?;
@@ -327,8 +334,16 @@ struct Stun {
     _server: Option<crate::stun::server::StunServer>,
 }
 
-/// Phase 8: the STUN server on the relay's IPv4 addresses, if a port is configured.
-fn start_stun(cfg: &Config, relay_addrs: &[IpAddr]) -> Stun {
+/// Phase 8: the STUN server on the relay's IPv4 addresses, if a port is configured. With the
+/// TURN server on the same port, its sockets serve both: TURN's messages are handed over.
+fn start_stun(
+    cfg: &Config,
+    relay_addrs: &[IpAddr],
+    turn: Option<&Arc<crate::turn::server::TurnServer>>,
+) -> Stun {
+    let delegate = turn
+        .filter(|_| turn::shares_stun(cfg))
+        .map(|t| t.clone() as Arc<dyn crate::stun::server::Delegate>);
     let stats = Arc::new(StunStats::default());
     let r = &cfg.reflector;
     let server = (r.stun_port != 0).then(|| {
@@ -345,8 +360,14 @@ fn start_stun(cfg: &Config, relay_addrs: &[IpAddr]) -> Stun {
             },
             r.stun_rate,
             stats.clone(),
+            delegate.clone(),
         )
     });
+    if let (Some(s), Some(t), Some(_)) = (&server, turn, &delegate) {
+        for (addr, sock) in &s.sockets {
+            t.adopt(*addr, sock.clone());
+        }
+    }
     Stun {
         stats,
         _server: server,

@@ -19,6 +19,8 @@ pub struct WithReflector {
     pub inner: Arc<dyn Control>,
     pub reflector: Arc<ReflectorService>,
     pub stun: Arc<StunStats>,
+    /// The TURN server, if `--turn-port` is set: its allocations and metrics.
+    pub turn: Option<Arc<crate::turn::server::TurnServer>>,
 }
 
 impl Control for WithReflector {
@@ -54,7 +56,18 @@ impl Control for WithReflector {
             &crate::metrics::render_reflector(&self.reflector, &self.stun)
                 .map_err(|e| Error::internal(format!("{e:#}")))?,
         );
+        if let Some(t) = &self.turn {
+            text.push_str(
+                &crate::metrics::render_turn(t).map_err(|e| Error::internal(format!("{e:#}")))?,
+            );
+        }
         Ok(text)
+    }
+    fn turn_allocations(&self) -> Result<crate::turn::view::TurnView, Error> {
+        match &self.turn {
+            Some(t) => Ok(t.view()),
+            None => self.inner.turn_allocations(),
+        }
     }
     fn issue_ticket(&self, req: Result<TicketRequest, Error>) -> Result<TicketView, Error> {
         self.reflector.issue(req)
@@ -86,6 +99,7 @@ pub(super) async fn start(
     relay_addrs: &[std::net::IpAddr],
     sessions: Arc<dyn Control>,
     stun: Arc<StunStats>,
+    turn: Option<Arc<crate::turn::server::TurnServer>>,
 ) -> anyhow::Result<Running> {
     let box_addrs = match crate::netlink::box_addrs().await {
         Ok(a) => a,
@@ -109,6 +123,7 @@ pub(super) async fn start(
             inner: sessions,
             reflector: reflector.clone(),
             stun,
+            turn,
         }),
         task,
     })

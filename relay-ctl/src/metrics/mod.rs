@@ -4,6 +4,7 @@
 //! A fresh registry per scrape: the values live in the kernel maps and the controller,
 //! so there is nothing to keep in between, and the text always matches the JSON.
 mod reflector;
+mod turn;
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,7 @@ use anyhow::Result;
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub use self::reflector::render as render_reflector;
+pub use self::turn::render as render_turn;
 use crate::{
     api::{PortsView, StatsView},
     events::{Event, Family},

@@ -47,6 +47,12 @@ pub(super) async fn serve_socket(ctl: Weak<Controller>, sock: UdpSocket) {
             ctl.lock().count(Event::UserDropUnknownPort);
             continue;
         };
+        // A TURN relayed address (no session owns it): the TURN server relays it.
+        if let Some(sink) = ctl.relayed_sink()
+            && sink.on_relayed(relay, got.src, &pkt)
+        {
+            continue;
+        }
         let n = pkt.len();
         let Some((out_relay, dest)) = ctl.on_packet(relay, got.src, n) else {
             continue;

@@ -10,6 +10,7 @@ mod restore;
 mod slots;
 pub mod state;
 pub mod timeouts;
+pub mod turn;
 mod view;
 
 use std::{
@@ -74,6 +75,8 @@ pub struct Controller {
     /// Generation of the snapshot last written; held while writing, so writes are ordered
     /// and an older snapshot never lands after a newer one.
     written_gen: Mutex<u64>,
+    /// The TURN server, for packets to relayed ports (`turn.rs`).
+    relayed_sink: std::sync::OnceLock<Weak<dyn turn::RelayedSink>>,
 }
 
 struct Inner {
@@ -136,6 +139,7 @@ impl Controller {
             rt,
             latch_changed: tokio::sync::Notify::new(),
             written_gen: Mutex::new(0),
+            relayed_sink: std::sync::OnceLock::new(),
         })
     }
 

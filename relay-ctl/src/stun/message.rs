@@ -244,6 +244,22 @@ impl Builder {
         self.attr(ATTR_ERROR_CODE, &v)
     }
 
+    /// MESSAGE-INTEGRITY (HMAC-SHA1, section 14.5) or MESSAGE-INTEGRITY-SHA256 (section
+    /// 14.6) over everything so far, the length field already counting the attribute. Any
+    /// attribute after it but FINGERPRINT would break it, so this is the last before
+    /// [`Builder::finish`].
+    pub fn integrity(&mut self, key: &[u8], sha256: bool) -> &mut Self {
+        let (t, mac_len) = if sha256 {
+            (ATTR_MESSAGE_INTEGRITY_SHA256, 32)
+        } else {
+            (ATTR_MESSAGE_INTEGRITY, 20)
+        };
+        let len = (self.buf.len() - HEADER_LEN + 4 + mac_len) as u16;
+        self.buf[2..4].copy_from_slice(&len.to_be_bytes());
+        let mac = hmac(key, &self.buf, sha256);
+        self.attr(t, &mac)
+    }
+
     pub fn finish(mut self, fingerprint: bool) -> Vec<u8> {
         let extra = if fingerprint { 8 } else { 0 };
         let len = (self.buf.len() - HEADER_LEN + extra) as u16;
@@ -257,6 +273,42 @@ impl Builder {
         }
         self.buf
     }
+}
+
+/// HMAC-SHA1 (20 bytes) or HMAC-SHA256 (32 bytes) of `data` under `key`.
+pub fn hmac(key: &[u8], data: &[u8], sha256: bool) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    if sha256 {
+        let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    } else {
+        let mut m = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    }
+}
+
+/// What a MESSAGE-INTEGRITY(-SHA256) attribute of type `t` in the datagram `b` covers: the
+/// bytes before it with the header's length field set to end just after it (section 14.5),
+/// and the attribute's value. `None` if `b` has no such attribute (or is malformed).
+pub fn integrity_input(b: &[u8], t: u16) -> Option<(Vec<u8>, &[u8])> {
+    let mut at = HEADER_LEN;
+    while at + 4 <= b.len() {
+        let at_type = u16::from_be_bytes([b[at], b[at + 1]]);
+        let at_len = usize::from(u16::from_be_bytes([b[at + 2], b[at + 3]]));
+        let value = b.get(at + 4..at + 4 + at_len)?;
+        if at_type == t {
+            let mut covered = b[..at].to_vec();
+            let len = u16::try_from(at - HEADER_LEN + 4 + at_len).ok()?;
+            covered[2..4].copy_from_slice(&len.to_be_bytes());
+            return Some((covered, value));
+        }
+        at += 4 + at_len.div_ceil(4) * 4;
+    }
+    None
 }
 
 fn family(ip: IpAddr) -> u8 {

@@ -12,10 +12,21 @@ use super::{
     handler::{self, Answer, Layout},
 };
 
+/// Another server sharing the STUN port (the TURN server on `--turn-port` = `--stun-port`):
+/// it is offered every datagram first, before the rate limit (which is for Bindings only).
+pub trait Delegate: Send + Sync {
+    /// Whether `datagram` is the delegate's (then the STUN server does nothing with it).
+    fn wants(&self, datagram: &[u8]) -> bool;
+    /// Handle it; `local` is the address it came in on (one of [`StunServer::sockets`]).
+    fn handle(&self, local: SocketAddr, client: SocketAddr, datagram: &[u8]);
+}
+
 /// The running server; dropping it stops its tasks.
 pub struct StunServer {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub bound: Vec<SocketAddr>,
+    /// The bound sockets, for a [`Delegate`] to answer from.
+    pub sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
 }
 
 impl Drop for StunServer {
@@ -29,7 +40,12 @@ impl Drop for StunServer {
 /// Bind every socket of `layout` that can be bound (an address not configured on this box is
 /// logged and counted, the rest still serve) and start answering.
 /// `rate`: requests per second per client address (and burst) answered; 0: no limit.
-pub fn start(layout: Layout, rate: u32, stats: Arc<StunStats>) -> StunServer {
+pub fn start(
+    layout: Layout,
+    rate: u32,
+    stats: Arc<StunStats>,
+    delegate: Option<Arc<dyn Delegate>>,
+) -> StunServer {
     let limit = Arc::new(PerSource::new(rate));
     let mut socks: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     for addr in layout.sockets() {
@@ -57,8 +73,13 @@ pub fn start(layout: Layout, rate: u32, stats: Arc<StunStats>) -> StunServer {
         .iter()
         .filter_map(|a| socks.get(a).cloned().map(|s| (*a, s)))
         .map(|(local, sock)| {
-            let (socks, layout, stats, limit) =
-                (socks.clone(), layout.clone(), stats.clone(), limit.clone());
+            let (socks, layout, stats, limit, delegate) = (
+                socks.clone(),
+                layout.clone(),
+                stats.clone(),
+                limit.clone(),
+                delegate.clone(),
+            );
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
                 loop {
@@ -71,6 +92,12 @@ pub fn start(layout: Layout, rate: u32, stats: Arc<StunStats>) -> StunServer {
                             continue;
                         }
                     };
+                    if let Some(d) = &delegate
+                        && d.wants(&buf[..n])
+                    {
+                        d.handle(local, client, &buf[..n]);
+                        continue;
+                    }
                     // Answers go back to the (possibly spoofed) source: a flood from one
                     // address is not turned into a flood of answers.
                     if !limit.allow(client.ip(), std::time::Instant::now()) {
@@ -117,7 +144,11 @@ pub fn start(layout: Layout, rate: u32, stats: Arc<StunStats>) -> StunServer {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    StunServer { tasks, bound }
+    StunServer {
+        tasks,
+        bound,
+        sockets: (*socks).clone(),
+    }
 }
 
 #[cfg(test)]
@@ -145,7 +176,7 @@ mod tests {
             port,
             alt_port: free_port(),
         };
-        let _server = start(layout, 10, stats.clone());
+        let _server = start(layout, 10, stats.clone(), None);
         let client = UdpSocket::bind("127.0.0.1:0").await.expect("client");
         let req = Builder::new(METHOD_BINDING, Class::Request, [7; 12]).finish(true);
         for _ in 0..100 {
