@@ -223,8 +223,8 @@ fn start_controller(
         dp,
         reflector,
         nexthops,
-        // The TURN channel maps are pinned with the rest; the TURN server takes them from
-        // the plane when it starts (until then XDP finds no channel and passes ChannelData).
+        // The TURN channel maps are pinned with the rest; the controller writes the TURN
+        // server's channels into them (`sessions/turn.rs`).
         turn,
         mut interfaces,
         adopted,
@@ -259,6 +259,11 @@ fn start_controller(
         PortAllocator::new(&net.relay_addrs, range, cfg.quarantine),
         tokio::runtime::Handle::current(),
     );
+    if let Some(t) = turn
+        && let Err(e) = ctl.set_turn_maps(t)
+    {
+        log::warn!("TURN: the channel maps cannot be used ({e}); ChannelData stays in userspace");
+    }
     if let Some(st) = saved {
         ctl.restore(st);
     }

@@ -77,6 +77,10 @@ pub struct Controller {
     written_gen: Mutex<u64>,
     /// The TURN server, for packets to relayed ports (`turn.rs`).
     relayed_sink: std::sync::OnceLock<Weak<dyn turn::RelayedSink>>,
+    /// The XDP channel maps the TURN server's bound channels are written to (`turn.rs`);
+    /// `None` with a data plane that predates them (ChannelData then stays in userspace).
+    /// A lock of its own: the TURN core writes them without the session table's lock.
+    turn_maps: Mutex<Option<crate::dataplane::TurnMaps>>,
 }
 
 struct Inner {
@@ -138,6 +142,7 @@ impl Controller {
             me: me.clone(),
             rt,
             latch_changed: tokio::sync::Notify::new(),
+            turn_maps: Mutex::new(None),
             written_gen: Mutex::new(0),
             relayed_sink: std::sync::OnceLock::new(),
         })

@@ -17,6 +17,7 @@ use relay_common::{
 
 use super::{Controller, alloc_error};
 use crate::{
+    dataplane::TurnMaps,
     error::{Error, Result},
     ports::PortPair,
     turn::{
@@ -77,26 +78,59 @@ fn internal(e: anyhow::Error) -> Error {
     Error::internal(format!("{e:#}"))
 }
 
-/// The daemon's offload in this branch: the `LEG_F_TURN` port entries go into the legs map
-/// (today's XDP passes such a port up to the controller: its entry has no latched source),
-/// the channel maps are not written yet.
+impl Controller {
+    /// Give the TURN server's offload the XDP channel maps. Entries a previous daemon left
+    /// in them are removed first: allocations do not survive a restart, so their channels
+    /// must not stay relayed.
+    pub fn set_turn_maps(&self, mut maps: TurnMaps) -> Result<()> {
+        let stale_channels = maps.channels()?;
+        let stale_peers = maps.peers()?;
+        for (k, _) in &stale_channels {
+            maps.del_channel(k)?;
+        }
+        for (k, _) in &stale_peers {
+            maps.del_peer(k)?;
+        }
+        if !stale_channels.is_empty() || !stale_peers.is_empty() {
+            log::info!(
+                "TURN: removed {} channel and {} peer entries left by a previous daemon",
+                stale_channels.len(),
+                stale_peers.len()
+            );
+        }
+        *self.turn_maps_lock() = Some(maps);
+        Ok(())
+    }
+
+    fn turn_maps_lock(&self) -> std::sync::MutexGuard<'_, Option<TurnMaps>> {
+        self.turn_maps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `f` on the channel maps; without them (a data plane that predates them) nothing
+    /// is offloaded and the TURN server relays in userspace, which it does anyway for
+    /// whatever XDP passes up.
+    fn with_turn_maps(&self, f: impl FnOnce(&mut TurnMaps) -> Result<bool>) -> Result<()> {
+        match self.turn_maps_lock().as_mut() {
+            Some(m) => f(m).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The daemon's offload: channel entries into the XDP channel maps, the `LEG_F_TURN` port
+/// entries into the legs map.
 impl TurnOffload for Controller {
-    // MERGE: write TURN_CHANNELS (relay-ctl/src/dataplane/turn.rs, the XDP worker's map
-    // handle) here; until then ChannelData is relayed in userspace.
-    fn set_channel(&self, _key: ChannelKey, _value: TurnValue) -> Result<()> {
-        Ok(())
+    fn set_channel(&self, key: ChannelKey, value: TurnValue) -> Result<()> {
+        self.with_turn_maps(|m| m.set_channel(&key, &value).map(|_| true))
     }
-    // MERGE: delete from TURN_CHANNELS.
-    fn del_channel(&self, _key: ChannelKey) -> Result<()> {
-        Ok(())
+    fn del_channel(&self, key: ChannelKey) -> Result<()> {
+        self.with_turn_maps(|m| m.del_channel(&key))
     }
-    // MERGE: write TURN_PEERS.
-    fn set_peer(&self, _key: LegKey, _value: TurnValue) -> Result<()> {
-        Ok(())
+    fn set_peer(&self, key: LegKey, value: TurnValue) -> Result<()> {
+        self.with_turn_maps(|m| m.set_peer(&key, &value).map(|_| true))
     }
-    // MERGE: delete from TURN_PEERS.
-    fn del_peer(&self, _key: LegKey) -> Result<()> {
-        Ok(())
+    fn del_peer(&self, key: LegKey) -> Result<()> {
+        self.with_turn_maps(|m| m.del_peer(&key))
     }
     fn mark_relayed(&self, relayed: Endpoint) -> Result<()> {
         let (k, v) = relayed_port_entry(relayed);
