@@ -24,8 +24,9 @@ use crate::{
     stun::{
         handler::SOFTWARE,
         message::{
-            self, ATTR_NONCE, ATTR_REALM, ATTR_SOFTWARE, ATTR_UNKNOWN_ATTRIBUTES, ATTR_USERNAME,
-            ATTR_XOR_MAPPED_ADDRESS, Builder, Class, METHOD_BINDING, Message, decode_address,
+            self, ATTR_NONCE, ATTR_REALM, ATTR_SOFTWARE, ATTR_UNKNOWN_ATTRIBUTES, ATTR_USERHASH,
+            ATTR_USERNAME, ATTR_XOR_MAPPED_ADDRESS, Builder, Class, METHOD_BINDING, Message,
+            decode_address,
         },
     },
 };
@@ -295,18 +296,22 @@ impl Core {
         let Some(integrity) = Integrity::of(b) else {
             return Err(challenge(401, "Unauthenticated", Ev::Error401));
         };
-        let (Some(user), Some(_realm), Some(nonce)) = (
-            m.attr(ATTR_USERNAME),
-            m.attr(ATTR_REALM),
-            m.attr(ATTR_NONCE),
-        ) else {
+        let named = m.attr(ATTR_USERNAME).or(m.attr(ATTR_USERHASH));
+        let (Some(_), Some(_realm), Some(nonce)) = (named, m.attr(ATTR_REALM), m.attr(ATTR_NONCE))
+        else {
             self.stats.inc(Ev::Error400);
             return Err(Reply::err(400, "Bad Request"));
         };
         if self.nonces.check(nonce, five.client.ip(), now.unix) == NonceCheck::Stale {
             return Err(challenge(438, "Stale Nonce", Ev::Error438));
         }
-        let Ok(user) = std::str::from_utf8(user) else {
+        // USERNAME, or USERHASH (section 14.4) for a configured user.
+        let user = match (m.attr(ATTR_USERNAME), m.attr(ATTR_USERHASH)) {
+            (Some(u), _) => std::str::from_utf8(u).ok(),
+            (None, Some(h)) => self.creds.user_by_hash(h),
+            (None, None) => None,
+        };
+        let Some(user) = user else {
             return Err(challenge(401, "Unauthenticated", Ev::Error401UnknownUser));
         };
         let key = match self.creds.key(user, now.unix) {

@@ -969,3 +969,31 @@ async fn read_for(s: &mut tokio::net::TcpStream, ms: u64) -> Option<Vec<u8>> {
         _ => None,
     }
 }
+
+#[test]
+fn userhash_instead_of_username() {
+    let mut w = world();
+    let f = five("198.18.1.2:5000");
+    let probe = Builder::new(METHOD_ALLOCATE, Class::Request, [1; 12]).finish(true);
+    let (_, resp) = answer(&mut w, f, &probe);
+    let nonce = message::parse(&resp)
+        .unwrap()
+        .attr(ATTR_NONCE)
+        .unwrap()
+        .to_vec();
+    let key = long_term_key("alice", REALM, "pw");
+    let build = |hash: &[u8], txid| {
+        let mut b = Builder::new(METHOD_ALLOCATE, Class::Request, [txid; 12]);
+        b.attr(ATTR_REQUESTED_TRANSPORT, &[TRANSPORT_UDP, 0, 0, 0])
+            .attr(message::ATTR_USERHASH, hash)
+            .attr(ATTR_REALM, REALM.as_bytes())
+            .attr(ATTR_NONCE, &nonce)
+            .integrity(&key, true);
+        b.finish(true)
+    };
+    let wrong = super::auth::userhash("mallory", REALM);
+    assert_eq!(answer(&mut w, f, &build(&wrong, 2)).0, 401);
+    let right = super::auth::userhash("alice", REALM);
+    assert_eq!(answer(&mut w, f, &build(&right, 3)).0, 0);
+    assert_eq!(w.core.table.get(&f).unwrap().user, "alice");
+}
