@@ -536,7 +536,7 @@ impl Core {
                 a.permit(p.ip(), now.ns);
             }
         }
-        self.sync(five, now);
+        self.sync_with_partners(five, now);
         self.stats.inc(Ev::PermissionOk);
         Reply::ok()
     }
@@ -590,11 +590,7 @@ impl Core {
             }
         }
         a.permit(peer.ip(), now.ns);
-        self.sync(five, now);
-        // The partner's Renumber entry depends on this channel too.
-        if let Some(partner) = self.table.owner(peer) {
-            self.sync(partner, now);
-        }
+        self.sync_with_partners(five, now);
         self.stats.inc(Ev::ChannelBindOk);
         Reply::ok()
     }
@@ -623,6 +619,26 @@ impl Core {
         if let Some(a) = self.table.get_mut(&five) {
             let errors = offload::sync(&*self.off, &mut a.offloaded, &want);
             self.stats.add(Ev::OffloadError, errors);
+        }
+    }
+
+    /// [`Core::sync`] of `five` and of the allocations its channels lead to: their Renumber
+    /// entries (relay mode) end with this allocation's channel and permission too.
+    fn sync_with_partners(&mut self, five: FiveTuple, now: Now) {
+        self.sync(five, now);
+        let partners: Vec<FiveTuple> = self
+            .table
+            .get(&five)
+            .map(|a| {
+                a.channels
+                    .values()
+                    .filter_map(|c| self.table.owner(c.peer))
+                    .filter(|p| *p != five)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in partners {
+            self.sync(p, now);
         }
     }
 

@@ -735,6 +735,30 @@ fn relay_mode_two_allocations_renumber() {
             a.five.client.into()
         )
     );
+    // B refreshes its permission for A later: A's Renumber entry (bounded by B's permission)
+    // moves with it.
+    let before = w.rec.snapshot().channels.get(&ka).unwrap().expires_ns;
+    w.now.ns += 100 * NS;
+    // A's own refresh alone does not move it: B's permission still ends first.
+    assert_eq!(
+        a.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(rb)])
+            .0,
+        0
+    );
+    assert_eq!(
+        w.rec.snapshot().channels.get(&ka).unwrap().expires_ns,
+        before
+    );
+    assert_eq!(
+        b.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(ra)])
+            .0,
+        0
+    );
+    assert_eq!(
+        w.rec.snapshot().channels.get(&ka).unwrap().expires_ns,
+        before + 100 * NS
+    );
+    w.now.ns -= 100 * NS;
     // Userspace relay mode: A's ChannelData goes to B's relayed address, which hands it to B
     // on B's channel.
     let Some(Out::Peer { from, to, bytes }) =
