@@ -221,6 +221,23 @@ fn forwarding_mode_channels_indications_and_credentials() {
         assert!((30000..=39999).contains(&relayed.port()), "{a}");
         assert_eq!(a["transport"], "udp");
     }
+    // The kernel's legs map holds a LEG_F_TURN port entry for exactly the live relayed
+    // addresses: the deallocated ones were unmarked.
+    let dp = relay_ctl::dataplane::DataPlane::open(rig.daemon.instance()).expect("pinned maps");
+    let mut marked: Vec<String> = dp
+        .legs()
+        .expect("legs")
+        .into_iter()
+        .filter(|(_, v)| v.flags & relay_common::leg::LEG_F_TURN != 0)
+        .filter_map(|(k, _)| k.relay.to_socket_addr().map(|a| a.to_string()))
+        .collect();
+    let mut live: Vec<String> = allocs
+        .iter()
+        .filter_map(|a| a["relayed"][0].as_str().map(str::to_string))
+        .collect();
+    marked.sort();
+    live.sort();
+    assert_eq!(marked, live);
     let out = rig
         .daemon
         .cli(common::api_addr(), &["turn", "allocations"])

@@ -55,8 +55,9 @@ const APT_PACKAGES: &[&str] = &[
     // rtpengine-utils' `rtpengine-ng-client` speaks ng to the listener directly.
     "kamailio",
     "rtpengine-utils",
-    // `turnutils_stunclient`: a STUN client nobody here wrote, for the STUN interop tests
-    // (tests/stun_interop.rs). Only the client is used; the server stays off (NO_SERVICE_PACKAGES).
+    // `turnutils_stunclient`, `turnutils_uclient`, `turnutils_peer`: STUN and TURN clients
+    // nobody here wrote, for the interop tests (tests/stun_interop.rs, tests/turn_e2e.rs). Only
+    // the clients are used; the server stays off (NO_SERVICE_PACKAGES).
     "coturn",
     // `cargo xtask bench`: rtpengine's userspace daemon is the reference relay (run by the bench
     // in a namespace with its own config; the packaged service is disabled by setup), and the

@@ -41,6 +41,7 @@ pub const KNOWN_REQUIRED: &[u16] = &[
     crate::stun::message::ATTR_REALM,
     crate::stun::message::ATTR_NONCE,
     crate::stun::message::ATTR_MESSAGE_INTEGRITY_SHA256,
+    crate::stun::message::ATTR_USERHASH,
     crate::stun::message::ATTR_XOR_MAPPED_ADDRESS,
     ATTR_CHANNEL_NUMBER,
     ATTR_LIFETIME,

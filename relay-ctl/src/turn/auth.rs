@@ -91,6 +91,27 @@ impl Credentials {
     }
 }
 
+/// USERHASH of `username` in `realm` (RFC 8489 section 14.4): SHA-256 of "username:realm".
+pub fn userhash(username: &str, realm: &str) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(username.as_bytes());
+    h.update(b":");
+    h.update(realm.as_bytes());
+    h.finalize().into()
+}
+
+impl Credentials {
+    /// The configured user whose USERHASH is `hash` (REST usernames cannot be found this way:
+    /// they are not known before they are used).
+    pub fn user_by_hash(&self, hash: &[u8]) -> Option<&str> {
+        self.users
+            .keys()
+            .find(|u| constant_eq(&userhash(u, &self.realm), hash))
+            .map(String::as_str)
+    }
+}
+
 /// Mints and checks nonces: `<expiry unix, 16 hex><MAC, 24 hex>`, the MAC over the expiry and
 /// the client's address under a key drawn at start (a restart makes every nonce stale,
 /// which costs each client one 438).

@@ -24,8 +24,9 @@ use crate::{
     stun::{
         handler::SOFTWARE,
         message::{
-            self, ATTR_NONCE, ATTR_REALM, ATTR_SOFTWARE, ATTR_UNKNOWN_ATTRIBUTES, ATTR_USERNAME,
-            ATTR_XOR_MAPPED_ADDRESS, Builder, Class, METHOD_BINDING, Message, decode_address,
+            self, ATTR_NONCE, ATTR_REALM, ATTR_SOFTWARE, ATTR_UNKNOWN_ATTRIBUTES, ATTR_USERHASH,
+            ATTR_USERNAME, ATTR_XOR_MAPPED_ADDRESS, Builder, Class, METHOD_BINDING, Message,
+            decode_address,
         },
     },
 };
@@ -295,18 +296,22 @@ impl Core {
         let Some(integrity) = Integrity::of(b) else {
             return Err(challenge(401, "Unauthenticated", Ev::Error401));
         };
-        let (Some(user), Some(_realm), Some(nonce)) = (
-            m.attr(ATTR_USERNAME),
-            m.attr(ATTR_REALM),
-            m.attr(ATTR_NONCE),
-        ) else {
+        let named = m.attr(ATTR_USERNAME).or(m.attr(ATTR_USERHASH));
+        let (Some(_), Some(_realm), Some(nonce)) = (named, m.attr(ATTR_REALM), m.attr(ATTR_NONCE))
+        else {
             self.stats.inc(Ev::Error400);
             return Err(Reply::err(400, "Bad Request"));
         };
         if self.nonces.check(nonce, five.client.ip(), now.unix) == NonceCheck::Stale {
             return Err(challenge(438, "Stale Nonce", Ev::Error438));
         }
-        let Ok(user) = std::str::from_utf8(user) else {
+        // USERNAME, or USERHASH (section 14.4) for a configured user.
+        let user = match (m.attr(ATTR_USERNAME), m.attr(ATTR_USERHASH)) {
+            (Some(u), _) => std::str::from_utf8(u).ok(),
+            (None, Some(h)) => self.creds.user_by_hash(h),
+            (None, None) => None,
+        };
+        let Some(user) = user else {
             return Err(challenge(401, "Unauthenticated", Ev::Error401UnknownUser));
         };
         let key = match self.creds.key(user, now.unix) {
@@ -531,7 +536,7 @@ impl Core {
                 a.permit(p.ip(), now.ns);
             }
         }
-        self.sync(five, now);
+        self.sync_with_partners(five, now);
         self.stats.inc(Ev::PermissionOk);
         Reply::ok()
     }
@@ -585,11 +590,7 @@ impl Core {
             }
         }
         a.permit(peer.ip(), now.ns);
-        self.sync(five, now);
-        // The partner's Renumber entry depends on this channel too.
-        if let Some(partner) = self.table.owner(peer) {
-            self.sync(partner, now);
-        }
+        self.sync_with_partners(five, now);
         self.stats.inc(Ev::ChannelBindOk);
         Reply::ok()
     }
@@ -618,6 +619,26 @@ impl Core {
         if let Some(a) = self.table.get_mut(&five) {
             let errors = offload::sync(&*self.off, &mut a.offloaded, &want);
             self.stats.add(Ev::OffloadError, errors);
+        }
+    }
+
+    /// [`Core::sync`] of `five` and of the allocations its channels lead to: their Renumber
+    /// entries (relay mode) end with this allocation's channel and permission too.
+    fn sync_with_partners(&mut self, five: FiveTuple, now: Now) {
+        self.sync(five, now);
+        let partners: Vec<FiveTuple> = self
+            .table
+            .get(&five)
+            .map(|a| {
+                a.channels
+                    .values()
+                    .filter_map(|c| self.table.owner(c.peer))
+                    .filter(|p| *p != five)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in partners {
+            self.sync(p, now);
         }
     }
 

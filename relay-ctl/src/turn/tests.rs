@@ -735,6 +735,30 @@ fn relay_mode_two_allocations_renumber() {
             a.five.client.into()
         )
     );
+    // B refreshes its permission for A later: A's Renumber entry (bounded by B's permission)
+    // moves with it.
+    let before = w.rec.snapshot().channels.get(&ka).unwrap().expires_ns;
+    w.now.ns += 100 * NS;
+    // A's own refresh alone does not move it: B's permission still ends first.
+    assert_eq!(
+        a.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(rb)])
+            .0,
+        0
+    );
+    assert_eq!(
+        w.rec.snapshot().channels.get(&ka).unwrap().expires_ns,
+        before
+    );
+    assert_eq!(
+        b.call(&mut w, METHOD_CREATE_PERMISSION, &[Attr::Peer(ra)])
+            .0,
+        0
+    );
+    assert_eq!(
+        w.rec.snapshot().channels.get(&ka).unwrap().expires_ns,
+        before + 100 * NS
+    );
+    w.now.ns -= 100 * NS;
     // Userspace relay mode: A's ChannelData goes to B's relayed address, which hands it to B
     // on B's channel.
     let Some(Out::Peer { from, to, bytes }) =
@@ -968,4 +992,32 @@ async fn read_for(s: &mut tokio::net::TcpStream, ms: u64) -> Option<Vec<u8>> {
         Ok(Ok(n)) => Some(buf[..n].to_vec()),
         _ => None,
     }
+}
+
+#[test]
+fn userhash_instead_of_username() {
+    let mut w = world();
+    let f = five("198.18.1.2:5000");
+    let probe = Builder::new(METHOD_ALLOCATE, Class::Request, [1; 12]).finish(true);
+    let (_, resp) = answer(&mut w, f, &probe);
+    let nonce = message::parse(&resp)
+        .unwrap()
+        .attr(ATTR_NONCE)
+        .unwrap()
+        .to_vec();
+    let key = long_term_key("alice", REALM, "pw");
+    let build = |hash: &[u8], txid| {
+        let mut b = Builder::new(METHOD_ALLOCATE, Class::Request, [txid; 12]);
+        b.attr(ATTR_REQUESTED_TRANSPORT, &[TRANSPORT_UDP, 0, 0, 0])
+            .attr(message::ATTR_USERHASH, hash)
+            .attr(ATTR_REALM, REALM.as_bytes())
+            .attr(ATTR_NONCE, &nonce)
+            .integrity(&key, true);
+        b.finish(true)
+    };
+    let wrong = super::auth::userhash("mallory", REALM);
+    assert_eq!(answer(&mut w, f, &build(&wrong, 2)).0, 401);
+    let right = super::auth::userhash("alice", REALM);
+    assert_eq!(answer(&mut w, f, &build(&right, 3)).0, 0);
+    assert_eq!(w.core.table.get(&f).unwrap().user, "alice");
 }
