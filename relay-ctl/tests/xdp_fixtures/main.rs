@@ -151,7 +151,7 @@ fn xdp_fixture_table() {
 /// Instructions the verifier processed (kernel 5.16+ reports it): the budget keeps the
 /// reflector's SipHash and STUN's CRC-32 cheap to verify, far below the 1M limit of 6.1, and
 /// catches a change that makes verification materially dearer: 37.6k on 6.18 with the
-/// next-hop cache (27.5k before it); 109k with the TURN ChannelData paths (four more paths
+/// next-hop cache (27.5k before it); 106k with the TURN ChannelData paths (four more paths
 /// with a next hop each, the IPv6 ones dearest; docs/dataplane.md, "Verifier cost"); about
 /// 1.2x that.
 const VERIFIER_BUDGET: u32 = 130_000;
