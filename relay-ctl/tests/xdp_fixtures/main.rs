@@ -118,8 +118,8 @@ fn xdp_fixture_table() {
                 failures.push(format!("[turn maps api] {e}"));
             }
             // Then the adversarial frames, with the table's reflector config (no rate limit:
-            // a reflector frame is dropped for its ticket, never for its rate), the TURN port
-            // on (shared with STUN) and no channel bound.
+            // a reflector frame is dropped for its ticket, never for its rate) and the TURN
+            // port on (shared with STUN).
             let adversarial = turn_cases::clear(&mut turn)
                 .and_then(|()| {
                     rfl.set_config(&relay_common::reflector::DataPlaneConfig {
@@ -129,7 +129,7 @@ fn xdp_fixture_table() {
                     .map_err(|e| e.to_string())
                 })
                 .and_then(|()| ifindex("fx0").map_err(|e| e.to_string()))
-                .and_then(|fx0| adversarial::run(prog, &mut dp, fx0));
+                .and_then(|fx0| adversarial::run(prog, &mut dp, &mut turn, fx0));
             if let Err(e) = adversarial {
                 failures.push(format!("[adversarial] {e}"));
             }
