@@ -11,8 +11,10 @@
 //!   arithmetic);
 //! - the counters add up: one verdict per frame, pass and drop reasons sum to their verdicts.
 //!
-//! The TURN port is the STUN port here, with no channel bound: ChannelData-shaped frames to it
-//! (some well-formed, most damaged) must all come back untouched.
+//! The TURN port is the STUN port here, with a few random Strip channels bound: ChannelData
+//! -shaped frames to it (some well-formed, most damaged) come back untouched unless their
+//! (server, client, channel) has an entry, and then leave with the entry's addresses, the
+//! data alone, one TTL less and checksums exactly as valid as they came.
 //!
 //! Frames are built from a small pool of addresses and ports so that many hit a leg, then
 //! mutated (byte flips, truncation, trailing bytes) so the parser sees every kind of damage.
@@ -24,8 +26,9 @@ use etherparse::{Ipv4Header, UdpHeader};
 use relay_common::{
     Counter, Endpoint, LegKey, LegValue,
     leg::{Direction, shared_port_flag},
+    turn::{ChannelKey, TurnAction, TurnValue},
 };
-use relay_ctl::dataplane::DataPlane;
+use relay_ctl::dataplane::{DataPlane, TurnMaps};
 use relay_testbed::frames::Udp4;
 
 use crate::{
@@ -42,6 +45,8 @@ const PORTS: [u16; 4] = [30000, 30002, 30004, 30006];
 /// Sources: the hosts the FIB knows plus one it has no route to.
 const HOSTS: [[u8; 4]; 5] = [CALLER, TX_PEER, CALLEE, FX2_HOST, NO_ROUTE_HOST];
 const SRC_PORTS: [u16; 3] = [5004, 5005, 6004];
+/// Channel numbers the TURN entries and ChannelData-shaped frames use.
+const CHANNELS: [u16; 2] = [0x4000, 0x4001];
 
 /// splitmix64: a small deterministic generator, so a failing table and frame index is
 /// enough to reproduce a case.
@@ -110,6 +115,37 @@ fn random_legs(rng: &mut Rng) -> Vec<(LegKey, LegValue)> {
     legs
 }
 
+/// Random Strip channels on the TURN (= STUN) port of relay A or B, from the pool's sources.
+fn random_channels(rng: &mut Rng) -> Vec<(ChannelKey, TurnValue)> {
+    (0..rng.range(8, 17))
+        .map(|i| {
+            (
+                ChannelKey {
+                    server: ep(pick(rng, &[RELAY_A, RELAY_B]), STUN_PORT),
+                    client: ep(
+                        pick(rng, &HOSTS),
+                        if rng.range(0, 4) != 0 {
+                            SRC_PORTS[0]
+                        } else {
+                            pick(rng, &SRC_PORTS)
+                        },
+                    ),
+                    channel_be: pick(rng, &CHANNELS).to_be(),
+                    _pad: 0,
+                },
+                TurnValue {
+                    new_src: ep(pick(rng, &[RELAY_A, RELAY_B]), pick(rng, &PORTS)),
+                    new_dst: ep(pick(rng, &HOSTS), pick(rng, &SRC_PORTS)),
+                    expires_ns: u64::MAX,
+                    slot: 20 + i as u32,
+                    channel_be: 0,
+                    action: TurnAction::Strip as u16,
+                },
+            )
+        })
+        .collect()
+}
+
 /// A frame from the pool, then damaged (or not).
 fn random_frame(rng: &mut Rng) -> Vec<u8> {
     let dst_ip = pick(rng, &[RELAY_A, RELAY_B, RELAY_C, CALLEE]);
@@ -131,17 +167,28 @@ fn random_frame(rng: &mut Rng) -> Vec<u8> {
     }
     let len = rng.range(0, 300);
     f.payload = rng.bytes(len);
-    if dport == STUN_PORT && rng.range(0, 2) == 0 {
+    let stun_kind = rng.range(0, 4);
+    if dport == STUN_PORT && stun_kind == 0 {
         // A STUN Binding request head so the STUN path, not just its refusals, is reached.
         let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
         stun.extend(rng.bytes(12));
         f.payload = stun;
-    } else if dport == STUN_PORT && rng.range(0, 2) == 0 {
+    } else if dport == STUN_PORT && stun_kind >= 2 {
         // ChannelData-shaped (the TURN port is the STUN port here): a channel number and a
         // length field near the payload's, so the TURN path's length checks are reached. No
         // channel is bound: none of it may be forwarded.
         let data = rng.range(0, 64);
-        let mut m = vec![0x40 | (rng.byte() & 0x0f), rng.byte()];
+        // Mostly to a TURN server and channel the entries use, so some hit one.
+        f.dst = pick(rng, &[RELAY_A, RELAY_B]);
+        if rng.range(0, 4) != 0 {
+            f.sport = SRC_PORTS[0];
+            f.ttl = 64;
+        }
+        let mut m = if rng.range(0, 4) != 0 {
+            pick(rng, &CHANNELS).to_be_bytes().to_vec()
+        } else {
+            vec![0x40 | (rng.byte() & 0x0f), rng.byte()]
+        };
         let claimed = (data + rng.range(0, 6)).saturating_sub(2) as u16;
         m.extend_from_slice(&claimed.to_be_bytes());
         m.extend(rng.bytes(data));
@@ -177,6 +224,8 @@ fn random_frame(rng: &mut Rng) -> Vec<u8> {
 #[derive(Clone)]
 struct Seen<'a> {
     ip: Ipv4Header,
+    /// The IPv4 header's bytes as sent (etherparse's struct drops the reserved flag bit).
+    ip_raw: &'a [u8],
     udp: UdpHeader,
     /// UDP payload by the IP total length.
     payload: &'a [u8],
@@ -195,13 +244,26 @@ fn seen(frame: &[u8]) -> Option<Seen<'_>> {
     let l4 = l3 + ip.header_len();
     let end = l3 + usize::from(ip.total_len);
     let (udp, payload) = UdpHeader::from_slice(frame.get(l4..end)?).ok()?;
-    Some(Seen { ip, udp, payload })
+    let ip_raw = frame.get(l3..l4)?;
+    Some(Seen {
+        ip,
+        ip_raw,
+        udp,
+        payload,
+    })
 }
 
 /// Whether the frame's IPv4 and UDP checksums verify with etherparse (independent of our
 /// arithmetic); a zero UDP checksum means none (RFC 768).
 fn checksums(s: &Seen) -> (bool, bool) {
-    let ip_ok = s.ip.header_checksum == s.ip.calc_header_checksum();
+    // Over the raw bytes: a valid header sums to 0xffff, checksum included.
+    let sum = s
+        .ip_raw
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let ip_ok = (folded & 0xffff) + (folded >> 16) == 0xffff;
     let udp_ok = s.udp.checksum == 0
         || s.udp
             .calc_checksum_ipv4(&s.ip, s.payload)
@@ -223,7 +285,13 @@ fn matching_leg(legs: &[(LegKey, LegValue)], dst: Endpoint, src: Endpoint) -> Op
 }
 
 /// Check one verdict against the invariants.
-fn check(legs: &[(LegKey, LegValue)], input: &[u8], rc: u32, out: &[u8]) -> Result<(), String> {
+fn check(
+    legs: &[(LegKey, LegValue)],
+    channels: &[(ChannelKey, TurnValue)],
+    input: &[u8],
+    rc: u32,
+    out: &[u8],
+) -> Result<(), String> {
     let parsed = seen(input);
     let own_port = |port: u16| {
         parsed
@@ -243,6 +311,9 @@ fn check(legs: &[(LegKey, LegValue)], input: &[u8], rc: u32, out: &[u8]) -> Resu
                 return Err("a forged reflector ticket was forwarded".into());
             }
             let got = seen(out).ok_or("the output is not IPv4/UDP")?;
+            if own_port(STUN_PORT) && inp.payload.first().is_some_and(|b| b & 0xf0 == 0x40) {
+                return check_strip(channels, &inp, &got);
+            }
             if own_port(STUN_PORT) {
                 // A Binding answer, built from scratch: back to its sender, checksums good.
                 if (got.ip.destination, got.udp.destination_port)
@@ -294,7 +365,67 @@ fn check(legs: &[(LegKey, LegValue)], input: &[u8], rc: u32, out: &[u8]) -> Resu
     }
 }
 
-pub fn run(prog: &Xdp, dp: &mut DataPlane, ingress: u32) -> Result<usize, String> {
+/// A forwarded ChannelData frame: its channel entry's rewrite, the data alone.
+fn check_strip(channels: &[(ChannelKey, TurnValue)], inp: &Seen, got: &Seen) -> Result<(), String> {
+    let p = inp.payload;
+    let (channel, len) = match p {
+        [a, b, c, d, ..] => (
+            u16::from_be_bytes([*a, *b]),
+            usize::from(u16::from_be_bytes([*c, *d])),
+        ),
+        _ => return Err("forwarded ChannelData shorter than its header".into()),
+    };
+    let key = ChannelKey {
+        server: ep(inp.ip.destination, inp.udp.destination_port),
+        client: ep(inp.ip.source, inp.udp.source_port),
+        channel_be: channel.to_be(),
+        _pad: 0,
+    };
+    // The last entry of a key is the one in the map (a random table may repeat a key).
+    let v = channels
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == key)
+        .ok_or("forwarded ChannelData without a channel entry")?
+        .1;
+    let got_src = ep(got.ip.source, got.udp.source_port);
+    let got_dst = ep(got.ip.destination, got.udp.destination_port);
+    if got_src != v.new_src || got_dst != v.new_dst {
+        return Err(format!(
+            "ChannelData rewritten to {got_src:?} -> {got_dst:?}"
+        ));
+    }
+    if got.ip.time_to_live + 1 != inp.ip.time_to_live {
+        return Err("ChannelData TTL not decremented by one".into());
+    }
+    if p.len() < 4 + len || p.len() - 4 - len > 3 {
+        return Err(format!(
+            "forwarded ChannelData of length {len} in {} bytes",
+            p.len()
+        ));
+    }
+    if got.payload != &p[4..4 + len] || usize::from(got.udp.length) != 8 + len {
+        return Err("the stripped payload or its UDP length is wrong".into());
+    }
+    if checksums(got) != checksums(inp) {
+        return Err(format!(
+            "stripped checksums verify {:?} after {:?}",
+            checksums(got),
+            checksums(inp)
+        ));
+    }
+    if (inp.udp.checksum == 0) != (got.udp.checksum == 0) {
+        return Err("a zero UDP checksum did not stay zero (or became zero)".into());
+    }
+    Ok(())
+}
+
+pub fn run(
+    prog: &Xdp,
+    dp: &mut DataPlane,
+    turn: &mut TurnMaps,
+    ingress: u32,
+) -> Result<usize, String> {
     let mut frames = 0;
     let mut forwarded = 0;
     let before: HashMap<Counter, u64> = dp
@@ -313,6 +444,13 @@ pub fn run(prog: &Xdp, dp: &mut DataPlane, ingress: u32) -> Result<usize, String
             dp.install_leg(k, v)
                 .map_err(|e| format!("install: {e:#}"))?;
         }
+        // Their own generator, so the leg tables stay what they were before TURN.
+        let channels = random_channels(&mut Rng(table ^ 0x7475_726e));
+        crate::turn_cases::clear(turn)?;
+        for (k, v) in &channels {
+            turn.set_channel(k, v)
+                .map_err(|e| format!("install: {e}"))?;
+        }
         for i in 0..FRAMES_PER_TABLE {
             let input = random_frame(&mut rng);
             if input.len() < 14 {
@@ -330,7 +468,7 @@ pub fn run(prog: &Xdp, dp: &mut DataPlane, ingress: u32) -> Result<usize, String
                 })
                 .map_err(|e| format!("table {table} frame {i}: test_run: {e}"))?;
             out.truncate(res.data_size_out as usize);
-            check(&legs, &input, res.return_value, &out).map_err(|e| {
+            check(&legs, &channels, &input, res.return_value, &out).map_err(|e| {
                 format!(
                     "table {table} frame {i}: {e}\n  legs {legs:?}\n  input {input:02x?}\n  \
                      output {out:02x?}"
@@ -364,13 +502,14 @@ pub fn run(prog: &Xdp, dp: &mut DataPlane, ingress: u32) -> Result<usize, String
     if of(Counter::VerdictTx) + of(Counter::VerdictRedirect) != forwarded {
         return Err("forwarded frames and tx/redirect verdicts differ".into());
     }
-    let turn = of(Counter::PassTurnUnknownChannel) + of(Counter::PassTurnBadLength);
+    let refused = of(Counter::PassTurnUnknownChannel) + of(Counter::PassTurnBadLength);
+    let stripped = of(Counter::TurnChannelToPeer);
     eprintln!(
-        "adversarial: {frames} frames over {TABLES} leg tables, {forwarded} forwarded, \
-         {turn} refused by the TURN path"
+        "adversarial: {frames} frames over {TABLES} leg tables, {forwarded} forwarded \
+         ({stripped} ChannelData stripped), {refused} refused by the TURN path"
     );
-    if turn == 0 {
-        return Err("no frame reached the TURN path: the generator no longer makes any".into());
+    if refused == 0 || stripped == 0 {
+        return Err("the generator no longer reaches both sides of the TURN path".into());
     }
     if forwarded == 0 {
         return Err(

@@ -118,8 +118,8 @@ fn xdp_fixture_table() {
                 failures.push(format!("[turn maps api] {e}"));
             }
             // Then the adversarial frames, with the table's reflector config (no rate limit:
-            // a reflector frame is dropped for its ticket, never for its rate), the TURN port
-            // on (shared with STUN) and no channel bound.
+            // a reflector frame is dropped for its ticket, never for its rate) and the TURN
+            // port on (shared with STUN).
             let adversarial = turn_cases::clear(&mut turn)
                 .and_then(|()| {
                     rfl.set_config(&relay_common::reflector::DataPlaneConfig {
@@ -129,7 +129,7 @@ fn xdp_fixture_table() {
                     .map_err(|e| e.to_string())
                 })
                 .and_then(|()| ifindex("fx0").map_err(|e| e.to_string()))
-                .and_then(|fx0| adversarial::run(prog, &mut dp, fx0));
+                .and_then(|fx0| adversarial::run(prog, &mut dp, &mut turn, fx0));
             if let Err(e) = adversarial {
                 failures.push(format!("[adversarial] {e}"));
             }
@@ -151,7 +151,7 @@ fn xdp_fixture_table() {
 /// Instructions the verifier processed (kernel 5.16+ reports it): the budget keeps the
 /// reflector's SipHash and STUN's CRC-32 cheap to verify, far below the 1M limit of 6.1, and
 /// catches a change that makes verification materially dearer: 37.6k on 6.18 with the
-/// next-hop cache (27.5k before it); 109k with the TURN ChannelData paths (four more paths
+/// next-hop cache (27.5k before it); 106k with the TURN ChannelData paths (four more paths
 /// with a next hop each, the IPv6 ones dearest; docs/dataplane.md, "Verifier cost"); about
 /// 1.2x that.
 const VERIFIER_BUDGET: u32 = 130_000;
