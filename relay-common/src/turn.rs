@@ -23,6 +23,11 @@ use crate::endpoint::Endpoint;
 /// First and last channel number a client may bind (RFC 8656 section 12).
 pub const CHANNEL_MIN: u16 = 0x4000;
 pub const CHANNEL_MAX: u16 = 0x4fff;
+/// Last channel number RFC 5766 allowed. RFC 8656 narrowed the range to `CHANNEL_MAX` (so
+/// that DTLS and SRTP can share a port with TURN, RFC 7983), but clients written for 5766,
+/// coturn's own among them, still bind numbers up to here. A TURN port carries no DTLS or
+/// SRTP, so the server binds and the data plane relays the whole 5766 range.
+pub const CHANNEL_MAX_5766: u16 = 0x7fff;
 /// ChannelData header: channel number and length, both 16-bit.
 pub const CHANNEL_HEADER_LEN: usize = 4;
 

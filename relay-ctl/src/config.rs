@@ -370,6 +370,9 @@ fn merge(args: &DaemonArgs, file: FileConfig, instance: &str) -> Result<Config> 
             turn_tls_key: file.turn_tls_key,
         },
     )?;
+    // XDP takes ChannelData on the TURN port (UDP only): the data plane's config carries it.
+    let mut reflector = reflector;
+    reflector.turn_port = turn.port;
     let cfg = Config {
         ifaces,
         relay_addrs,

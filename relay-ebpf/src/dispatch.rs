@@ -99,7 +99,8 @@ fn v6(ctx: &XdpContext, f: &mut Frame6) -> u32 {
 }
 
 /// The UDP payload at `at` (`len` bytes) starts like ChannelData: channel numbers are
-/// 0x4000..=0x4fff (RFC 8656 section 12), where STUN messages start with two zero bits.
+/// 0x4000..=0x7fff (RFC 5766's range, which holds RFC 8656's; `relay_common::turn`), the
+/// top two bits 01, where STUN messages start with two zero bits.
 #[inline(always)]
 fn channel_data(ctx: &XdpContext, at: usize, len: u16) -> bool {
     if len == 0 {
@@ -107,7 +108,7 @@ fn channel_data(ctx: &XdpContext, at: usize, len: u16) -> bool {
     }
     // SAFETY: one byte after the UDP header, which no frame reference covers; copied out.
     match unsafe { ref_at::<u8>(ctx, at) } {
-        Ok(b) => *b & 0xf0 == 0x40,
+        Ok(b) => *b & 0xc0 == 0x40,
         Err(_) => false,
     }
 }

@@ -189,7 +189,9 @@ impl DataPlane {
         read().with_context(|| format!("reading stats slot {slot}"))
     }
 
-    fn reset_slot(&mut self, slot: u32) -> Result<()> {
+    /// Zero a stats slot (before it is given to a new owner: sessions' legs on install, the
+    /// TURN server's channels on allocation).
+    pub fn reset_slot(&mut self, slot: u32) -> Result<()> {
         let done = match &mut self.leg_stats {
             LegStatsMap::Shared(m) => m.set(slot, &LegStats::default(), 0),
             LegStatsMap::PerCpu(m) => {

@@ -9,7 +9,7 @@ use aya::{
 };
 use relay_common::{
     LegKey, map_names,
-    turn::{CHANNEL_MAX, CHANNEL_MIN, ChannelKey, TurnAction, TurnValue},
+    turn::{CHANNEL_MAX_5766, CHANNEL_MIN, ChannelKey, TurnAction, TurnValue},
 };
 
 use super::{
@@ -57,11 +57,11 @@ fn absent_ok(what: &str, r: Result<(), MapError>) -> Result<bool> {
 /// A channel number as on the wire (`channel_be`) must be one a client may bind.
 fn check_channel(channel_be: u16, what: &str) -> Result<()> {
     let ch = u16::from_be(channel_be);
-    if (CHANNEL_MIN..=CHANNEL_MAX).contains(&ch) {
+    if (CHANNEL_MIN..=CHANNEL_MAX_5766).contains(&ch) {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "{what}: channel number {ch:#06x} outside {CHANNEL_MIN:#06x}..={CHANNEL_MAX:#06x}"
+            "{what}: channel number {ch:#06x} outside {CHANNEL_MIN:#06x}..={CHANNEL_MAX_5766:#06x}"
         )))
     }
 }

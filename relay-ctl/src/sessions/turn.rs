@@ -62,7 +62,16 @@ impl Resources for Controller {
     }
 
     fn alloc_slot(&self) -> Option<u32> {
-        self.lock().slots.alloc()
+        let mut inner = self.lock();
+        let slot = inner.slots.alloc()?;
+        // A slot's counters start at zero for its new owner (a freed slot keeps the last
+        // owner's until then).
+        if let Err(e) = inner.dp.reset_slot(slot) {
+            log::warn!("TURN: {e:#}");
+            inner.slots.free(slot);
+            return None;
+        }
+        Some(slot)
     }
 
     fn free_slot(&self, slot: u32) {

@@ -1,6 +1,6 @@
 //! TURN's methods and attributes (RFC 8656 sections 17-18) on top of the STUN codec
 //! (`stun/message.rs`), and ChannelData framing (section 12.4).
-use relay_common::turn::{CHANNEL_HEADER_LEN, CHANNEL_MAX, CHANNEL_MIN};
+use relay_common::turn::{CHANNEL_HEADER_LEN, CHANNEL_MAX_5766, CHANNEL_MIN};
 
 pub const METHOD_ALLOCATE: u16 = 0x003;
 pub const METHOD_REFRESH: u16 = 0x004;
@@ -69,19 +69,10 @@ pub fn channel_attr(ch: u16) -> [u8; 4] {
     [b[0], b[1], 0, 0]
 }
 
-/// Last channel number RFC 5766 allowed; RFC 8656 narrowed the range to 0x4fff, but clients
-/// written for 5766 (coturn's own test client among them) still pick numbers up to here.
-pub const CHANNEL_MAX_5766: u16 = 0x7fff;
-
-/// A channel number this server binds: RFC 5766's range, for those clients.
+/// A channel number this server binds (and XDP relays): RFC 5766's range, for clients
+/// written for it (`relay_common::turn::CHANNEL_MAX_5766`).
 pub fn is_channel(ch: u16) -> bool {
     (CHANNEL_MIN..=CHANNEL_MAX_5766).contains(&ch)
-}
-
-/// A channel number the XDP path carries (RFC 8656's range, `relay_common::turn`); channels
-/// above it are relayed in userspace only.
-pub fn is_offloadable_channel(ch: u16) -> bool {
-    (CHANNEL_MIN..=CHANNEL_MAX).contains(&ch)
 }
 
 /// The first byte says ChannelData (0b01 in the top two bits: 64-127, section 12; RFC 7983
@@ -208,7 +199,6 @@ mod tests {
         assert_eq!(u32_of(&[1, 2]), None);
         assert!(is_channel(0x4000) && is_channel(0x4fff));
         assert!(!is_channel(0x3fff) && !is_channel(0x8000));
-        assert!(is_channel(0x5000) && !is_offloadable_channel(0x5000));
-        assert!(is_offloadable_channel(0x4fff));
+        assert!(is_channel(0x5000) && is_channel(0x7fff));
     }
 }

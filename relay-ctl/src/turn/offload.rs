@@ -79,7 +79,7 @@ pub fn desired(a: &Allocation, table: &Table, now_ns: u64) -> Entries {
         return e;
     }
     for (&number, ch) in &a.channels {
-        if !super::attrs::is_offloadable_channel(number) {
+        if !super::attrs::is_channel(number) {
             continue;
         }
         let (Some(slots), Some(perm)) = (ch.slots, a.permission(ch.peer.ip(), now_ns)) else {

@@ -311,7 +311,7 @@ fn check(
                 return Err("a forged reflector ticket was forwarded".into());
             }
             let got = seen(out).ok_or("the output is not IPv4/UDP")?;
-            if own_port(STUN_PORT) && inp.payload.first().is_some_and(|b| b & 0xf0 == 0x40) {
+            if own_port(STUN_PORT) && inp.payload.first().is_some_and(|b| b & 0xc0 == 0x40) {
                 return check_strip(channels, &inp, &got);
             }
             if own_port(STUN_PORT) {
