@@ -58,6 +58,9 @@ const APT_PACKAGES: &[&str] = &[
     // `turnutils_stunclient`: a STUN client nobody here wrote, for the STUN interop tests
     // (tests/stun_interop.rs). Only the client is used; the server stays off (NO_SERVICE_PACKAGES).
     "coturn",
+    // Two headless browsers make a WebRTC call through the TURN server (tests/turn_browser.rs,
+    // relay-testbed/src/browser.rs): the real client TURN was made for.
+    "chromium",
     // `cargo xtask bench`: rtpengine's userspace daemon is the reference relay (run by the bench
     // in a namespace with its own config; the packaged service is disabled by setup), and the
     // chart's text font.
