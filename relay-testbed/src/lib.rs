@@ -11,7 +11,9 @@
 //! - [`Topology`], end hosts directly on the relay's links: `topology.rs`
 //! - [`NatTopology`], each end host behind its own masquerading NAT: `nat.rs`
 //! - [`DaemonProcess`], a `relay-ctl daemon` in a namespace with kill -9 and restart: `daemon.rs`
+//! - [`browser`]: headless Chromium making a WebRTC call, and its signalling server
 //! - [`frames`]: Ethernet/IP/UDP frames built by etherparse, independent of the code under test
+pub mod browser;
 mod daemon;
 pub mod frames;
 mod nat;

@@ -59,6 +59,9 @@ const APT_PACKAGES: &[&str] = &[
     // nobody here wrote, for the interop tests (tests/stun_interop.rs, tests/turn_e2e.rs). Only
     // the clients are used; the server stays off (NO_SERVICE_PACKAGES).
     "coturn",
+    // Two headless browsers make a WebRTC call through the TURN server (tests/turn_browser.rs,
+    // relay-testbed/src/browser.rs): the real client TURN was made for.
+    "chromium",
     // `cargo xtask bench`: rtpengine's userspace daemon is the reference relay (run by the bench
     // in a namespace with its own config; the packaged service is disabled by setup), and the
     // chart's text font.
