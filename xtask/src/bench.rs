@@ -1,7 +1,8 @@
 //! `bench`: setup, release build of the relay and the harness, then `relay-bench run`, which
 //! writes bench/results/<date>-<host>[-quick].{json,md,png} (bench/README.md explains every
-//! number); `--smoke` writes under target/bench-smoke/. A full run then benchmarks against
-//! rtpengine's kernel module in the 6.1 VM guest, which `--incumbent` runs alone
+//! number; its last phase, multi-core, runs the relay on 1 and 2 receive queues: `--queues`,
+//! `--no-multicore`); `--smoke` writes under target/bench-smoke/. A full run then benchmarks
+//! against rtpengine's kernel module in the 6.1 VM guest, which `--incumbent` runs alone
 //! (vm/incumbent.rs).
 
 use anyhow::Result;
