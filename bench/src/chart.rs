@@ -1,5 +1,5 @@
-//! The PNG chart: ns/packet vs legs, delivered pps vs legs (the scaling curve), and the
-//! side-by-side throughput, in one image.
+//! The PNG chart: ns/packet vs legs, delivered pps vs legs (the scaling curve), the
+//! side-by-side throughput and the multi-core runs, in one image.
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
@@ -30,7 +30,7 @@ const COLORS: [RGBColor; 6] = [
 
 pub fn render(r: &Results, path: &Path) -> Result<()> {
     register_font()?;
-    let root = BitMapBackend::new(path, (1800, 620)).into_drawing_area();
+    let root = BitMapBackend::new(path, (2400, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let root = root
         .titled(
@@ -41,10 +41,11 @@ pub fn render(r: &Results, path: &Path) -> Result<()> {
             ("sans-serif", 24),
         )
         .map_err(|e| anyhow!("{e}"))?;
-    let panels = root.split_evenly((1, 3));
+    let panels = root.split_evenly((1, 4));
     ns_panel(r, &panels[0]).map_err(|e| anyhow!("ns panel: {e}"))?;
     scaling_panel(r, &panels[1]).map_err(|e| anyhow!("scaling panel: {e}"))?;
     bars_panel(r, &panels[2]).map_err(|e| anyhow!("throughput panel: {e}"))?;
+    multicore_panel(r, &panels[3]).map_err(|e| anyhow!("multi-core panel: {e}"))?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -212,6 +213,73 @@ fn bars_panel(r: &Results, area: &Area) -> R<()> {
         c.draw_series(std::iter::once(Text::new(
             label.to_owned(),
             (i as f64 + 0.08, -max_y * 0.03),
+            ("sans-serif", 14),
+        )))?;
+    }
+    Ok(())
+}
+
+/// Delivered Mpps with r0's XDP on 1 and on 2 queues, per variant (grouped bars).
+fn multicore_panel(r: &Results, area: &Area) -> R<()> {
+    let variants = [
+        ("generator_ceiling", "gen. ceiling", COLORS[5]),
+        ("xdp_baseline", "XDP baseline", COLORS[0]),
+        ("relay_xdp_direct", "relay (XDP)", COLORS[1]),
+    ];
+    let max_y = r
+        .multicore
+        .iter()
+        .map(|v| v.delivered_pps / 1e6)
+        .fold(0.1, f64::max)
+        * 1.2;
+    let mut c = ChartBuilder::on(area)
+        .caption(
+            format!(
+                "1 vs 2 relay queues/CPUs ({} CPUs shared with the generator)",
+                r.machine.cpus
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(90)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..variants.len() as f64, 0f64..max_y)?;
+    c.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("Mpps at the sink")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, (name, label, color)) in variants.iter().enumerate() {
+        for (j, q) in [1u32, 2].iter().enumerate() {
+            let Some(v) = r
+                .multicore
+                .iter()
+                .find(|v| v.variant == *name && v.queues == *q)
+            else {
+                continue;
+            };
+            let y = v.delivered_pps / 1e6;
+            let x0 = i as f64 + 0.1 + 0.4 * j as f64;
+            // One queue lighter, two queues full colour.
+            let fill = if *q == 1 {
+                color.mix(0.45).filled()
+            } else {
+                color.filled()
+            };
+            c.draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0.0), (x0 + 0.38, y)],
+                fill,
+            )))?;
+            c.draw_series(std::iter::once(Text::new(
+                format!("{q}q {y:.2}"),
+                (x0, y + max_y * 0.02),
+                ("sans-serif", 13),
+            )))?;
+        }
+        c.draw_series(std::iter::once(Text::new(
+            label.to_string(),
+            (i as f64 + 0.12, -max_y * 0.03),
             ("sans-serif", 14),
         )))?;
     }

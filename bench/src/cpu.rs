@@ -74,14 +74,20 @@ pub const RT_PRIO: i32 = 20;
 pub const RT_PRIO_USERSPACE: i32 = 30;
 /// The counting sinks' NAPI threads run above everything on the relay's CPU (topo.rs).
 pub const RT_PRIO_SINK: i32 = 40;
+/// The generator threads of the multi-core runs (multicore.rs), which share every CPU with
+/// the relay's NAPI threads: below those, so the relay takes the CPU time it needs and the
+/// generator gets the rest (above normal tasks, which would otherwise take it half the time).
+pub const RT_PRIO_GEN_SHARED: i32 = 10;
 
-/// Pin `pid` (0 = the calling thread) to `cpu` at SCHED_FIFO `RT_PRIO`; a machine with
-/// fewer CPUs is not pinned.
-pub fn pin(pid: u32, cpu: usize) {
-    pin_prio(pid, cpu, RT_PRIO);
+/// CPUs the machine has (1 when unknown).
+pub fn cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
-/// Pin `pid` to `cpu` at SCHED_FIFO `prio`, or at the normal policy when `prio` is 0.
+/// Pin `pid` (0 = the calling thread) to `cpu` at SCHED_FIFO `prio`, or at the normal policy
+/// when `prio` is 0; a machine with fewer CPUs is not pinned.
 pub fn pin_prio(pid: u32, cpu: usize, prio: i32) {
     let param = libc::sched_param {
         sched_priority: prio,
@@ -109,10 +115,6 @@ pub fn pin_prio(pid: u32, cpu: usize, prio: i32) {
     }
 }
 
-pub fn pin_self(cpu: usize) {
-    pin(0, cpu);
-}
-
 /// Pids of the threaded-NAPI kthreads of devices named `dev` (any namespace).
 pub fn napi_pids(dev: &str) -> Vec<u32> {
     let prefix = format!("napi/{dev}-");
@@ -126,6 +128,12 @@ pub fn napi_pids(dev: &str) -> Vec<u32> {
         comm.starts_with(&prefix).then_some(pid)
     })
     .collect()
+}
+
+/// The NAPI id in a threaded-NAPI kthread's name (`napi/<dev>-<id>`).
+pub fn napi_id(pid: u32) -> Option<u64> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    comm.trim().rsplit_once('-')?.1.parse().ok()
 }
 
 /// Pin every thread of process `pid` (rtpengine starts several) at `prio`.

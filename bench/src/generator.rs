@@ -79,6 +79,27 @@ pub fn send(
     secs: f64,
     max_frames: u64,
 ) -> Result<Sent> {
+    send_on(
+        dst,
+        flows,
+        load,
+        secs,
+        max_frames,
+        (crate::cpu::GEN_CPU, crate::cpu::RT_PRIO),
+    )
+}
+
+/// `send` from the calling thread pinned to CPU `on.0` at SCHED_FIFO priority `on.1`. A
+/// frame the generator XDP_TXes into r0 lands in r0's receive queue (sending CPU) % (r0's
+/// queues) (veth_select_rxq): the CPU picks the relay's queue (multicore.rs).
+pub fn send_on(
+    dst: std::net::Ipv4Addr,
+    flows: &[(u16, u16)],
+    load: &Load,
+    secs: f64,
+    max_frames: u64,
+    on: (usize, i32),
+) -> Result<Sent> {
     ensure!(
         !flows.is_empty() && flows.len() <= 65_536,
         "1 to 65536 flows"
@@ -129,7 +150,7 @@ pub fn send(
     // Each live-frames call has a fixed cost of some 25 ms here (page pool and rxq set-up
     // and teardown), so calls grow until one takes about 0.4 s; the time bound overshoots by
     // at most one call.
-    crate::cpu::pin_self(crate::cpu::GEN_CPU);
+    crate::cpu::pin_prio(0, on.0, on.1);
     let mut batch: u32 = load.first_batch.max(1);
     let (start, cpu0) = (Instant::now(), thread_cpu());
     let limit = Duration::from_secs_f64(secs);

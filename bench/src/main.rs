@@ -4,6 +4,8 @@
 //! per-packet cost (BPF_PROG_RUN), kernel memory per leg, throughput in namespaces (our relay,
 //! the bare XDP baseline, rtpengine, a recvmmsg/sendmmsg relay) and ng control-plane rates,
 //! then writes `<date>-<host>.json`, `.md` and `.png` into DIR.
+//! `relay-bench multicore --out DIR [--queues 1,2]` runs only the multi-core phase (also part
+//! of `run`, `--no-multicore` skips it there).
 //! `relay-bench capacity --relay-ctl PATH --out DIR [--calls 5000,20000,50000]` measures the
 //! call capacity of one box (descriptors, memory per call) with the real daemon.
 //! `relay-bench per-packet [--legs 1,100000] [--runs 100]` prints only the per-packet cost
@@ -25,6 +27,7 @@ mod generator;
 mod incumbent;
 mod memory;
 mod mmsg;
+mod multicore;
 mod ng;
 mod percost;
 mod progs;
@@ -63,6 +66,26 @@ enum Cmd {
         /// The relay-ctl binary (its daemon is benchmarked through its API).
         #[arg(long)]
         relay_ctl: Option<PathBuf>,
+        /// Relay receive queues (CPUs) for the multi-core phase: 1, 2 or both (multicore.rs).
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        queues: Vec<u32>,
+        /// Skip the multi-core phase.
+        #[arg(long)]
+        no_multicore: bool,
+    },
+    /// Only the multi-core phase: the bare baseline and the relay program on 1 and 2 of r0's
+    /// receive queues; writes <date>-<host>-multicore.{json,md} into DIR.
+    Multicore {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        queues: Vec<u32>,
+        /// Flows, spread over one generator thread per CPU.
+        #[arg(long, default_value = "1000")]
+        streams: u32,
+        /// Seconds of traffic per run (at most 30).
+        #[arg(long, default_value = "5")]
+        secs: f64,
     },
     /// Inside the incumbent guest (xt_RTPENGINE loaded): rtpengine's kernel module, our relay
     /// and the bare XDP baseline under the same load; writes
@@ -135,7 +158,27 @@ fn main() -> ExitCode {
             mode,
             out,
             relay_ctl,
-        } => run::run(mode, &out, relay_ctl.as_deref()),
+            queues,
+            no_multicore,
+        } => run::run(
+            mode,
+            &out,
+            relay_ctl.as_deref(),
+            if no_multicore { &[] } else { &queues },
+        ),
+        Cmd::Multicore {
+            out,
+            queues,
+            streams,
+            secs,
+        } => run::run_multicore(
+            &out,
+            &multicore::Plan {
+                queues,
+                streams,
+                secs: secs.clamp(0.5, 30.0),
+            },
+        ),
         Cmd::Incumbent {
             mode,
             out,

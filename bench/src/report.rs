@@ -3,7 +3,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::{control::Control, percost, tput::Variant};
+use crate::{control::Control, multicore::McRun, percost, tput::Variant};
 
 #[derive(Serialize, Clone)]
 pub struct Machine {
@@ -25,6 +25,8 @@ pub struct Results {
     pub throughput: Vec<Variant>,
     pub scaling: Vec<Variant>,
     pub control: Vec<Control>,
+    /// The multi-core runs (multicore.rs): 1 and 2 relay queues/CPUs.
+    pub multicore: Vec<McRun>,
     pub wall_secs: f64,
     pub notes: Vec<String>,
 }
@@ -187,6 +189,7 @@ pub fn markdown(r: &Results) -> String {
             );
         }
     }
+    multicore(&r.multicore, r.machine.cpus, &mut s);
     if !r.control.is_empty() {
         let _ = writeln!(s, "\n## Control plane (ng, one client, sequential)\n");
         let _ = writeln!(
@@ -314,4 +317,108 @@ fn goals(r: &Results, s: &mut String) {
         let _ = writeln!(s, "| {goal} | {measured} | {ok} |");
     }
     let _ = writeln!(s);
+}
+
+/// The multi-core section: every run, then per variant the scaling 1 -> 2 queues and ours
+/// against the baseline at each queue count.
+pub fn multicore(runs: &[McRun], cpus: u32, s: &mut String) {
+    if runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Multi-core: r0's XDP on 1 and 2 receive queues (one CPU each)\n"
+    );
+    let _ = writeln!(
+        s,
+        "The machine has {cpus} CPUs and the generator runs on them too (one thread per CPU, each sending its own flow group, below the NAPI threads in priority): delivered pps is what the CPUs do with generator and relay together, not the relay's capacity. The relay's own cost is its NAPI threads' CPU time (`relay CPU ns/pkt`, `pps per relay core` = delivered / relay CPU seconds) and the program's run time (`in-program ns`).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| variant | queues | delivered pps | sent pps | loss | packets per queue | relay cores busy | relay CPU ns/pkt | pps per relay core | in-program ns/pkt | generator CPU s | machine busy s |"
+    );
+    let _ = writeln!(
+        s,
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in runs {
+        let per_q: Vec<String> = r.per_queue_packets.iter().map(|n| si(*n as f64)).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.1}% | {} | {:.2} | {:.0} | {} | {} | {:.1} | {:.1} |",
+            r.variant,
+            r.queues,
+            si(r.delivered_pps),
+            si(r.sent_pps),
+            100.0 * r.loss,
+            per_q.join(" / "),
+            r.relay_cores_busy,
+            r.relay_cpu_ns_per_pkt,
+            si(r.pps_per_relay_core),
+            r.inprog_ns_per_pkt
+                .map_or_else(|| "-".into(), |n| format!("{n:.1}")),
+            r.generator_cpu_secs,
+            r.machine_busy_secs
+        );
+    }
+    let find = |v: &str, q: u32| runs.iter().find(|r| r.variant == v && r.queues == q);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    };
+    let _ = writeln!(
+        s,
+        "\n| variant | delivered pps, 1 queue | 2 queues | scaling 1 -> 2 | in-program ns, 1 -> 2 |\n|---|---:|---:|---:|---|"
+    );
+    for v in ["generator_ceiling", "xdp_baseline", "relay_xdp_direct"] {
+        let (a, b) = (find(v, 1), find(v, 2));
+        let ns = |r: Option<&McRun>| {
+            r.and_then(|r| r.inprog_ns_per_pkt)
+                .map_or_else(|| "-".into(), |n| format!("{n:.1}"))
+        };
+        let _ = writeln!(
+            s,
+            "| {v} | {} | {} | {} | {} -> {} |",
+            a.map_or_else(|| "-".into(), |r| si(r.delivered_pps)),
+            b.map_or_else(|| "-".into(), |r| si(r.delivered_pps)),
+            ratio(b.map(|r| r.delivered_pps), a.map(|r| r.delivered_pps)),
+            ns(a),
+            ns(b)
+        );
+    }
+    for r in runs
+        .iter()
+        .filter(|r| r.variant != "generator_ceiling" && r.loss < 0.02)
+    {
+        let _ = writeln!(
+            s,
+            "\n{} on {} queue(s) lost {:.1}%: it took everything the generator sent, so its pps (and a scaling factor computed from it) is a lower bound, set by the generator sharing the CPUs.",
+            r.variant,
+            r.queues,
+            100.0 * r.loss
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| queues | relay ÷ baseline, delivered pps | relay ÷ baseline, in-program ns | relay ÷ baseline, pps per relay core |\n|---:|---:|---:|---:|"
+    );
+    for q in [1, 2] {
+        let (o, b) = (find("relay_xdp_direct", q), find("xdp_baseline", q));
+        if o.is_none() && b.is_none() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {q} | {} | {} | {} |",
+            ratio(o.map(|r| r.delivered_pps), b.map(|r| r.delivered_pps)),
+            ratio(
+                o.and_then(|r| r.inprog_ns_per_pkt),
+                b.and_then(|r| r.inprog_ns_per_pkt)
+            ),
+            ratio(
+                o.map(|r| r.pps_per_relay_core),
+                b.map(|r| r.pps_per_relay_core)
+            ),
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    Mode, chart, control, percost,
+    Mode, chart, control, multicore, percost,
     report::{self, Machine, Results},
     topo::Topo,
     tput,
@@ -87,7 +87,7 @@ pub(crate) fn e2e_lock() -> Result<E2eLock> {
     Ok(E2eLock(f))
 }
 
-pub fn run(mode: Mode, out: &Path, relay_ctl: Option<&Path>) -> Result<()> {
+pub fn run(mode: Mode, out: &Path, relay_ctl: Option<&Path>, queues: &[u32]) -> Result<()> {
     let start = Instant::now();
     let p = plan(mode);
     let machine = machine();
@@ -118,6 +118,19 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: Option<&Path>) -> Result<()> {
         control = control::run(&t, p.control_calls, relay_ctl, log);
         notes.extend(tput_notes(&throughput));
     }
+    // After the main testbed is gone: the multi-core runs build their own (2-queue veths).
+    let mut mc = vec![];
+    if let (Some(tp), false) = (p.tput, queues.is_empty()) {
+        log("multi-core (1 and 2 relay queues)");
+        mc = multicore::run(
+            &multicore::Plan {
+                queues: queues.to_vec(),
+                streams: tp.streams,
+                secs: tp.secs,
+            },
+            log,
+        )?;
+    }
     let results = Results {
         date: date.clone(),
         mode: format!("{mode:?}").to_lowercase(),
@@ -127,6 +140,7 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: Option<&Path>) -> Result<()> {
         throughput,
         scaling,
         control,
+        multicore: mc,
         wall_secs: start.elapsed().as_secs_f64(),
         notes,
     };
@@ -147,6 +161,50 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: Option<&Path>) -> Result<()> {
         base.display(),
         results.wall_secs
     ));
+    Ok(())
+}
+
+/// `relay-bench multicore`: the multi-core phase alone, its own JSON and markdown.
+pub fn run_multicore(out: &Path, plan: &multicore::Plan) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct Doc {
+        date: String,
+        machine: Machine,
+        streams: u32,
+        secs_per_run: f64,
+        runs: Vec<multicore::McRun>,
+    }
+    let machine = machine();
+    let (date, stamp) = today();
+    remove_stale_namespaces();
+    let _lock = e2e_lock()?;
+    let runs = multicore::run(plan, log)?;
+    let mut md = format!(
+        "# Multi-core runs {date}\n\nMachine: `{}`, kernel {}, {} x {}; load average before: {}. {} flows, {} s per run.\n",
+        machine.host,
+        machine.kernel,
+        machine.cpus,
+        machine.cpu_model,
+        machine.loadavg_before,
+        plan.streams,
+        plan.secs
+    );
+    report::multicore(&runs, machine.cpus, &mut md);
+    fs::create_dir_all(out)?;
+    let base = out.join(format!("{stamp}-{}-multicore", machine.host));
+    fs::write(base.with_extension("md"), md)?;
+    let doc = Doc {
+        date,
+        machine,
+        streams: plan.streams,
+        secs_per_run: plan.secs,
+        runs,
+    };
+    fs::write(
+        base.with_extension("json"),
+        serde_json::to_string_pretty(&doc)?,
+    )?;
+    log(&format!("wrote {}.{{json,md}}", base.display()));
     Ok(())
 }
 

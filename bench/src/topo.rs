@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Context, Result};
 use aya::{Ebpf, maps::PerCpuArray, programs::XdpMode};
 use relay_ctl::netlink::ifindex;
-use relay_testbed::{Netns, mac, veth};
+use relay_testbed::{Netns, mac, veth_queues};
 
 use crate::progs;
 
@@ -36,6 +36,12 @@ pub struct Topo {
 
 impl Topo {
     pub fn build() -> Result<Topo> {
+        Topo::build_with(1)
+    }
+
+    /// The testbed with `queues` receive queues on every veth end (multicore.rs); with more
+    /// than one, each counting sink's queue k has its NAPI thread on CPU k.
+    pub fn build_with(queues: u32) -> Result<Topo> {
         let pid = std::process::id();
         let mut t = Topo {
             counters: vec![],
@@ -43,13 +49,15 @@ impl Topo {
             sink: Netns::add(&format!("mr-bs{pid}"))?,
             relay: Netns::add(&format!("mr-br{pid}"))?,
         };
-        veth(
+        veth_queues(
             (&t.sender, "g0", "198.18.10.2/24", &mac(G0_MAC)),
             (&t.relay, "r0", "198.18.10.1/24", &mac(R0_MAC)),
+            queues,
         )?;
-        veth(
+        veth_queues(
             (&t.relay, "r1", "198.18.20.1/24", &mac(R1_MAC)),
             (&t.sink, "s0", "198.18.20.2/24", &mac(S0_MAC)),
+            queues,
         )?;
         // No IPv6 on the test links: router solicitations and DAD would otherwise reach the
         // counting programs, and the incumbent comparison checks counts exactly.
@@ -78,7 +86,11 @@ impl Topo {
             // saturation and starve behind the relay's NAPI thread (what is delivered would
             // depend on where the kernel ran the sink); on the generator's CPU they would
             // slow the generator. Every variant pays the same few ns per delivered packet.
-            threaded_napi_on(ns, dev, crate::cpu::RELAY_CPU, crate::cpu::RT_PRIO_SINK)?;
+            if queues > 1 {
+                threaded_napi_per_queue(ns, dev, crate::cpu::RT_PRIO_SINK)?;
+            } else {
+                threaded_napi_on(ns, dev, crate::cpu::RELAY_CPU, crate::cpu::RT_PRIO_SINK)?;
+            }
         }
         Ok(t)
     }
@@ -142,4 +154,30 @@ pub fn threaded_napi_on(ns: &Netns, dev: &str, cpu: usize, prio: i32) -> Result<
         crate::cpu::pin_prio(p, cpu, prio);
     }
     Ok(mine)
+}
+
+/// Threaded NAPI for every receive queue of `dev`, queue k's kthread pinned to CPU k (modulo
+/// the CPUs there are) at SCHED_FIFO `prio`; returns the pids in queue order. The kthreads
+/// are named `napi/<dev>-<napi id>`, and veth adds its queues' NAPI instances in queue order,
+/// so napi-id order is queue order.
+pub fn threaded_napi_per_queue(ns: &Netns, dev: &str, prio: i32) -> Result<Vec<u32>> {
+    let path = format!("/sys/class/net/{dev}/threaded");
+    ns.exec("sh", &["-c", &format!("echo 0 > {path}")])?;
+    let before = crate::cpu::napi_pids(dev);
+    ns.exec("sh", &["-c", &format!("echo 1 > {path}")])?;
+    let mut mine: Vec<(u64, u32)> = crate::cpu::napi_pids(dev)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .filter_map(|p| Some((crate::cpu::napi_id(p)?, p)))
+        .collect();
+    anyhow::ensure!(
+        !mine.is_empty(),
+        "no new NAPI kthread for {dev} (kernels before ~6.9 reuse them; the multi-queue runs need a newer one)"
+    );
+    mine.sort_unstable();
+    let cpus = crate::cpu::cpus();
+    for (k, &(_, p)) in mine.iter().enumerate() {
+        crate::cpu::pin_prio(p, k % cpus, prio);
+    }
+    Ok(mine.into_iter().map(|(_, p)| p).collect())
 }

@@ -11,7 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use aya::{Ebpf, maps::PerCpuArray};
+use aya::{Ebpf, maps::PerCpuArray, programs::links::FdLink};
 use relay_common::{Endpoint, leg::Direction};
 use relay_ctl::{
     api::{CreateSession, SideRequest, StreamRequest},
@@ -69,7 +69,7 @@ pub struct Variant {
 
 /// (run time, runs) summed over every loaded program called `name`: only the one under load
 /// moves during a run, so the deltas are its own.
-fn prog_stats(name: &str) -> (Duration, u64) {
+pub fn prog_stats(name: &str) -> (Duration, u64) {
     // The kernel keeps 15 bytes of a program's name (BPF_OBJ_NAME_LEN).
     let name = &name[..name.len().min(15)];
     let mut t = Duration::ZERO;
@@ -426,6 +426,62 @@ fn relay_daemon(t: &Topo, plan: Plan, relay_ctl: &Path) -> Result<Variant> {
     )
 }
 
+/// The relay's program loaded directly (no daemon) in the relay namespace, natively on r0 and
+/// r1 with both in its egress map; legs are written into its map from here through the fds.
+pub struct DirectRelay {
+    // Field order is drop order: the links go before the object.
+    _links: [FdLink; 2],
+    _egress: EgressMap,
+    pub dp: DataPlane,
+    _ebpf: Ebpf,
+}
+
+impl DirectRelay {
+    pub fn attach(t: &Topo, max_legs: u32) -> Result<DirectRelay> {
+        for dev in ["r0", "r1"] {
+            t.relay.exec(
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{dev}.forwarding=1")],
+            )?;
+        }
+        // Loaded and attached inside the relay namespace (ifindexes resolve there).
+        t.relay.run(|| -> Result<DirectRelay> {
+            let mut ebpf = load(max_legs)?;
+            let dp = DataPlane::from_ebpf(&mut ebpf)?;
+            let mut egress = EgressMap::from_ebpf(&mut ebpf)?;
+            let (r0, r1) = (ifindex("r0")?, ifindex("r1")?);
+            egress.add(r0)?;
+            egress.add(r1)?;
+            let prog = relay_program(&mut ebpf)?;
+            let links = [
+                attach_xdp(prog, "r0", r0, XdpModeChoice::Native)?.0,
+                attach_xdp(prog, "r1", r1, XdpModeChoice::Native)?.0,
+            ];
+            Ok(DirectRelay {
+                _links: links,
+                _egress: egress,
+                dp,
+                _ebpf: ebpf,
+            })
+        })?
+    }
+
+    /// The leg for flow number `i`, (generator source port, relay port): GEN_IP:s ->
+    /// RELAY_A:d forwarded from RELAY_B:d to SINK_IP:20000+i.
+    pub fn install_flow(&mut self, i: usize, (s, d): (u16, u16)) -> Result<()> {
+        let (key, v) = Direction {
+            relay: Endpoint::v4(RELAY_A.octets(), d),
+            latched: Endpoint::v4(GEN_IP.octets(), s),
+            new_src: Endpoint::v4(RELAY_B.octets(), d),
+            new_dst: Endpoint::v4(SINK_IP.octets(), 20_000 + i as u16),
+            slot: i as u32 + 1,
+        }
+        .port_leg();
+        self.dp.install_leg(&key, &v)?;
+        Ok(())
+    }
+}
+
 struct RemoveOnDrop(Vec<std::path::PathBuf>);
 
 impl Drop for RemoveOnDrop {
@@ -443,29 +499,8 @@ fn scaling(t: &Topo, plan: Plan, log: fn(&str)) -> Result<Vec<Variant>> {
     let flows: Vec<(u16, u16)> = (0..flows_n)
         .map(|i| (10_000 + i as u16, 30_000 + 2 * i as u16))
         .collect();
-    for dev in ["r0", "r1"] {
-        t.relay.exec(
-            "sysctl",
-            &["-qw", &format!("net.ipv4.conf.{dev}.forwarding=1")],
-        )?;
-    }
     let mut out = vec![];
-    // Loaded and attached inside the relay namespace (ifindexes resolve there); the maps are
-    // then written from here through their fds.
-    let (_ebpf, mut dp, _egress, _links) = t.relay.run(|| -> Result<_> {
-        let mut ebpf = load(max)?;
-        let dp = DataPlane::from_ebpf(&mut ebpf)?;
-        let mut egress = EgressMap::from_ebpf(&mut ebpf)?;
-        let (r0, r1) = (ifindex("r0")?, ifindex("r1")?);
-        egress.add(r0)?;
-        egress.add(r1)?;
-        let prog = relay_program(&mut ebpf)?;
-        let links = [
-            attach_xdp(prog, "r0", r0, XdpModeChoice::Native)?.0,
-            attach_xdp(prog, "r1", r1, XdpModeChoice::Native)?.0,
-        ];
-        Ok((ebpf, dp, egress, links))
-    })??;
+    let mut direct = DirectRelay::attach(t, max)?;
     let napi = topo::threaded_napi(&t.relay, "r0")?;
     {
         let mut installed = 0u32;
@@ -474,23 +509,14 @@ fn scaling(t: &Topo, plan: Plan, log: fn(&str)) -> Result<Vec<Variant>> {
         for &target in plan.scaling_legs {
             // The legs carrying traffic first (as many as the target allows), then filler.
             while active < (flows_n.min(target.max(1))) as usize {
-                let (s, d) = flows[active];
-                let (key, v) = Direction {
-                    relay: Endpoint::v4(RELAY_A.octets(), d),
-                    latched: Endpoint::v4(GEN_IP.octets(), s),
-                    new_src: Endpoint::v4(RELAY_B.octets(), d),
-                    new_dst: Endpoint::v4(SINK_IP.octets(), 20_000 + active as u16),
-                    slot: active as u32 + 1,
-                }
-                .port_leg();
-                dp.install_leg(&key, &v)?;
+                direct.install_flow(active, flows[active])?;
                 active += 1;
                 installed += 1;
             }
             while installed < target {
                 let (k, v) = crate::percost::filler_leg(filler);
                 filler += 1;
-                dp.install_leg_unchecked(&k, &v)?;
+                direct.dp.install_leg_unchecked(&k, &v)?;
                 installed += 1;
             }
             let v = drive(

@@ -27,7 +27,7 @@ pub use nat::{
     NAT_A_OUT_IF, NAT_A_OUT_IP, NAT_A_OUT_IP6, NAT_B_IN_IF, NAT_B_IN_IP, NAT_B_OUT_IF,
     NAT_B_OUT_IP, NAT_B_OUT_IP6, NatTopology, RELAY_A_IP6, RELAY_B_IP6,
 };
-pub use netns::{Netns, in_netns, mac, netns_path, prime_neighbours, run, veth};
+pub use netns::{Netns, in_netns, mac, netns_path, prime_neighbours, run, veth, veth_queues};
 pub use topology::{
     RECEIVER_IP, RELAY_A_IP, RELAY_B_IP, RELAY_IF_A, RELAY_IF_B, SENDER_IP, Topology,
 };

@@ -169,23 +169,29 @@ impl Drop for Netns {
 
 /// Make a veth pair with one end in each namespace, up, with addresses and fixed MACs.
 pub fn veth(a: (&Netns, &str, &str, &str), b: (&Netns, &str, &str, &str)) -> Result<()> {
+    veth_queues(a, b, 1)
+}
+
+/// [`veth`] with `queues` receive and transmit queues on each end (each receive queue has its
+/// own ring and NAPI instance); 1 is veth's default.
+pub fn veth_queues(
+    a: (&Netns, &str, &str, &str),
+    b: (&Netns, &str, &str, &str),
+    queues: u32,
+) -> Result<()> {
     let ((ns_a, if_a, cidr_a, mac_a), (ns_b, if_b, cidr_b, mac_b)) = (a, b);
-    ns_a.ip(&[
-        "link",
-        "add",
-        if_a,
-        "address",
-        mac_a,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        if_b,
-        "address",
-        mac_b,
-        "netns",
-        ns_b.name(),
-    ])?;
+    let q = queues.to_string();
+    let qargs: &[&str] = if queues > 1 {
+        &["numtxqueues", &q, "numrxqueues", &q]
+    } else {
+        &[]
+    };
+    let mut args = vec!["link", "add", if_a, "address", mac_a];
+    args.extend_from_slice(qargs);
+    args.extend_from_slice(&["type", "veth", "peer", "name", if_b, "address", mac_b]);
+    args.extend_from_slice(qargs);
+    args.extend_from_slice(&["netns", ns_b.name()]);
+    ns_a.ip(&args)?;
     for (ns, ifname, cidr) in [(ns_a, if_a, cidr_a), (ns_b, if_b, cidr_b)] {
         ns.ip(&["addr", "add", cidr, "dev", ifname])?;
         ns.ip(&["link", "set", ifname, "up"])?;

@@ -1,7 +1,8 @@
 //! `bench`: setup, release build of the relay and the harness, then `relay-bench run`, which
 //! writes bench/results/<date>-<host>[-quick].{json,md,png} (bench/README.md explains every
-//! number); `--smoke` writes under target/bench-smoke/. A full run then benchmarks against
-//! rtpengine's kernel module in the 6.1 VM guest, which `--incumbent` runs alone
+//! number; its last phase, multi-core, runs the relay on 1 and 2 receive queues: `--queues`,
+//! `--no-multicore`); `--smoke` writes under target/bench-smoke/. A full run then benchmarks
+//! against rtpengine's kernel module in the 6.1 VM guest, which `--incumbent` runs alone
 //! (vm/incumbent.rs).
 
 use anyhow::Result;
@@ -22,7 +23,13 @@ pub enum BenchMode {
 /// `incumbent`: only the VM run against rtpengine's kernel module (full, or smoke with
 /// `BenchMode::Smoke`); a plain full run does the host benchmark and then that VM run.
 /// `--incumbent26` is the same with rtpengine 26.x's nft_rtpengine in the 6.12 guest.
-pub fn run_bench(pins: &Pins, mode: BenchMode, incumbent: Option<incumbent::Which>) -> Result<()> {
+/// `queues`: the host run's multi-core phase (relay-bench's `--queues`; empty skips it).
+pub fn run_bench(
+    pins: &Pins,
+    mode: BenchMode,
+    incumbent: Option<incumbent::Which>,
+    queues: &[u32],
+) -> Result<()> {
     if let Some(which) = incumbent {
         let vm_mode = match mode {
             BenchMode::Smoke => incumbent::Mode::Smoke,
@@ -30,7 +37,7 @@ pub fn run_bench(pins: &Pins, mode: BenchMode, incumbent: Option<incumbent::Whic
         };
         return incumbent::run_bench(pins, vm_mode, which);
     }
-    run_host(pins, mode)?;
+    run_host(pins, mode, queues)?;
     if matches!(mode, BenchMode::Full) {
         incumbent::run_bench(pins, incumbent::Mode::Full, incumbent::Which::Xt10)?;
     }
@@ -38,7 +45,7 @@ pub fn run_bench(pins: &Pins, mode: BenchMode, incumbent: Option<incumbent::Whic
 }
 
 /// The host benchmark (`relay-bench run`).
-fn run_host(pins: &Pins, mode: BenchMode) -> Result<()> {
+fn run_host(pins: &Pins, mode: BenchMode, queues: &[u32]) -> Result<()> {
     require_root("`bench` needs root: it loads XDP programs and builds network namespaces")?;
     run_setup(pins)?;
     run(cargo(&pins.stable)?
@@ -51,9 +58,17 @@ fn run_host(pins: &Pins, mode: BenchMode) -> Result<()> {
         BenchMode::Quick => ("quick", root.join("bench/results")),
         BenchMode::Smoke => ("smoke", root.join("target/bench-smoke")),
     };
-    run(command(root.join("target/release/relay-bench"))?
+    let mut bench = command(root.join("target/release/relay-bench"))?;
+    bench
         .args(["run", "--mode", mode, "--out"])
         .arg(out)
         .arg("--relay-ctl")
-        .arg(root.join("target/release/relay-ctl")))
+        .arg(root.join("target/release/relay-ctl"));
+    if queues.is_empty() {
+        bench.arg("--no-multicore");
+    } else {
+        let list: Vec<String> = queues.iter().map(u32::to_string).collect();
+        bench.args(["--queues", &list.join(",")]);
+    }
+    run(&mut bench)
 }

@@ -87,6 +87,13 @@ enum Task {
         /// dependencies with apt-get the first time).
         #[arg(long, conflicts_with = "incumbent")]
         incumbent26: bool,
+        /// The host run's multi-core phase: relay receive queues (CPUs) to measure, 1, 2 or
+        /// both; `--queues 1,2` is the default.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        queues: Vec<u32>,
+        /// Skip the host run's multi-core phase.
+        #[arg(long)]
+        no_multicore: bool,
     },
 }
 
@@ -119,6 +126,8 @@ fn run(task: Task) -> Result<()> {
             smoke,
             incumbent,
             incumbent26,
+            queues,
+            no_multicore,
         } => bench::run_bench(
             &pins,
             match (quick, smoke) {
@@ -131,6 +140,7 @@ fn run(task: Task) -> Result<()> {
                 (true, _) => Some(vm::incumbent::Which::Xt10),
                 _ => None,
             },
+            if no_multicore { &[] } else { &queues },
         ),
     }
 }
