@@ -33,7 +33,14 @@ fn smoke_run_writes_json_markdown_and_png_with_every_path() {
         serde_json::from_str(&std::fs::read_to_string(with_ext("json")).expect("json"))
             .expect("valid JSON");
     let paths = json["per_packet"].as_array().expect("per_packet array");
-    for legs in [4, 1000] {
+    // The small table (the fixture legs, its size follows the paths measured) and 1000 legs.
+    let small = paths
+        .iter()
+        .filter_map(|p| p["legs"].as_u64())
+        .min()
+        .expect("a table size");
+    assert!(small < 1000, "no small table: {small}");
+    for legs in [small, 1000] {
         for path in [
             "baseline",
             "forward_redirect",
@@ -42,6 +49,9 @@ fn smoke_run_writes_json_markdown_and_png_with_every_path() {
             "baseline_1",
             "reflector",
             "stun",
+            "turn_strip_1",
+            "turn_add_1",
+            "turn_renumber",
         ] {
             let p = paths
                 .iter()
