@@ -102,7 +102,10 @@ pub fn send(
     hdr.copy_from_slice(&tmpl[..42]);
     let mut lead_bytes = [0u8; 4];
     if load.rewrite_lead {
-        ensure!(load.payload.len() >= 4, "rewrite_lead needs 4 payload bytes");
+        ensure!(
+            load.payload.len() >= 4,
+            "rewrite_lead needs 4 payload bytes"
+        );
         lead_bytes.copy_from_slice(&tmpl[42..46]);
     }
     {

@@ -109,6 +109,12 @@ pub fn run(mode: Mode, out: &Path, relay_ctl: &Path) -> Result<()> {
     let machine = machine();
     let (date, stamp) = today();
     crate::run::remove_stale_namespaces();
+    // Like `relay-bench run`: a full run waits for other checkouts' namespace tests.
+    let _lock = if mode == Mode::Full {
+        Some(crate::run::e2e_lock()?)
+    } else {
+        None
+    };
     let mut t = Topo::build()?;
     // The client's control exchange needs answers in the generator namespace.
     t.release_gen_counter();
@@ -256,7 +262,9 @@ fn ours(t: &Topo, secs: f64, relay_ctl: &Path) -> Result<(Variant, Variant, u64)
         .map(|(n, v)| (n.clone(), v - c0.get(n).copied().unwrap_or(0)))
         .filter(|(_, d)| *d > 0)
         .collect();
-    log(&format!("ours: XDP counters during the channel run: {moved:?}"));
+    log(&format!(
+        "ours: XDP counters during the channel run: {moved:?}"
+    ));
     let k = moved
         .iter()
         .find(|(n, _)| n == "turn_channel_to_peer")

@@ -15,9 +15,9 @@ use relay_ctl::{
     },
     turn::{
         attrs::{
-            ATTR_CHANNEL_NUMBER, ATTR_LIFETIME, ATTR_REQUESTED_TRANSPORT,
-            ATTR_XOR_PEER_ADDRESS, ATTR_XOR_RELAYED_ADDRESS, METHOD_ALLOCATE,
-            METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, TRANSPORT_UDP, channel_attr,
+            ATTR_CHANNEL_NUMBER, ATTR_LIFETIME, ATTR_REQUESTED_TRANSPORT, ATTR_XOR_PEER_ADDRESS,
+            ATTR_XOR_RELAYED_ADDRESS, METHOD_ALLOCATE, METHOD_CHANNEL_BIND,
+            METHOD_CREATE_PERMISSION, TRANSPORT_UDP, channel_attr,
         },
         auth::long_term_key,
     },
@@ -141,11 +141,7 @@ pub fn bind_channel(
         .context("NONCE not UTF-8")?;
     let realm = String::from_utf8(m.attr(ATTR_REALM).context("401 without REALM")?.to_vec())
         .context("REALM not UTF-8")?;
-    ensure!(
-        realm == cred.1,
-        "server realm {realm}, expected {}",
-        cred.1
-    );
+    ensure!(realm == cred.1, "server realm {realm}, expected {}", cred.1);
     let key = long_term_key(cred.0, cred.1, cred.2);
     let auth = Some((cred.0, cred.1, nonce.as_str(), &key));
     // 2. With MESSAGE-INTEGRITY.

@@ -2,7 +2,8 @@
 //! writes bench/results/<date>-<host>[-quick].{json,md,png} (bench/README.md explains every
 //! number); `--smoke` writes under target/bench-smoke/. A full run then benchmarks against
 //! rtpengine's kernel module in the 6.1 VM guest, which `--incumbent` runs alone
-//! (vm/incumbent.rs).
+//! (vm/incumbent.rs). `--turn` runs only `relay-bench turn` (TURN ChannelData: ours, coturn,
+//! the plain relay leg), writing bench/results/<date>-turn.{json,md}.
 
 use anyhow::Result;
 
@@ -22,7 +23,15 @@ pub enum BenchMode {
 /// `incumbent`: only the VM run against rtpengine's kernel module (full, or smoke with
 /// `BenchMode::Smoke`); a plain full run does the host benchmark and then that VM run.
 /// `--incumbent26` is the same with rtpengine 26.x's nft_rtpengine in the 6.12 guest.
-pub fn run_bench(pins: &Pins, mode: BenchMode, incumbent: Option<incumbent::Which>) -> Result<()> {
+pub fn run_bench(
+    pins: &Pins,
+    mode: BenchMode,
+    incumbent: Option<incumbent::Which>,
+    turn: bool,
+) -> Result<()> {
+    if turn {
+        return run_turn(pins, mode);
+    }
     if let Some(which) = incumbent {
         let vm_mode = match mode {
             BenchMode::Smoke => incumbent::Mode::Smoke,
@@ -35,6 +44,25 @@ pub fn run_bench(pins: &Pins, mode: BenchMode, incumbent: Option<incumbent::Whic
         incumbent::run_bench(pins, incumbent::Mode::Full, incumbent::Which::Xt10)?;
     }
     Ok(())
+}
+
+/// TURN ChannelData throughput (`relay-bench turn`), host only.
+fn run_turn(pins: &Pins, mode: BenchMode) -> Result<()> {
+    require_root("`bench --turn` needs root: it loads XDP programs and builds network namespaces")?;
+    run_setup(pins)?;
+    run(cargo(&pins.stable)?
+        .args(["build", "--release"])
+        .args(BENCH_BINARIES))?;
+    let root = repo_root();
+    let (mode, out) = match mode {
+        BenchMode::Smoke => ("smoke", root.join("target/bench-smoke")),
+        BenchMode::Full | BenchMode::Quick => ("full", root.join("bench/results")),
+    };
+    run(command(root.join("target/release/relay-bench"))?
+        .args(["turn", "--mode", mode, "--out"])
+        .arg(out)
+        .arg("--relay-ctl")
+        .arg(root.join("target/release/relay-ctl")))
 }
 
 /// The host benchmark (`relay-bench run`).

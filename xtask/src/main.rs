@@ -73,7 +73,7 @@ enum Task {
     /// results in bench/results/ (see bench/README.md).
     Bench {
         /// Shorter and smaller, host only: under 2 minutes.
-        #[arg(long, conflicts_with_all = ["smoke", "incumbent", "incumbent26"])]
+        #[arg(long, conflicts_with_all = ["smoke", "incumbent", "incumbent26", "turn"])]
         quick: bool,
         /// The harness alone in seconds (per-packet cost at a tiny repeat, outputs written);
         /// with --incumbent, the VM guest's smoke run (a few minutes, under target/).
@@ -87,6 +87,10 @@ enum Task {
         /// dependencies with apt-get the first time).
         #[arg(long, conflicts_with = "incumbent")]
         incumbent26: bool,
+        /// Only TURN ChannelData throughput: our TURN server (XDP) vs coturn vs our plain
+        /// relay leg (`relay-bench turn`); with --smoke a shorter run under target/.
+        #[arg(long, conflicts_with_all = ["incumbent", "incumbent26"])]
+        turn: bool,
     },
 }
 
@@ -119,6 +123,7 @@ fn run(task: Task) -> Result<()> {
             smoke,
             incumbent,
             incumbent26,
+            turn,
         } => bench::run_bench(
             &pins,
             match (quick, smoke) {
@@ -131,6 +136,7 @@ fn run(task: Task) -> Result<()> {
                 (true, _) => Some(vm::incumbent::Which::Xt10),
                 _ => None,
             },
+            turn,
         ),
     }
 }
