@@ -17,9 +17,10 @@ use crate::{frames, progs, topo};
 #[derive(Clone, Copy)]
 struct GenConfig {
     hdr: [u8; 42],
-    _pad: [u8; 6],
+    lead_bytes: [u8; 4],
+    _pad: [u8; 2],
     flows: u32,
-    _pad2: u32,
+    lead: u32,
 }
 // SAFETY: repr(C), no padding left implicit, plain bytes.
 unsafe impl aya::Pod for GenConfig {}
@@ -40,6 +41,10 @@ pub struct Load {
     /// XDP through it. On 6.12 under TCG that oopsed the guest (int3 in
     /// bpf_dispatcher_xdp_func) a couple of minutes into a run. The incumbent guest sets it.
     pub hold_dispatcher: bool,
+    /// Write the payload's first 4 bytes into every frame too: the TURN Strip path removes
+    /// the ChannelData header from the (recycled) page, the header template alone would then
+    /// send frames without it.
+    pub rewrite_lead: bool,
 }
 
 impl Load {
@@ -49,6 +54,7 @@ impl Load {
             payload: frames::rtp_payload(),
             first_batch: 100_000,
             hold_dispatcher: false,
+            rewrite_lead: false,
         }
     }
 }
@@ -115,6 +121,14 @@ pub fn send_on(
     )?;
     let mut hdr = [0u8; 42];
     hdr.copy_from_slice(&tmpl[..42]);
+    let mut lead_bytes = [0u8; 4];
+    if load.rewrite_lead {
+        ensure!(
+            load.payload.len() >= 4,
+            "rewrite_lead needs 4 payload bytes"
+        );
+        lead_bytes.copy_from_slice(&tmpl[42..46]);
+    }
     {
         let mut flow_map: Array<_, [u16; 2]> =
             Array::try_from(ebpf.map_mut("BENCH_FLOWS").context("flows map")?)?;
@@ -127,9 +141,10 @@ pub fn send_on(
             0,
             &GenConfig {
                 hdr,
-                _pad: [0; 6],
+                lead_bytes,
+                _pad: [0; 2],
                 flows: flows.len() as u32,
-                _pad2: 0,
+                lead: u32::from(load.rewrite_lead),
             },
             0,
         )?;

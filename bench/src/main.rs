@@ -10,6 +10,8 @@
 //! call capacity of one box (descriptors, memory per call) with the real daemon.
 //! `relay-bench per-packet [--legs 1,100000] [--runs 100]` prints only the per-packet cost
 //! (BPF_PROG_RUN) of every path next to the bare baseline and the plain relay leg.
+//! `relay-bench turn --mode full|smoke --out DIR --relay-ctl PATH` compares TURN ChannelData
+//! throughput: our TURN server (XDP), coturn and our plain relay leg (turn.rs).
 //! `relay-bench mmsg-relay ...` is the userspace reference relay (run inside a namespace).
 //! `relay-bench incumbent --mode full|smoke --out DIR --relay-ctl PATH` runs inside the Debian
 //! 6.1 guest `cargo xtask bench --incumbent` boots: rtpengine's kernel module against our
@@ -36,6 +38,8 @@ mod rtpengine;
 mod run;
 mod topo;
 mod tput;
+mod turn;
+mod turn_client;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks of the XDP media relay (see bench/README.md)")]
@@ -134,6 +138,17 @@ enum Cmd {
         #[arg(long)]
         json: PathBuf,
     },
+    /// TURN ChannelData throughput: our TURN server (XDP) vs coturn vs our plain relay leg,
+    /// one run on the namespace testbed; writes <date>-turn[-smoke].{json,md} into DIR.
+    Turn {
+        #[arg(long, value_enum, default_value = "full")]
+        mode: turn::Mode,
+        #[arg(long)]
+        out: PathBuf,
+        /// The relay-ctl binary whose daemon (with --turn-port) is measured.
+        #[arg(long)]
+        relay_ctl: PathBuf,
+    },
     /// The recvmmsg/sendmmsg reference relay: `--map LISTEN=FROM>TO` pairs read from a file.
     MmsgRelay {
         /// File with one "listen_port from_port to_addr:port" line per leg.
@@ -205,6 +220,11 @@ fn main() -> ExitCode {
             relay_ctl,
             calls,
         } => capacity::run(&relay_ctl, &out, &calls),
+        Cmd::Turn {
+            mode,
+            out,
+            relay_ctl,
+        } => turn::run(mode, &out, &relay_ctl),
         Cmd::MmsgRelay {
             legs,
             listen,

@@ -28,7 +28,7 @@ pub const S0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x20, 0x02];
 
 pub struct Topo {
     // Drop order: the counters (XDP on g0/s0) first, then the namespaces.
-    counters: Vec<Ebpf>,
+    counters: Vec<Option<Ebpf>>,
     pub sender: Netns,
     pub sink: Netns,
     pub relay: Netns,
@@ -80,7 +80,7 @@ impl Topo {
         t.sender.exec("ethtool", &["-K", "g0", "tx", "off"])?;
         for (ns, dev) in [(&t.sender, "g0"), (&t.sink, "s0")] {
             let e = ns.run(|| attach(progs::COUNT_DROP, dev))??;
-            t.counters.push(e);
+            t.counters.push(Some(e));
             // The counting sinks get their own NAPI threads on the relay's CPU, above
             // everything: left in softirq they would be deferred to ksoftirqd under
             // saturation and starve behind the relay's NAPI thread (what is delivered would
@@ -97,12 +97,28 @@ impl Topo {
 
     /// Frames counted at g0 and at s0 so far.
     pub fn delivered(&self) -> Result<(u64, u64)> {
-        let read = |e: &Ebpf| -> Result<u64> {
+        let read = |e: &Option<Ebpf>| -> Result<u64> {
+            let e = e.as_ref().context("that counter was released")?;
             let m: PerCpuArray<_, u64> =
                 PerCpuArray::try_from(e.map(progs::COUNT_MAP).context("count map")?)?;
             Ok(m.get(&0, 0)?.iter().sum())
         };
         Ok((read(&self.counters[0])?, read(&self.counters[1])?))
+    }
+
+    /// Frames counted at s0 so far (works with g0's counter released).
+    pub fn sink_delivered(&self) -> Result<u64> {
+        let e = self.counters[1].as_ref().context("s0's counter")?;
+        let m: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(e.map(progs::COUNT_MAP).context("count map")?)?;
+        Ok(m.get(&0, 0)?.iter().sum())
+    }
+
+    /// Detach g0's counting program for good: the generator namespace's sockets then receive
+    /// (a TURN client's control exchange needs the server's answers). The generator does not
+    /// need it (its XDP_TX goes into r0, whose NAPI is what counts); `delivered().0` then fails.
+    pub fn release_gen_counter(&mut self) {
+        self.counters[0] = None;
     }
 }
 

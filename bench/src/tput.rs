@@ -286,6 +286,18 @@ pub struct RelayDaemon {
 
 impl RelayDaemon {
     pub fn start(t: &Topo, streams: u32, relay_ctl: &Path) -> Result<RelayDaemon> {
+        RelayDaemon::start_with(t, streams, relay_ctl, &[], 0)
+    }
+
+    /// `start` with `extra` daemon options and `spare_pairs` more port pairs in the range
+    /// (TURN allocations take theirs from the same allocator).
+    pub fn start_with(
+        t: &Topo,
+        streams: u32,
+        relay_ctl: &Path,
+        extra: &[String],
+        spare_pairs: u32,
+    ) -> Result<RelayDaemon> {
         let name = format!("bench{}", std::process::id());
         let state = std::env::temp_dir().join(format!("mr-bench-state-{name}.json"));
         let api: SocketAddr = ([127, 0, 0, 1], API_PORT).into();
@@ -299,7 +311,7 @@ impl RelayDaemon {
             "--port-min",
             "30000",
             "--port-max",
-            &(30_000 + 2 * streams + 1).to_string(),
+            &(30_000 + 2 * (streams + spare_pairs) + 1).to_string(),
             "--max-legs",
             &(4 * streams + 64).to_string(),
             "--xdp-mode",
@@ -315,6 +327,7 @@ impl RelayDaemon {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(extra.iter().cloned())
         .collect();
         let daemon = DaemonProcess::start_with(
             relay_ctl,

@@ -3,7 +3,8 @@
 //! number; its last phase, multi-core, runs the relay on 1 and 2 receive queues: `--queues`,
 //! `--no-multicore`); `--smoke` writes under target/bench-smoke/. A full run then benchmarks
 //! against rtpengine's kernel module in the 6.1 VM guest, which `--incumbent` runs alone
-//! (vm/incumbent.rs).
+//! (vm/incumbent.rs). `--turn` runs only `relay-bench turn` (TURN ChannelData: ours, coturn,
+//! the plain relay leg), writing bench/results/<date>-turn.{json,md}.
 
 use anyhow::Result;
 
@@ -29,7 +30,11 @@ pub fn run_bench(
     mode: BenchMode,
     incumbent: Option<incumbent::Which>,
     queues: &[u32],
+    turn: bool,
 ) -> Result<()> {
+    if turn {
+        return run_turn(pins, mode);
+    }
     if let Some(which) = incumbent {
         let vm_mode = match mode {
             BenchMode::Smoke => incumbent::Mode::Smoke,
@@ -42,6 +47,25 @@ pub fn run_bench(
         incumbent::run_bench(pins, incumbent::Mode::Full, incumbent::Which::Xt10)?;
     }
     Ok(())
+}
+
+/// TURN ChannelData throughput (`relay-bench turn`), host only.
+fn run_turn(pins: &Pins, mode: BenchMode) -> Result<()> {
+    require_root("`bench --turn` needs root: it loads XDP programs and builds network namespaces")?;
+    run_setup(pins)?;
+    run(cargo(&pins.stable)?
+        .args(["build", "--release"])
+        .args(BENCH_BINARIES))?;
+    let root = repo_root();
+    let (mode, out) = match mode {
+        BenchMode::Smoke => ("smoke", root.join("target/bench-smoke")),
+        BenchMode::Full | BenchMode::Quick => ("full", root.join("bench/results")),
+    };
+    run(command(root.join("target/release/relay-bench"))?
+        .args(["turn", "--mode", mode, "--out"])
+        .arg(out)
+        .arg("--relay-ctl")
+        .arg(root.join("target/release/relay-ctl")))
 }
 
 /// The host benchmark (`relay-bench run`).

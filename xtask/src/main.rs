@@ -73,7 +73,7 @@ enum Task {
     /// results in bench/results/ (see bench/README.md).
     Bench {
         /// Shorter and smaller, host only: under 2 minutes.
-        #[arg(long, conflicts_with_all = ["smoke", "incumbent", "incumbent26"])]
+        #[arg(long, conflicts_with_all = ["smoke", "incumbent", "incumbent26", "turn"])]
         quick: bool,
         /// The harness alone in seconds (per-packet cost at a tiny repeat, outputs written);
         /// with --incumbent, the VM guest's smoke run (a few minutes, under target/).
@@ -94,6 +94,10 @@ enum Task {
         /// Skip the host run's multi-core phase.
         #[arg(long)]
         no_multicore: bool,
+        /// Only TURN ChannelData throughput: our TURN server (XDP) vs coturn vs our plain
+        /// relay leg (`relay-bench turn`); with --smoke a shorter run under target/.
+        #[arg(long, conflicts_with_all = ["incumbent", "incumbent26"])]
+        turn: bool,
     },
 }
 
@@ -128,6 +132,7 @@ fn run(task: Task) -> Result<()> {
             incumbent26,
             queues,
             no_multicore,
+            turn,
         } => bench::run_bench(
             &pins,
             match (quick, smoke) {
@@ -141,6 +146,7 @@ fn run(task: Task) -> Result<()> {
                 _ => None,
             },
             if no_multicore { &[] } else { &queues },
+            turn,
         ),
     }
 }

@@ -6,7 +6,8 @@
 //! - `bench_count_drop`: the sink. Counts frames per CPU and drops them, so a receiver
 //!   namespace counts at the earliest point and costs the system nothing more.
 //! - `bench_gen`: the traffic generator, run with BPF_PROG_RUN in live-frames mode on the
-//!   generator's veth. It writes a header template and the leg's ports, then XDP_TX.
+//!   generator's veth. It writes a header template and the leg's ports (and, if asked, the
+//!   first 4 payload bytes), then XDP_TX.
 //! - `bench_redirect`: the forwarding baseline for paths that end on another interface (the
 //!   incumbent comparison): writes two configured MAC addresses and XDP_REDIRECTs to a
 //!   configured ifindex; no IP/UDP work, no lookup.
@@ -30,11 +31,17 @@ pub struct GenConfig {
     /// Ethernet/IPv4/UDP header written in front of every frame (ports are set per frame;
     /// the UDP checksum is 0, "none", so changing ports keeps the frame valid).
     pub hdr: [u8; HDR_LEN],
-    pub _pad: [u8; 6],
+    /// The first 4 payload bytes, written too when `lead` is 1: a relay that strips them
+    /// (TURN ChannelData -> UDP) leaves the recycled page without them otherwise.
+    pub lead_bytes: [u8; LEAD_LEN],
+    pub _pad: [u8; 2],
     /// Frame n uses the ports of `BENCH_FLOWS[n % flows]`.
     pub flows: u32,
-    pub _pad2: u32,
+    pub lead: u32,
 }
+
+/// Payload bytes `GenConfig::lead` rewrites.
+const LEAD_LEN: usize = 4;
 
 /// Most flows the generator cycles through.
 const MAX_FLOWS: u32 = 65_536;
@@ -122,6 +129,12 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
         let udp = (start + 34) as *mut [u16; 2];
         (*udp)[0] = ports[0].to_be();
         (*udp)[1] = ports[1].to_be();
+    }
+    if cfg.lead == 1 {
+        if start + HDR_LEN + LEAD_LEN > ctx.data_end() {
+            return xdp_action::XDP_ABORTED;
+        }
+        unsafe { *((start + HDR_LEN) as *mut [u8; LEAD_LEN]) = cfg.lead_bytes };
     }
     xdp_action::XDP_TX
 }

@@ -299,6 +299,7 @@ fn measure(
         // A TCG guest sends some 10^5 frames/s: small first calls keep the time bound.
         first_batch: 4_096,
         hold_dispatcher: true,
+        rewrite_lead: false,
     };
     let f0 = m.forwarded.map(|f| f()).transpose()?;
     let v = tput::drive(
