@@ -118,7 +118,7 @@ impl Controller {
     /// Run `f` on the channel maps; without them (a data plane that predates them) nothing
     /// is offloaded and the TURN server relays in userspace, which it does anyway for
     /// whatever XDP passes up.
-    fn with_turn_maps(&self, f: impl FnOnce(&mut TurnMaps) -> Result<bool>) -> Result<()> {
+    fn with_turn_maps<T>(&self, f: impl FnOnce(&mut TurnMaps) -> Result<T>) -> Result<()> {
         match self.turn_maps_lock().as_mut() {
             Some(m) => f(m).map(|_| ()),
             None => Ok(()),
@@ -130,13 +130,13 @@ impl Controller {
 /// entries into the legs map.
 impl TurnOffload for Controller {
     fn set_channel(&self, key: ChannelKey, value: TurnValue) -> Result<()> {
-        self.with_turn_maps(|m| m.set_channel(&key, &value).map(|_| true))
+        self.with_turn_maps(|m| m.set_channel(&key, &value))
     }
     fn del_channel(&self, key: ChannelKey) -> Result<()> {
         self.with_turn_maps(|m| m.del_channel(&key))
     }
     fn set_peer(&self, key: LegKey, value: TurnValue) -> Result<()> {
-        self.with_turn_maps(|m| m.set_peer(&key, &value).map(|_| true))
+        self.with_turn_maps(|m| m.set_peer(&key, &value))
     }
     fn del_peer(&self, key: LegKey) -> Result<()> {
         self.with_turn_maps(|m| m.del_peer(&key))
